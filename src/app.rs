@@ -1,0 +1,127 @@
+//! Wiring and lifecycle: load, bind, serve, and shut down cleanly on a signal.
+//!
+//! Startup fails fast with one clear line (bad config, bad zone file, unwritable
+//! data dir, store that cannot be decoded, port in use). On SIGTERM/SIGINT the
+//! listeners stop accepting, in-flight work finishes, the store is flushed and the
+//! process exits 0.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::health::HealthHub;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::store::SledStore;
+use crate::zone::ZoneSet;
+
+/// `gslb check`: validate the config (already loaded) and every zone file.
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    let zones = ZoneSet::load_dir(&config.zones_dir)?;
+    let origins = zones.origins();
+    if origins.is_empty() {
+        anyhow::bail!("{}: no *.zone files found", config.zones_dir.display());
+    }
+    println!(
+        "ok: {} zone(s) ({}), {} topology entr{}",
+        origins.len(),
+        origins.join(", "),
+        config.topology.len(),
+        if config.topology.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        }
+    );
+    Ok(())
+}
+
+/// `gslb serve`: runs until SIGTERM or SIGINT.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gslb-ctl")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(config, shutdown_signal()))
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+/// Brings everything up, serves until `shutdown` resolves, then tears down in order.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    config.check_api_exposure()?;
+    let zones = Arc::new(ZoneSet::load_dir(&config.zones_dir)?);
+    if zones.origins().is_empty() {
+        anyhow::bail!("{}: no *.zone files found", config.zones_dir.display());
+    }
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("data dir {}: cannot create", config.data_dir.display()))?;
+    let probe = config.data_dir.join(".gslb-write-test");
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("data dir {}: not writable", config.data_dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    let store = Arc::new(SledStore::open(&config.data_dir)?);
+    let health = Arc::new(HealthHub::new());
+    let registry = Arc::new(Registry::open(
+        store,
+        zones,
+        Arc::new(config.topology.clone()),
+        health.clone(),
+    )?);
+    let metrics = Arc::new(Metrics::new());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dns = crate::dns::DnsServer::bind(&config.dns_listen)?;
+    let api_listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("api_listen {}: cannot bind", config.api_listen))?;
+
+    let dns_task = dns.start(registry.snapshot_handle(), metrics.clone(), stop_rx.clone())?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let api_state = crate::api::AppState {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        token: config.api_token.clone(),
+        ready: ready.clone(),
+    };
+    let api_task = tokio::spawn(crate::api::serve(api_listener, api_state, stop_rx.clone()));
+
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(
+        dns = ?config.dns_listen,
+        api = %config.api_listen,
+        nameservices = registry.len(),
+        "gslb serving"
+    );
+
+    shutdown.await;
+    ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    let api_result = api_task.await;
+    dns_task.join().await;
+    registry.flush().context("flushing the store at shutdown")?;
+    match api_result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "API server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "API task failed"),
+    }
+    tracing::info!("gslb stopped");
+    Ok(())
+}

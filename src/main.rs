@@ -1,0 +1,106 @@
+//! The `gslb` binary: parse the command line, set up logging, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use gslb::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "gslb",
+    version,
+    about = "Authoritative DNS server for global server load balancing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS and the REST API.
+    Serve(ServeArgs),
+    /// Validate the config and every zone file, then exit.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// UDP and TCP DNS listener (repeatable) [default: 127.0.0.1:1053]
+    #[arg(long = "dns-listen", value_name = "ADDR:PORT")]
+    dns_listen: Vec<String>,
+    /// REST API, /healthz and /metrics listener [default: 127.0.0.1:8080]
+    #[arg(long = "api-listen", value_name = "ADDR:PORT")]
+    api_listen: Option<String>,
+    /// Embedded store directory [default: ./data]
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory of RFC 1035 zone files (*.zone) [default: ./zones]
+    #[arg(long = "zones-dir", value_name = "DIR")]
+    zones_dir: Option<PathBuf>,
+    /// Bearer token required on /api/ calls.
+    #[arg(
+        long = "api-token",
+        env = "GSLB_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of RFC 1035 zone files (*.zone) [default: ./zones]
+    #[arg(long = "zones-dir", value_name = "DIR")]
+    zones_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Serve(a) => Config::load(
+            a.config.as_deref(),
+            Overrides {
+                dns_listen: a.dns_listen,
+                api_listen: a.api_listen,
+                data_dir: a.data_dir,
+                zones_dir: a.zones_dir,
+                api_token: a.api_token,
+            },
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(gslb::app::serve),
+        Command::Check(a) => Config::load(
+            a.config.as_deref(),
+            Overrides {
+                zones_dir: a.zones_dir,
+                ..Overrides::default()
+            },
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|c| gslb::app::check(&c)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line: what and where.
+            eprintln!("gslb: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Prometheus metrics: lock-free counters on the hot path, rendered in the text
+//! exposition format on `/metrics`. Every name is a constant here and listed in
+//! docs/operations.md.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const DNS_QUERIES: &str = "gslb_dns_queries_total";
+pub const DNS_TRUNCATED: &str = "gslb_dns_truncated_total";
+pub const DNS_DROPPED: &str = "gslb_dns_dropped_total";
+pub const API_REQUESTS: &str = "gslb_api_requests_total";
+pub const NAMESERVICES: &str = "gslb_nameservices";
+
+/// Query types counted separately; everything else is `OTHER`.
+pub const QTYPES: [&str; 15] = [
+    "A", "AAAA", "NS", "SOA", "CNAME", "MX", "TXT", "SRV", "PTR", "CAA", "ANY", "AXFR", "IXFR",
+    "HTTPS", "OTHER",
+];
+/// Response codes counted separately; everything else is `OTHER`.
+pub const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER",
+];
+
+/// Index into [`QTYPES`] for a numeric query type.
+pub fn qtype_index(qtype: u16) -> usize {
+    match qtype {
+        1 => 0,
+        28 => 1,
+        2 => 2,
+        6 => 3,
+        5 => 4,
+        15 => 5,
+        16 => 6,
+        33 => 7,
+        12 => 8,
+        257 => 9,
+        255 => 10,
+        252 => 11,
+        251 => 12,
+        65 => 13,
+        _ => 14,
+    }
+}
+
+/// Index into [`RCODES`] for a (possibly extended) response code.
+pub fn rcode_index(rcode: u16) -> usize {
+    match rcode {
+        0..=5 => rcode as usize,
+        16 => 6,
+        _ => 7,
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    dns: [[AtomicU64; RCODES.len()]; QTYPES.len()],
+    truncated: AtomicU64,
+    dropped: AtomicU64,
+    api: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One answered DNS query.
+    #[inline]
+    pub fn dns_query(&self, qtype: u16, rcode: u16) {
+        self.dns[qtype_index(qtype)][rcode_index(rcode)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One UDP answer sent truncated (TC=1).
+    #[inline]
+    pub fn dns_truncated(&self) {
+        self.truncated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One datagram dropped without an answer (unparseable header, a response...).
+    #[inline]
+    pub fn dns_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One API request, by route template (e.g. `/api/v1/nameservices/{name}`).
+    pub fn api_request(&self, route: &str, method: &'static str, status: u16) {
+        let mut m = self.api.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((route.to_string(), method, status)).or_default() += 1;
+    }
+
+    /// Renders the metrics owned here; `nameservices` is the current registry size.
+    pub fn render(&self, out: &mut String, nameservices: usize) {
+        header(
+            out,
+            DNS_QUERIES,
+            "counter",
+            "DNS queries answered, by query type and response code.",
+        );
+        for (qi, row) in self.dns.iter().enumerate() {
+            for (ri, c) in row.iter().enumerate() {
+                let v = c.load(Ordering::Relaxed);
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "{DNS_QUERIES}{{qtype=\"{}\",rcode=\"{}\"}} {v}",
+                        QTYPES[qi], RCODES[ri]
+                    );
+                }
+            }
+        }
+        header(out, DNS_TRUNCATED, "counter", "UDP answers sent with TC=1.");
+        let _ = writeln!(
+            out,
+            "{DNS_TRUNCATED} {}",
+            self.truncated.load(Ordering::Relaxed)
+        );
+        header(
+            out,
+            DNS_DROPPED,
+            "counter",
+            "DNS messages dropped without an answer.",
+        );
+        let _ = writeln!(
+            out,
+            "{DNS_DROPPED} {}",
+            self.dropped.load(Ordering::Relaxed)
+        );
+        header(
+            out,
+            API_REQUESTS,
+            "counter",
+            "REST API requests, by route, method and status.",
+        );
+        for ((route, method, status), v) in
+            self.api.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
+            let _ = writeln!(
+                out,
+                "{API_REQUESTS}{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {v}",
+                escape(route)
+            );
+        }
+        header(out, NAMESERVICES, "gauge", "NameServices registered.");
+        let _ = writeln!(out, "{NAMESERVICES} {nameservices}");
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a metric family.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_text_format() {
+        let m = Metrics::new();
+        m.dns_query(1, 0);
+        m.dns_query(1, 0);
+        m.dns_query(99, 16);
+        m.api_request("/api/v1/nameservices/{name}", "PUT", 201);
+        let mut s = String::new();
+        m.render(&mut s, 3);
+        assert!(
+            s.contains("gslb_dns_queries_total{qtype=\"A\",rcode=\"NOERROR\"} 2\n"),
+            "{s}"
+        );
+        assert!(s.contains("gslb_dns_queries_total{qtype=\"OTHER\",rcode=\"BADVERS\"} 1\n"));
+        assert!(s.contains("gslb_api_requests_total{route=\"/api/v1/nameservices/{name}\",method=\"PUT\",status=\"201\"} 1\n"));
+        assert!(s.contains("# TYPE gslb_nameservices gauge\ngslb_nameservices 3\n"));
+    }
+}

@@ -1,0 +1,551 @@
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Locality, LocalityPattern, ValidationError, normalize_name};
+
+/// How the answer for a NameService is chosen among its eligible targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Policy {
+    RoundRobin,
+    Ratio,
+    Locality,
+}
+
+/// What to answer when no enabled target of the queried family is eligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum AllDown {
+    /// Fail open: every enabled target of the family is answered.
+    #[default]
+    AnswerAll,
+    /// Answer NODATA.
+    NoData,
+}
+
+/// TCP health-check settings (Istio WorkloadGroup probe fields).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub port: u16,
+    pub period_seconds: u32,
+    pub timeout_seconds: u32,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+/// One gateway VIP of a NameService.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub name: String,
+    pub address: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<String>,
+    pub ratio: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Always filled in: defaults to `address`.
+    pub probe_address: IpAddr,
+    pub enabled: bool,
+}
+
+/// `failover`: clients in region `from` go to region `to` when their region has no
+/// eligible target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FailoverRule {
+    pub from: String,
+    pub to: String,
+}
+
+/// `distribute`: clients matching `from` get the targets of one `to` pattern, drawn by weight.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DistributeRule {
+    pub from: String,
+    pub to: BTreeMap<String, u32>,
+}
+
+/// A validated NameService with every default filled in: the stored and returned form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NameService {
+    pub name: String,
+    pub ttl: u32,
+    pub policy: Policy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    pub targets: Vec<Target>,
+    pub all_down: AllDown,
+    #[serde(default)]
+    pub failover: Vec<FailoverRule>,
+    #[serde(default)]
+    pub distribute: Vec<DistributeRule>,
+}
+
+pub const DEFAULT_TTL: u32 = 30;
+pub const MAX_TTL: u32 = 86_400;
+pub const MAX_TARGETS: usize = 64;
+pub const MAX_RATIO: u32 = 10_000;
+pub const MAX_WEIGHT: u32 = 10_000;
+
+// The request body as a client may send it: everything optional so that a missing
+// field becomes a precise 422 instead of a serde message.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NameServiceInput {
+    name: Option<String>,
+    ttl: Option<u32>,
+    policy: Option<Policy>,
+    health_check: Option<HealthCheckInput>,
+    targets: Option<Vec<TargetInput>>,
+    all_down: Option<AllDown>,
+    failover: Option<Vec<FailoverRule>>,
+    distribute: Option<Vec<DistributeRule>>,
+    /// Accepted and ignored, so a GET result can be PUT back as it is.
+    #[serde(rename = "status")]
+    _status: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HealthCheckInput {
+    port: Option<u32>,
+    period_seconds: Option<u32>,
+    timeout_seconds: Option<u32>,
+    failure_threshold: Option<u32>,
+    success_threshold: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TargetInput {
+    name: Option<String>,
+    address: Option<String>,
+    locality: Option<String>,
+    ratio: Option<u32>,
+    port: Option<u32>,
+    probe_address: Option<String>,
+    enabled: Option<bool>,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError::new(field, message)
+}
+
+fn in_range(field: &str, v: u32, lo: u32, hi: u32) -> Result<u32, ValidationError> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(err(
+            field,
+            format!("{field} must be between {lo} and {hi}, got {v}"),
+        ))
+    }
+}
+
+fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ValidationError> {
+    s.parse().map_err(|_| {
+        err(
+            field,
+            format!("{field} must be an IPv4 or IPv6 literal, got {s:?}"),
+        )
+    })
+}
+
+fn valid_target_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 63
+        && ok(&b[0])
+        && ok(&b[b.len() - 1])
+        && b.iter().all(|c| ok(c) || *c == b'-')
+}
+
+impl NameService {
+    /// Validates a request body (already known to be syntactically valid JSON) and
+    /// returns the resource with every default filled in. The first broken rule is
+    /// reported with its field path.
+    pub fn from_json(value: serde_json::Value) -> Result<Self, ValidationError> {
+        if !value.is_object() {
+            return Err(err("", "the body must be a JSON object"));
+        }
+        let input: NameServiceInput = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            err(path, e.into_inner().to_string())
+        })?;
+        Self::validate(input)
+    }
+
+    fn validate(input: NameServiceInput) -> Result<Self, ValidationError> {
+        let raw_name = input.name.ok_or_else(|| err("name", "name is required"))?;
+        let name = normalize_name(&raw_name).map_err(|e| {
+            err(
+                "name",
+                format!("name {raw_name:?} is not a valid DNS name: {e}"),
+            )
+        })?;
+        let ttl = in_range("ttl", input.ttl.unwrap_or(DEFAULT_TTL), 0, MAX_TTL)?;
+        let policy = input.policy.ok_or_else(|| {
+            err(
+                "policy",
+                "policy is required: one of RoundRobin, Ratio, Locality",
+            )
+        })?;
+
+        let health_check = match input.health_check {
+            None => None,
+            Some(hc) => {
+                let port = hc
+                    .port
+                    .ok_or_else(|| err("healthCheck.port", "healthCheck.port is required"))?;
+                let port = in_range("healthCheck.port", port, 1, 65_535)? as u16;
+                let period = in_range(
+                    "healthCheck.periodSeconds",
+                    hc.period_seconds.unwrap_or(5),
+                    1,
+                    3600,
+                )?;
+                let timeout = hc.timeout_seconds.unwrap_or(2.min(period));
+                let timeout = in_range("healthCheck.timeoutSeconds", timeout, 1, period)?;
+                let failure = in_range(
+                    "healthCheck.failureThreshold",
+                    hc.failure_threshold.unwrap_or(3),
+                    1,
+                    10,
+                )?;
+                let success = in_range(
+                    "healthCheck.successThreshold",
+                    hc.success_threshold.unwrap_or(1),
+                    1,
+                    10,
+                )?;
+                Some(HealthCheck {
+                    port,
+                    period_seconds: period,
+                    timeout_seconds: timeout,
+                    failure_threshold: failure,
+                    success_threshold: success,
+                })
+            }
+        };
+
+        let targets_in = input
+            .targets
+            .ok_or_else(|| err("targets", "targets is required"))?;
+        if targets_in.is_empty() || targets_in.len() > MAX_TARGETS {
+            return Err(err(
+                "targets",
+                format!(
+                    "targets must have 1 to {MAX_TARGETS} entries, got {}",
+                    targets_in.len()
+                ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut targets = Vec::with_capacity(targets_in.len());
+        for (i, t) in targets_in.into_iter().enumerate() {
+            let f = |k: &str| format!("targets[{i}].{k}");
+            let tname = t
+                .name
+                .ok_or_else(|| err(f("name"), format!("{} is required", f("name"))))?;
+            if !valid_target_name(&tname) {
+                return Err(err(
+                    f("name"),
+                    format!(
+                        "{} {tname:?} must match [a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?",
+                        f("name")
+                    ),
+                ));
+            }
+            if !seen.insert(tname.clone()) {
+                return Err(err(
+                    f("name"),
+                    format!("target name {tname:?} is used twice"),
+                ));
+            }
+            let addr_s = t
+                .address
+                .ok_or_else(|| err(f("address"), format!("{} is required", f("address"))))?;
+            let address = parse_ip(&f("address"), &addr_s)?;
+            if let Some(l) = &t.locality {
+                Locality::parse(l).map_err(|m| err(f("locality"), m))?;
+            }
+            let ratio = in_range(&f("ratio"), t.ratio.unwrap_or(1), 0, MAX_RATIO)?;
+            let port = match t.port {
+                None => None,
+                Some(p) => Some(in_range(&f("port"), p, 1, 65_535)? as u16),
+            };
+            let probe_address = match &t.probe_address {
+                None => address,
+                Some(s) => parse_ip(&f("probeAddress"), s)?,
+            };
+            targets.push(Target {
+                name: tname,
+                address,
+                locality: t.locality,
+                ratio,
+                port,
+                probe_address,
+                enabled: t.enabled.unwrap_or(true),
+            });
+        }
+
+        let failover = input.failover.unwrap_or_default();
+        let distribute = input.distribute.unwrap_or_default();
+        if policy != Policy::Locality {
+            if !failover.is_empty() {
+                return Err(err(
+                    "failover",
+                    "failover is only allowed with policy Locality",
+                ));
+            }
+            if !distribute.is_empty() {
+                return Err(err(
+                    "distribute",
+                    "distribute is only allowed with policy Locality",
+                ));
+            }
+        }
+        for (i, rule) in failover.iter().enumerate() {
+            for (k, v) in [("from", &rule.from), ("to", &rule.to)] {
+                let field = format!("failover[{i}].{k}");
+                let l = Locality::parse(v).map_err(|m| err(&field, m))?;
+                if l.parts().len() != 1 {
+                    return Err(err(field, format!("failover names a region, got {v:?}")));
+                }
+            }
+        }
+        for (i, rule) in distribute.iter().enumerate() {
+            LocalityPattern::parse(&rule.from)
+                .map_err(|m| err(format!("distribute[{i}].from"), m))?;
+            if rule.to.is_empty() {
+                return Err(err(
+                    format!("distribute[{i}].to"),
+                    "distribute to needs at least one pattern",
+                ));
+            }
+            let mut sum = 0u64;
+            for (pattern, weight) in &rule.to {
+                let field = format!("distribute[{i}].to.{pattern}");
+                LocalityPattern::parse(pattern).map_err(|m| err(&field, m))?;
+                in_range(&field, *weight, 0, MAX_WEIGHT)?;
+                sum += u64::from(*weight);
+            }
+            if sum == 0 {
+                return Err(err(
+                    format!("distribute[{i}].to"),
+                    "distribute weights must not all be 0",
+                ));
+            }
+        }
+
+        Ok(NameService {
+            name,
+            ttl,
+            policy,
+            health_check,
+            targets,
+            all_down: input.all_down.unwrap_or_default(),
+            failover,
+            distribute,
+        })
+    }
+
+    /// The health-check endpoint of target `i`, or `None` when targets are not probed.
+    pub fn endpoint(&self, i: usize) -> Option<Endpoint> {
+        let hc = self.health_check.as_ref()?;
+        let t = &self.targets[i];
+        Some(Endpoint {
+            address: t.probe_address,
+            port: t.port.unwrap_or(hc.port),
+            period_seconds: hc.period_seconds,
+            timeout_seconds: hc.timeout_seconds,
+        })
+    }
+}
+
+/// What is probed: one probe per distinct endpoint per period, however many
+/// NameServices share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    pub address: IpAddr,
+    pub port: u16,
+    pub period_seconds: u32,
+    pub timeout_seconds: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> serde_json::Value {
+        json!({"name": "App.Gslb.Example.", "policy": "RoundRobin",
+               "targets": [{"name": "dc1", "address": "192.0.2.10"}]})
+    }
+
+    #[test]
+    fn fills_defaults() {
+        let ns = NameService::from_json(minimal()).unwrap();
+        assert_eq!(ns.name, "app.gslb.example");
+        assert_eq!(ns.ttl, 30);
+        assert_eq!(ns.all_down, AllDown::AnswerAll);
+        let t = &ns.targets[0];
+        assert_eq!((t.ratio, t.enabled, t.probe_address), (1, true, t.address));
+        assert!(ns.health_check.is_none());
+        let mut v = minimal();
+        v["healthCheck"] = json!({"port": 443});
+        let hc = NameService::from_json(v).unwrap().health_check.unwrap();
+        assert_eq!(
+            (
+                hc.period_seconds,
+                hc.timeout_seconds,
+                hc.failure_threshold,
+                hc.success_threshold
+            ),
+            (5, 2, 3, 1)
+        );
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let ns = NameService::from_json(minimal()).unwrap();
+        let again = NameService::from_json(serde_json::to_value(&ns).unwrap()).unwrap();
+        assert_eq!(ns, again);
+    }
+
+    #[test]
+    fn rejects_each_broken_rule_naming_the_field() {
+        let cases: Vec<(&str, serde_json::Value)> = vec![
+            ("name", json!({"name": "bad name"})),
+            ("name", json!({"name": null})),
+            ("ttl", json!({"ttl": 86401})),
+            ("ttl", json!({"ttl": -1})),
+            ("ttl", json!({"ttl": "30"})),
+            ("policy", json!({"policy": "Random"})),
+            ("policy", json!({"policy": null})),
+            ("healthCheck.port", json!({"healthCheck": {}})),
+            ("healthCheck.port", json!({"healthCheck": {"port": 0}})),
+            ("healthCheck.port", json!({"healthCheck": {"port": 65536}})),
+            (
+                "healthCheck.periodSeconds",
+                json!({"healthCheck": {"port": 1, "periodSeconds": 3601}}),
+            ),
+            (
+                "healthCheck.timeoutSeconds",
+                json!({"healthCheck": {"port": 1, "periodSeconds": 2, "timeoutSeconds": 3}}),
+            ),
+            (
+                "healthCheck.timeoutSeconds",
+                json!({"healthCheck": {"port": 1, "timeoutSeconds": 0}}),
+            ),
+            (
+                "healthCheck.failureThreshold",
+                json!({"healthCheck": {"port": 1, "failureThreshold": 11}}),
+            ),
+            (
+                "healthCheck.successThreshold",
+                json!({"healthCheck": {"port": 1, "successThreshold": 0}}),
+            ),
+            ("targets", json!({"targets": []})),
+            ("targets", json!({"targets": null})),
+            (
+                "targets[0].name",
+                json!({"targets": [{"name": "DC1", "address": "192.0.2.1"}]}),
+            ),
+            (
+                "targets[0].name",
+                json!({"targets": [{"name": "-dc", "address": "192.0.2.1"}]}),
+            ),
+            (
+                "targets[1].name",
+                json!({"targets": [{"name": "a", "address": "192.0.2.1"}, {"name": "a", "address": "192.0.2.2"}]}),
+            ),
+            (
+                "targets[0].address",
+                json!({"targets": [{"name": "a", "address": "host.example"}]}),
+            ),
+            ("targets[0].address", json!({"targets": [{"name": "a"}]})),
+            (
+                "targets[0].locality",
+                json!({"targets": [{"name": "a", "address": "192.0.2.1", "locality": "a/b/c/d"}]}),
+            ),
+            (
+                "targets[0].ratio",
+                json!({"targets": [{"name": "a", "address": "192.0.2.1", "ratio": 10001}]}),
+            ),
+            (
+                "targets[0].port",
+                json!({"targets": [{"name": "a", "address": "192.0.2.1", "port": 0}]}),
+            ),
+            (
+                "targets[0].probeAddress",
+                json!({"targets": [{"name": "a", "address": "192.0.2.1", "probeAddress": "x"}]}),
+            ),
+            (
+                "targets[0].enabled",
+                json!({"targets": [{"name": "a", "address": "192.0.2.1", "enabled": "yes"}]}),
+            ),
+            ("allDown", json!({"allDown": "Panic"})),
+            ("failover", json!({"failover": [{"from": "a", "to": "b"}]})),
+            (
+                "distribute",
+                json!({"distribute": [{"from": "a", "to": {"b": 1}}]}),
+            ),
+            ("bogus", json!({"bogus": 1})),
+        ];
+        for (field, patch) in cases {
+            let mut v = minimal();
+            for (k, val) in patch.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            let e = NameService::from_json(v.clone()).expect_err(&format!("accepted {v}"));
+            assert_eq!(e.field, field, "{v}: {e}");
+        }
+        let many: Vec<_> = (0..65)
+            .map(|i| json!({"name": format!("t{i}"), "address": "192.0.2.1"}))
+            .collect();
+        let mut v = minimal();
+        v["targets"] = json!(many);
+        assert_eq!(NameService::from_json(v).unwrap_err().field, "targets");
+    }
+
+    #[test]
+    fn locality_rules_are_checked() {
+        let mut v = minimal();
+        v["policy"] = json!("Locality");
+        v["failover"] = json!([{"from": "us-west", "to": "us-east/zone-a"}]);
+        assert_eq!(
+            NameService::from_json(v.clone()).unwrap_err().field,
+            "failover[0].to"
+        );
+        v["failover"] = json!([{"from": "us-west", "to": "us-east"}]);
+        v["distribute"] = json!([{"from": "*/*", "to": {"r1/z1/*": 99, "r2/z2/*": 1}}]);
+        NameService::from_json(v.clone()).unwrap();
+        v["distribute"] = json!([{"from": "*/*", "to": {"r1/z1/*": 0}}]);
+        assert_eq!(
+            NameService::from_json(v.clone()).unwrap_err().field,
+            "distribute[0].to"
+        );
+        v["distribute"] = json!([{"from": "a b", "to": {"r1": 1}}]);
+        assert_eq!(
+            NameService::from_json(v).unwrap_err().field,
+            "distribute[0].from"
+        );
+    }
+
+    #[test]
+    fn status_is_ignored_on_input() {
+        let mut v = minimal();
+        v["status"] = json!({"conditions": []});
+        NameService::from_json(v).unwrap();
+    }
+
+    #[test]
+    fn non_object_body() {
+        assert_eq!(NameService::from_json(json!([1])).unwrap_err().field, "");
+    }
+}

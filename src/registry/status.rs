@@ -1,0 +1,141 @@
+//! The `status` block of a NameService: per-target health and the Ready condition.
+
+use serde::Serialize;
+
+use crate::health::{Health, HealthHub};
+use crate::model::NameService;
+use crate::timefmt::rfc3339;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+    pub last_transition_time: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    pub name: String,
+    pub address: String,
+    pub health: Health,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub last_probe_time: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    pub conditions: Vec<Condition>,
+    pub targets: Vec<TargetStatus>,
+}
+
+/// The last Ready verdict seen for a NameService and when it last changed.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadyMemo {
+    reason: &'static str,
+    since: u64,
+}
+
+impl ReadyMemo {
+    pub(crate) fn initial(now: u64) -> Self {
+        Self {
+            reason: "",
+            since: now,
+        }
+    }
+}
+
+pub(crate) fn compute(
+    spec: &NameService,
+    health: &HealthHub,
+    memo: &mut ReadyMemo,
+    now: u64,
+) -> Status {
+    let targets: Vec<TargetStatus> = spec
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let st = spec.endpoint(i).and_then(|ep| health.status(&ep));
+            match st {
+                None if spec.health_check.is_none() => TargetStatus {
+                    name: t.name.clone(),
+                    address: t.address.to_string(),
+                    health: Health::Unchecked,
+                    consecutive_failures: 0,
+                    consecutive_successes: 0,
+                    last_probe_time: None,
+                    last_error: None,
+                },
+                None => TargetStatus {
+                    name: t.name.clone(),
+                    address: t.address.to_string(),
+                    health: Health::Pending,
+                    consecutive_failures: 0,
+                    consecutive_successes: 0,
+                    last_probe_time: None,
+                    last_error: None,
+                },
+                Some(s) => TargetStatus {
+                    name: t.name.clone(),
+                    address: t.address.to_string(),
+                    health: s.health,
+                    consecutive_failures: s.consecutive_failures,
+                    consecutive_successes: s.consecutive_successes,
+                    last_probe_time: s.last_probe_time.map(rfc3339),
+                    last_error: s.last_error,
+                },
+            }
+        })
+        .collect();
+
+    // Drained targets do not count towards readiness.
+    let enabled: Vec<&TargetStatus> = targets
+        .iter()
+        .zip(&spec.targets)
+        .filter(|(_, t)| t.enabled)
+        .map(|(s, _)| s)
+        .collect();
+    let total = enabled.len();
+    let up = enabled.iter().filter(|s| s.health.is_up()).count();
+    let pending = enabled
+        .iter()
+        .filter(|s| s.health == Health::Pending)
+        .count();
+    let (status, reason) = if total > 0 && up == total {
+        ("True", "AllTargetsHealthy")
+    } else if up > 0 {
+        ("True", "SomeTargetsUnhealthy")
+    } else if pending > 0 {
+        ("False", "Pending")
+    } else {
+        ("False", "NoHealthyTargets")
+    };
+    if memo.reason != reason {
+        if !memo.reason.is_empty() {
+            memo.since = now;
+        }
+        memo.reason = reason;
+    }
+    let message = if pending > 0 && up == 0 {
+        format!("{pending} of {total} enabled targets awaiting their first health verdict")
+    } else {
+        format!("{up} of {total} targets healthy")
+    };
+    Status {
+        conditions: vec![Condition {
+            kind: "Ready",
+            status,
+            reason,
+            message,
+            last_transition_time: rfc3339(memo.since),
+        }],
+        targets,
+    }
+}

@@ -1,0 +1,208 @@
+use std::path::Path;
+
+use super::{Change, FORMAT_VERSION, Store, StoreError, StoredHealth};
+use crate::model::NameService;
+
+const NAMESERVICES: &str = "nameservices/v1";
+const HEALTH: &str = "health/v1";
+
+/// The embedded default store.
+pub struct SledStore {
+    db: sled::Db,
+    nameservices: sled::Tree,
+    health: sled::Tree,
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut buf = vec![FORMAT_VERSION];
+    // Serializing our own plain data types to JSON cannot fail.
+    serde_json::to_writer(&mut buf, value).expect("serializable");
+    buf
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    let key = String::from_utf8_lossy(key).into_owned();
+    match value.split_first() {
+        Some((&FORMAT_VERSION, body)) => {
+            serde_json::from_slice(body).map_err(|e| StoreError::Decode {
+                key,
+                reason: e.to_string(),
+            })
+        }
+        Some((&found, _)) => Err(StoreError::Version { key, found }),
+        None => Err(StoreError::Decode {
+            key,
+            reason: "empty value".into(),
+        }),
+    }
+}
+
+fn health_key(h: &StoredHealth) -> Vec<u8> {
+    format!(
+        "{}|{}|{}|{}",
+        h.address, h.port, h.period_seconds, h.timeout_seconds
+    )
+    .into_bytes()
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: dir.display().to_string(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(16 * 1024 * 1024)
+            .open()
+            .map_err(open_err)?;
+        let nameservices = db.open_tree(NAMESERVICES).map_err(open_err)?;
+        let health = db.open_tree(HEALTH).map_err(open_err)?;
+        Ok(Self {
+            db,
+            nameservices,
+            health,
+        })
+    }
+}
+
+impl Store for SledStore {
+    fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
+        let mut out = Vec::with_capacity(self.nameservices.len());
+        for kv in self.nameservices.iter() {
+            let (k, v) = kv?;
+            let ns: NameService = decode(&k, &v)?;
+            // A value stored under another key is as corrupt as an undecodable one.
+            if ns.name.as_bytes() != &*k {
+                return Err(StoreError::Decode {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: format!("holds the NameService {:?}", ns.name),
+                });
+            }
+            out.push(ns);
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for c in changes {
+            match c {
+                Change::Put(ns) => batch.insert(ns.name.as_bytes(), encode(ns)),
+                Change::Delete(name) => batch.remove(name.as_bytes()),
+            }
+        }
+        self.nameservices.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
+        self.health
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn save_health(
+        &self,
+        upsert: &[StoredHealth],
+        removed: &[StoredHealth],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for h in removed {
+            batch.remove(health_key(h));
+        }
+        for h in upsert {
+            batch.insert(health_key(h), encode(h));
+        }
+        self.health.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(name: &str) -> NameService {
+        NameService::from_json(serde_json::json!({
+            "name": name, "policy": "RoundRobin",
+            "targets": [{"name": "a", "address": "192.0.2.1"}]
+        }))
+        .unwrap()
+    }
+
+    fn tmpdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("gslb-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn put_delete_reopen() {
+        let dir = tmpdir("reopen");
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.apply(&[Change::Put(ns("b.example")), Change::Put(ns("a.example"))])
+                .unwrap();
+            s.apply(&[Change::Delete("b.example".into())]).unwrap();
+        }
+        let s = SledStore::open(&dir).unwrap();
+        let all = s.load_all().unwrap();
+        assert_eq!(all, vec![ns("a.example")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_undecodable_and_future_values() {
+        let dir = tmpdir("corrupt");
+        let s = SledStore::open(&dir).unwrap();
+        s.nameservices
+            .insert("x.example", &b"\x01{not json"[..])
+            .unwrap();
+        assert!(matches!(s.load_all(), Err(StoreError::Decode { .. })));
+        s.nameservices.insert("x.example", &b"\x09{}"[..]).unwrap();
+        assert!(matches!(
+            s.load_all(),
+            Err(StoreError::Version { found: 9, .. })
+        ));
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn health_round_trip() {
+        let dir = tmpdir("health");
+        let s = SledStore::open(&dir).unwrap();
+        let h = StoredHealth {
+            address: "192.0.2.1".parse().unwrap(),
+            port: 443,
+            period_seconds: 5,
+            timeout_seconds: 2,
+            health: "Healthy".into(),
+            consecutive_failures: 0,
+            consecutive_successes: 4,
+            last_probe_time: Some(1),
+            last_error: None,
+            last_change_time: Some(1),
+        };
+        s.save_health(std::slice::from_ref(&h), &[]).unwrap();
+        assert_eq!(s.load_health().unwrap(), vec![h.clone()]);
+        s.save_health(&[], std::slice::from_ref(&h)).unwrap();
+        assert!(s.load_health().unwrap().is_empty());
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests: each starts the real `gslb` binary on ephemeral loopback ports
+//! and talks real DNS (UDP and TCP) and HTTP to it. One test binary, many modules,
+//! to keep link time down.
+
+mod harness;
+
+mod api;
+mod cli;
+mod dns;
+mod examples;
+mod health;
+mod policy;
