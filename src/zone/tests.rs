@@ -104,7 +104,7 @@ fn loads_a_zone() {
     assert!(z.wildcard(&w("x.example.test")).is_none());
     // TXT data.
     let txt = z.node(&w("a.b.c.example.test")).unwrap().rrset(rtype::TXT).unwrap();
-    assert_eq!(&*txt.rdata[0].wire, b"\x0ehello ; world\x03(x)");
+    assert_eq!(&*txt.rdata[0].wire, b"\x0dhello ; world\x03(x)");
 }
 
 #[test]
