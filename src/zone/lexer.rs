@@ -211,7 +211,10 @@ mod tests {
             vec!["txt", "TXT", "\"a ; not comment\"", "\"b (c)\""]
         );
         assert!(e[4].tokens[2].quoted && !e[4].tokens[1].quoted);
-        assert_eq!((e[5].line, texts(&e[5])), (11, vec!["last", "A", "192.0.2.2"]));
+        assert_eq!(
+            (e[5].line, texts(&e[5])),
+            (11, vec!["last", "A", "192.0.2.2"])
+        );
     }
 
     #[test]

@@ -212,7 +212,10 @@ impl Reader {
                 Err(self.error(
                     scope.file,
                     line,
-                    format!("{name} takes {min}..={max} argument(s), found {}", args.len()),
+                    format!(
+                        "{name} takes {min}..={max} argument(s), found {}",
+                        args.len()
+                    ),
                 ))
             } else {
                 Ok(())
@@ -286,11 +289,7 @@ impl Reader {
                 self.read_file(&mut inner, &text)?;
             }
             other => {
-                return Err(self.error(
-                    scope.file,
-                    line,
-                    format!("unknown directive {other}"),
-                ));
+                return Err(self.error(scope.file, line, format!("unknown directive {other}")));
             }
         }
         Ok(())
@@ -418,10 +417,7 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
         if !wire::is_at_or_below(&p.owner, &apex) {
             return Err(at(
                 p,
-                format!(
-                    "{} is outside the zone {shown}",
-                    wire::to_dotted(&p.owner)
-                ),
+                format!("{} is outside the zone {shown}", wire::to_dotted(&p.owner)),
             ));
         }
         if p.rtype == RecordType::SOA {
@@ -448,7 +444,10 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
             return Err(at(
                 p,
                 if other.rtype == RecordType::CNAME && p.rtype == RecordType::CNAME {
-                    format!("second CNAME at {name} (the first is at line {})", other.line)
+                    format!(
+                        "second CNAME at {name} (the first is at line {})",
+                        other.line
+                    )
                 } else {
                     format!(
                         "CNAME and other data at {name}: {} here, {} at line {}",
@@ -462,13 +461,20 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
     let Some(soa) = soa else {
         let line = reader.records.first().map_or(1, |p| p.line);
         let file = reader.records.first().map_or(0, |p| p.file);
-        return Err(reader.error(file, line, format!("zone {shown} has no SOA record at its apex")));
+        return Err(reader.error(
+            file,
+            line,
+            format!("zone {shown} has no SOA record at its apex"),
+        ));
     };
     let apex_ns = by_owner
         .get(&apex)
         .is_some_and(|g| g.iter().any(|p| p.rtype == RecordType::NS));
     if !apex_ns {
-        return Err(at(soa, format!("zone {shown} has no NS record at its apex")));
+        return Err(at(
+            soa,
+            format!("zone {shown} has no NS record at its apex"),
+        ));
     }
 
     // Build nodes: RRsets in order of first appearance, duplicates dropped, the
@@ -484,7 +490,8 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
             continue;
         }
         seen.push(p.rdata.clone());
-        let rd = encode(p.rtype, &p.rdata).map_err(|m| at(p, format!("bad {} record: {m}", p.rtype)))?;
+        let rd =
+            encode(p.rtype, &p.rdata).map_err(|m| at(p, format!("bad {} record: {m}", p.rtype)))?;
         let node = nodes.entry(p.owner.clone()).or_default();
         match node.rrsets.iter_mut().find(|r| r.rtype == code) {
             Some(rs) => rs.rdata.push(rd),
@@ -521,7 +528,9 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
             let mut glue = Vec::new();
             for rd in &ns.rdata {
                 let Some(target) = &rd.target else { continue };
-                if !wire::is_at_or_below(target, &apex) || glue.iter().any(|g: &Glue| g.owner == *target) {
+                if !wire::is_at_or_below(target, &apex)
+                    || glue.iter().any(|g: &Glue| g.owner == *target)
+                {
                     continue;
                 }
                 if let Some(t) = nodes.get(target) {

@@ -37,7 +37,8 @@ fn load(files: &[(&str, &str)]) -> Result<ZoneSet, ZoneError> {
     ZoneSet::load_dir(&d.0)
 }
 
-const HEAD: &str = "$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ NS ns1\nns1 A 192.0.2.53\n";
+const HEAD: &str =
+    "$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ NS ns1\nns1 A 192.0.2.53\n";
 
 fn w(name: &str) -> Vec<u8> {
     wire::from_dotted(name).unwrap()
@@ -79,15 +80,30 @@ fn loads_a_zone() {
     assert_eq!(ns.glue[0].rrsets.len(), 2);
     let www = z.node(&w("www.example.test")).unwrap();
     let a = www.rrset(rtype::A).unwrap();
-    assert_eq!((a.ttl, a.rdata.len()), (120, 2), "duplicate dropped, TTL kept");
+    assert_eq!(
+        (a.ttl, a.rdata.len()),
+        (120, 2),
+        "duplicate dropped, TTL kept"
+    );
     assert_eq!(&*a.rdata[0].wire, &[192, 0, 2, 10]);
     // Empty non-terminals exist, unknown names do not.
     assert!(z.node(&w("c.example.test")).unwrap().is_empty());
     assert!(z.node(&w("b.c.example.test")).is_some());
     assert!(z.node(&w("nope.example.test")).is_none());
-    let cname = z.node(&w("alias.example.test")).unwrap().rrset(rtype::CNAME).unwrap();
-    assert_eq!(cname.rdata[0].target.as_deref(), Some(&w("www.example.test")[..]));
-    let mx = z.node(&w("mail.example.test")).unwrap().rrset(rtype::MX).unwrap();
+    let cname = z
+        .node(&w("alias.example.test"))
+        .unwrap()
+        .rrset(rtype::CNAME)
+        .unwrap();
+    assert_eq!(
+        cname.rdata[0].target.as_deref(),
+        Some(&w("www.example.test")[..])
+    );
+    let mx = z
+        .node(&w("mail.example.test"))
+        .unwrap()
+        .rrset(rtype::MX)
+        .unwrap();
     assert_eq!(&mx.rdata[0].wire[..2], &[0, 10]);
     assert_eq!(&mx.rdata[0].wire[2..], &w("example.test")[..]);
     assert_eq!(mx.rdata[0].names, [2, NO_NAME]);
@@ -95,7 +111,11 @@ fn loads_a_zone() {
     assert_eq!(z.delegation(&w("a.ns.sub.example.test")), Some(5));
     assert_eq!(z.delegation(&w("sub.example.test")), Some(0));
     assert_eq!(z.delegation(&w("www.example.test")), None);
-    let sub_ns = z.node(&w("sub.example.test")).unwrap().rrset(rtype::NS).unwrap();
+    let sub_ns = z
+        .node(&w("sub.example.test"))
+        .unwrap()
+        .rrset(rtype::NS)
+        .unwrap();
     assert_eq!(sub_ns.glue.len(), 1);
     // Wildcards.
     assert!(z.wildcard(&w("x.wild.example.test")).is_some());
@@ -103,7 +123,11 @@ fn loads_a_zone() {
     assert!(z.wildcard(&w("z.c.example.test")).is_none());
     assert!(z.wildcard(&w("x.example.test")).is_none());
     // TXT data.
-    let txt = z.node(&w("a.b.c.example.test")).unwrap().rrset(rtype::TXT).unwrap();
+    let txt = z
+        .node(&w("a.b.c.example.test"))
+        .unwrap()
+        .rrset(rtype::TXT)
+        .unwrap();
     assert_eq!(&*txt.rdata[0].wire, b"\x0dhello ; world\x03(x)");
 }
 
@@ -125,7 +149,10 @@ fn public_api() {
     );
     assert_eq!(zs.zone_of("app.gslb.example"), Some("gslb.example"));
     assert_eq!(zs.zone_of("gslb.example"), Some("gslb.example"));
-    assert_eq!(zs.zone_of("x.child.gslb.example"), Some("child.gslb.example"));
+    assert_eq!(
+        zs.zone_of("x.child.gslb.example"),
+        Some("child.gslb.example")
+    );
     assert_eq!(zs.zone_of("example"), None);
     assert_eq!(zs.zone_of("xgslb.example"), None);
     assert_eq!(zs.collision("alias.gslb.example"), Some(Collision::Cname));
@@ -149,7 +176,10 @@ fn origin_from_file_name_and_include() {
             "Example.Org.zone",
             "$TTL 60\n@ SOA ns1 h 1 2 3 4 5\n NS ns1\n$INCLUDE inc/ns.inc\nafter A 192.0.2.9\n",
         ),
-        ("inc/ns.inc", "$ORIGIN sub.example.org.\n@ NS ns1.example.org.\nx A 192.0.2.1\n"),
+        (
+            "inc/ns.inc",
+            "$ORIGIN sub.example.org.\n@ NS ns1.example.org.\nx A 192.0.2.1\n",
+        ),
     ])
     .unwrap();
     assert_eq!(zs.origins(), vec!["example.org"]);
@@ -172,30 +202,107 @@ fn soa_minimum_when_no_ttl() {
 fn errors_name_file_and_line() {
     let cases: &[(&str, &str, usize, &str)] = &[
         ("a.zone", "$TTL 60\n@ NS ns\nns A 192.0.2.1\n", 2, "no SOA"),
-        ("a.zone", "$TTL 60\n\n@ SOA ns h 1 2 3 4 5\nns A 192.0.2.1\n", 3, "no NS"),
-        ("a.zone", &format!("{HEAD}@ SOA ns h 2 2 3 4 5\n"), 5, "second SOA"),
-        ("a.zone", &format!("{HEAD}sub SOA ns h 2 2 3 4 5\n"), 5, "apex"),
-        ("a.zone", &format!("{HEAD}www.b. A 192.0.2.1\n"), 5, "outside the zone a"),
-        ("a.zone", &format!("{HEAD}x A 192.0.2.1\nx CNAME y\n"), 6, "CNAME and other data"),
-        ("a.zone", &format!("{HEAD}x CNAME y\n\nx TXT hi\n"), 7, "CNAME and other data"),
-        ("a.zone", &format!("{HEAD}x CNAME y\nx CNAME z\n"), 6, "second CNAME"),
-        ("a.zone", &format!("{HEAD}\n\nx A 192.0.2.300\n"), 7, "bad A record"),
-        ("a.zone", &format!("{HEAD}x AAAA nope\n"), 5, "bad AAAA record"),
-        ("a.zone", &format!("{HEAD}x BOGUS 1\n"), 5, "unknown record type BOGUS"),
+        (
+            "a.zone",
+            "$TTL 60\n\n@ SOA ns h 1 2 3 4 5\nns A 192.0.2.1\n",
+            3,
+            "no NS",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}@ SOA ns h 2 2 3 4 5\n"),
+            5,
+            "second SOA",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}sub SOA ns h 2 2 3 4 5\n"),
+            5,
+            "apex",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}www.b. A 192.0.2.1\n"),
+            5,
+            "outside the zone a",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}x A 192.0.2.1\nx CNAME y\n"),
+            6,
+            "CNAME and other data",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}x CNAME y\n\nx TXT hi\n"),
+            7,
+            "CNAME and other data",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}x CNAME y\nx CNAME z\n"),
+            6,
+            "second CNAME",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}\n\nx A 192.0.2.300\n"),
+            7,
+            "bad A record",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}x AAAA nope\n"),
+            5,
+            "bad AAAA record",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}x BOGUS 1\n"),
+            5,
+            "unknown record type BOGUS",
+        ),
         ("a.zone", &format!("{HEAD}x CH TXT hi\n"), 5, "only IN"),
         ("a.zone", &format!("{HEAD}x A\n"), 5, "bad A record"),
         ("a.zone", &format!("{HEAD}x 60\n"), 5, "no type"),
-        ("a.zone", &format!("{HEAD}x TXT \"open\n\n"), 5, "unterminated"),
-        ("a.zone", &format!("{HEAD}x MX ( 10\n  mail\n"), 5, "never closed"),
-        ("a.zone", &format!("{HEAD}$GENERATE 1-2 x$ A 1.2.3.$\n"), 5, "unknown directive"),
+        (
+            "a.zone",
+            &format!("{HEAD}x TXT \"open\n\n"),
+            5,
+            "unterminated",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}x MX ( 10\n  mail\n"),
+            5,
+            "never closed",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}$GENERATE 1-2 x$ A 1.2.3.$\n"),
+            5,
+            "unknown directive",
+        ),
         ("a.zone", &format!("{HEAD}$TTL forever\n"), 5, "bad $TTL"),
-        ("a.zone", &format!("{HEAD}$INCLUDE missing.inc\n"), 5, "cannot read $INCLUDE"),
+        (
+            "a.zone",
+            &format!("{HEAD}$INCLUDE missing.inc\n"),
+            5,
+            "cannot read $INCLUDE",
+        ),
         ("a.zone", " A 192.0.2.1\n", 1, "without an owner"),
         ("a.zone", "@ NS ns\n", 1, "no TTL"),
-        ("a.zone", &format!("{HEAD}x MX 10 mail )\n"), 5, "without a matching"),
+        (
+            "a.zone",
+            &format!("{HEAD}x MX 10 mail )\n"),
+            5,
+            "without a matching",
+        ),
     ];
     for (file, text, line, msg) in cases {
-        let err = load(&[(file, text)]).err().unwrap_or_else(|| panic!("accepted: {text}"));
+        let err = load(&[(file, text)])
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {text}"));
         assert_eq!(err.line, *line, "{text}\n=> {err}");
         assert!(err.file.ends_with(file), "{err}");
         assert!(err.message.contains(msg), "{text}\n=> {err}");
@@ -216,12 +323,9 @@ fn error_in_include_names_the_included_file() {
 
 #[test]
 fn duplicate_zones_rejected() {
-    let err = load(&[
-        ("a.zone", HEAD),
-        ("b.zone", &format!("$ORIGIN a.\n{HEAD}")),
-    ])
-    .err()
-    .unwrap();
+    let err = load(&[("a.zone", HEAD), ("b.zone", &format!("$ORIGIN a.\n{HEAD}"))])
+        .err()
+        .unwrap();
     assert!(err.file.ends_with("b.zone"), "{err}");
     assert_eq!(err.line, 1);
     assert!(err.message.contains("already loaded"), "{err}");
