@@ -60,15 +60,37 @@ pub struct AppState {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let mut graceful = stop.clone();
+    let server = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             // A dropped sender also means "stop".
-            let _ = stop.wait_for(|s| *s).await;
+            let _ = graceful.wait_for(|s| *s).await;
         })
-        .await
+        .into_future();
+    tokio::pin!(server);
+    let mut stop = stop;
+    tokio::select! {
+        r = &mut server => return r,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    // Stopped accepting; a client that never finishes its request must not hold
+    // the shutdown (and the final store flush) hostage.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                "API requests still in flight at shutdown; abandoning them"
+            );
+            Ok(())
+        }
+    }
 }
+
+/// How long in-flight API requests may take to finish once shutdown started.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The whole HTTP surface. Public so that tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
