@@ -11,8 +11,9 @@ use tower::Service;
 
 use super::*;
 use crate::health::HealthHub;
+use crate::model::NameService;
 use crate::policy::Topology;
-use crate::store::SledStore;
+use crate::store::{Change, SledStore, Store, StoreError, StoredHealth};
 use crate::zone::ZoneSet;
 
 struct Fixture {
@@ -28,7 +29,7 @@ impl Drop for TempDir {
     }
 }
 
-fn fixture(token: Option<&str>) -> Fixture {
+fn temp_dir() -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "gslb-api-unit-{}-{}",
@@ -36,10 +37,32 @@ fn fixture(token: Option<&str>) -> Fixture {
         N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     ));
     let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A registry serving no zone at all.
+fn fixture(token: Option<&str>) -> Fixture {
+    let dir = temp_dir();
     let store = Arc::new(SledStore::open(&dir.join("data")).unwrap());
+    fixture_with(token, store, ZoneSet::default(), dir)
+}
+
+/// A registry serving the example zones of the repository.
+fn fixture_zoned(store: Arc<dyn Store>, dir: std::path::PathBuf) -> Fixture {
+    let zones =
+        ZoneSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")).unwrap();
+    fixture_with(None, store, zones, dir)
+}
+
+fn fixture_with(
+    token: Option<&str>,
+    store: Arc<dyn Store>,
+    zones: ZoneSet,
+    dir: std::path::PathBuf,
+) -> Fixture {
     let registry = Registry::open(
         store,
-        Arc::new(ZoneSet::default()),
+        Arc::new(zones),
         Arc::new(Topology::default()),
         Arc::new(HealthHub::new()),
     )
@@ -372,4 +395,113 @@ fn bearer_parsing() {
     assert_eq!(bearer_token(b"Bearer "), None);
     assert_eq!(bearer_token(b"Bearer"), None);
     assert_eq!(bearer_token(b"Basic abc"), None);
+}
+
+/// A store whose writes can be made to fail, to see that a failed write publishes
+/// nothing and says so.
+struct FlakyStore {
+    inner: SledStore,
+    fail: AtomicBool,
+}
+
+impl Store for FlakyStore {
+    fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
+        self.inner.load_all()
+    }
+    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Decode {
+                key: "test".into(),
+                reason: "injected failure".into(),
+            });
+        }
+        self.inner.apply(changes)
+    }
+    fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
+        self.inner.load_health()
+    }
+    fn save_health(
+        &self,
+        upsert: &[StoredHealth],
+        removed: &[StoredHealth],
+    ) -> Result<(), StoreError> {
+        self.inner.save_health(upsert, removed)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_is_500_and_publishes_nothing() {
+    let dir = temp_dir();
+    let store = Arc::new(FlakyStore {
+        inner: SledStore::open(&dir.join("data")).unwrap(),
+        fail: AtomicBool::new(false),
+    });
+    let f = fixture_zoned(store.clone(), dir);
+    let path = "/api/v1/nameservices/app.gslb.example";
+    let r = call(&f.state, put_json(path, &minimal("app.gslb.example"))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let before = f.state.registry.get("app.gslb.example").unwrap().spec;
+
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut changed = minimal("app.gslb.example");
+    changed["ttl"] = json!(5);
+    let (msg, field) = error_of(&call(&f.state, put_json(path, &changed)).await, 500);
+    assert!(msg.contains("store failed"), "{msg}");
+    assert_eq!(field, None);
+    let (msg, _) = error_of(
+        &call(
+            &f.state,
+            put_json(
+                "/api/v1/nameservices/new.gslb.example",
+                &minimal("new.gslb.example"),
+            ),
+        )
+        .await,
+        500,
+    );
+    assert!(msg.contains("store failed"), "{msg}");
+    let r = call(&f.state, req("DELETE", path).body(Body::empty()).unwrap()).await;
+    error_of(&r, 500);
+
+    // Nothing of it reached the snapshot the DNS workers read.
+    let snap = f.state.registry.snapshot_handle().load_full();
+    assert_eq!(snap.services.len(), 1);
+    assert_eq!(*snap.service("app.gslb.example").unwrap().spec, *before);
+    assert_eq!(before.ttl, 30);
+}
+
+#[tokio::test]
+async fn put_then_get_list_delete_in_process() {
+    let dir = temp_dir();
+    let store = Arc::new(SledStore::open(&dir.join("data")).unwrap());
+    let f = fixture_zoned(store, dir);
+    let path = "/api/v1/nameservices/app.gslb.example";
+    let r = call(&f.state, put_json(path, &minimal("App.Gslb.Example."))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.headers[header::LOCATION], path);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/json");
+    let created = r.json();
+    assert_eq!(created["name"], "app.gslb.example");
+    assert_eq!(created["ttl"], 30);
+    assert_eq!(created["status"]["targets"][0]["health"], "Unchecked");
+    let r = call(&f.state, put_json(path, &minimal("app.gslb.example"))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(&f.state, req("GET", path).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["name"], "app.gslb.example");
+    let r = call(
+        &f.state,
+        req("GET", "/api/v1/nameservices")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 1);
+    let r = call(&f.state, req("DELETE", path).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r.body.is_empty());
+    assert!(f.state.registry.is_empty());
 }

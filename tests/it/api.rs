@@ -724,8 +724,19 @@ fn the_readme_example_answers_in_dns_and_every_example_is_accepted() {
         let text = std::fs::read(f).unwrap();
         let v: Value = serde_json::from_slice(&text).unwrap();
         let name = v["name"].as_str().unwrap();
+        let parsed = gslb::model::NameService::from_json(v.clone())
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let r = put_raw(&s, &path(name), &text, Some("application/json"));
         assert_eq!(r.status, 201, "{}: {}", f.display(), r.body);
+        // The server stores exactly what the model makes of the file.
+        let mut stored = r.json();
+        stored.as_object_mut().unwrap().remove("status");
+        assert_eq!(
+            stored,
+            serde_json::to_value(&parsed).unwrap(),
+            "{}",
+            f.display()
+        );
     }
     // README: PUT app.json, then `dig app.gslb.example A` shows addresses.
     let v4 = a_records(&s, "app.gslb.example");
