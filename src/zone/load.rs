@@ -160,14 +160,12 @@ impl Reader {
                 }
             }
         };
-        if let Some(c) = class {
-            if c != DNSClass::IN {
-                return Err(self.error(
-                    scope.file,
-                    line,
-                    format!("class {c} is not supported (only IN)"),
-                ));
-            }
+        if let Some(c) = class.filter(|c| *c != DNSClass::IN) {
+            return Err(self.error(
+                scope.file,
+                line,
+                format!("class {c} is not supported (only IN)"),
+            ));
         }
         let rdata = parse_rdata(rtype, &rest[idx..], &scope.origin)
             .map_err(|m| self.error(scope.file, line, format!("bad {rtype} record: {m}")))?;
