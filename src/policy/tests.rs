@@ -837,3 +837,152 @@ fn select_does_not_grow_a_sized_buffer() {
         assert_eq!(out.as_ptr(), ptr);
     }
 }
+
+// ---------------------------------------------------------------- docs/policies.md
+
+/// The Locality walk-through of docs/policies.md is checked against the code: its
+/// PUT body, its topology, every `dig +subnet` answer with its ECS scope, and every
+/// row of its "When targets fail" table.
+#[test]
+fn docs_locality_example_holds() {
+    let doc = include_str!("../../docs/policies.md");
+    let section = |from: &str, to: &str| {
+        let start = doc
+            .find(from)
+            .unwrap_or_else(|| panic!("{from:?} in the doc"));
+        let end = start + doc[start..].find(to).unwrap_or_else(|| panic!("{to:?}"));
+        &doc[start..end]
+    };
+    let block_after = |text: &'static str, fence: &str| -> &'static str {
+        let start = text.find(fence).unwrap() + fence.len();
+        &text[start..start + text[start..].find("```").unwrap()]
+    };
+
+    // The topology of "The client's locality".
+    let toml = block_after(
+        section("### The client's locality", "### The answer"),
+        "```toml",
+    );
+    let mut entries = Vec::new();
+    let mut cidr = None;
+    for line in toml.lines() {
+        let value = || line.split('"').nth(1).unwrap().to_string();
+        if line.starts_with("cidr") {
+            cidr = Some(value());
+        } else if line.starts_with("locality") {
+            let (addr, prefix) = crate::config::parse_cidr(&cidr.take().unwrap()).unwrap();
+            entries.push(TopologyEntry {
+                addr,
+                prefix,
+                locality: Locality::parse(&value()).unwrap(),
+            });
+        }
+    }
+    assert_eq!(entries.len(), 4);
+    let topo = Topology::new(entries);
+
+    let example = section("### Example", "### distribute");
+    let body_text = &example[example.find("-d '").unwrap() + 4..];
+    let body_text = &body_text[..body_text.find("'\n").unwrap()];
+    let body: Value = serde_json::from_str(body_text).unwrap();
+    let names: HashMap<String, String> = body["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let f = Fixture::new(body, false);
+    f.health(&[], &[]);
+    let mut rng = fastrand::Rng::with_seed(1);
+
+    // Every dig block: +subnet=A/S, "; CLIENT-SUBNET: A/S/scope", the A records.
+    let mut digs = 0;
+    for block in example.split("```").filter(|b| b.contains("$ dig")) {
+        let subnet = block.split("+subnet=").nth(1).unwrap();
+        let subnet = subnet.split_whitespace().next().unwrap();
+        let (addr, source) = subnet.rsplit_once('/').unwrap();
+        let scope: u8 = block
+            .split("CLIENT-SUBNET: ")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let want: BTreeSet<String> = block
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.len() == 5 && w[3] == "A").then(|| w[4].to_string())
+            })
+            .collect();
+        let c = client(addr, Some(source.parse().unwrap()));
+        let (out, sel) = f.select(false, c, &topo, &mut rng);
+        assert_eq!(set(&out), want, "dig +subnet={subnet}");
+        assert_eq!(sel.ecs_scope, scope, "dig +subnet={subnet}");
+        digs += 1;
+    }
+    assert_eq!(digs, 4);
+
+    // The failure table, for the 10.1.2.0/24 client.
+    let mut checked: Value = serde_json::from_str(body_text).unwrap();
+    checked.as_object_mut().unwrap().remove("healthCheck");
+    let f = Fixture::new(checked, true);
+    let ticks = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let table = section("**When targets fail**", "As soon as");
+    let mut rows = 0;
+    for row in table
+        .lines()
+        .filter(|l| l.starts_with("| `") || l.starts_with("| nothing"))
+    {
+        let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+        let down: Vec<String> = ticks(cols[1]).iter().map(|n| names[n].clone()).collect();
+        let down: Vec<&str> = down.iter().map(String::as_str).collect();
+        f.health(&down, &[]);
+        let (out, _) = f.select(false, client("10.1.2.0", Some(24)), &topo, &mut rng);
+        assert_eq!(set(&out), ticks(cols[2]).into_iter().collect(), "row {row}");
+        rows += 1;
+    }
+    assert_eq!(rows, 5);
+}
+
+/// Every PUT body of docs/policies.md is a valid NameService, and so is its
+/// `distribute` snippet set into the Locality example.
+#[test]
+fn docs_bodies_are_valid() {
+    let doc = include_str!("../../docs/policies.md");
+    let bodies: Vec<Value> = doc
+        .split("-d '")
+        .skip(1)
+        .map(|b| serde_json::from_str(&b[..b.find("'\n").unwrap()]).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    let mut locality = None;
+    for b in bodies {
+        let ns = NameService::from_json(b.clone()).unwrap_or_else(|e| panic!("{b}: {e}"));
+        if ns.policy == Policy::Locality {
+            locality = Some(b);
+        }
+    }
+    let snippet = doc.split("```json\n").nth(1).unwrap();
+    let snippet: Value =
+        serde_json::from_str(&format!("{{{}}}", &snippet[..snippet.find("```").unwrap()])).unwrap();
+    let mut b = locality.unwrap();
+    b["distribute"] = snippet["distribute"].clone();
+    NameService::from_json(b).unwrap();
+}
