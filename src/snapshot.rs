@@ -173,13 +173,12 @@ impl ServiceEntry {
 
 const SHARDS: usize = 256;
 
-type Shard = Arc<HashMap<Arc<str>, Arc<ServiceEntry>>>;
-
 /// NameServices by name, split into shards so that a write copies one shard (a few
 /// hundred entries at 100,000 names) instead of the whole map.
 #[derive(Debug, Clone)]
 pub struct ServiceMap {
-    shards: Arc<[Shard]>,
+    #[allow(clippy::type_complexity)]
+    shards: Arc<[Arc<HashMap<Arc<str>, Arc<ServiceEntry>>>]>,
     len: usize,
 }
 
@@ -228,7 +227,7 @@ impl ServiceMap {
         &self,
         changes: impl IntoIterator<Item = (Arc<str>, Option<Arc<ServiceEntry>>)>,
     ) -> Self {
-        let mut shards: Vec<Shard> = self.shards.to_vec();
+        let mut shards: Vec<Arc<HashMap<Arc<str>, Arc<ServiceEntry>>>> = self.shards.to_vec();
         let mut len = self.len;
         for (name, entry) in changes {
             let shard = Arc::make_mut(&mut shards[shard_of(&name)]);
