@@ -409,3 +409,60 @@ fn clients_told_apart_by_ecs_and_source_address() {
         assert_eq!(ecs_of(&m), c.want_ecs, "{what}");
     }
 }
+
+/// `gslb check` and `gslb serve` read the `[[topology]]` entries: a good IPv4 + IPv6
+/// table is accepted, a bad entry is reported with the file and line.
+#[test]
+fn check_validates_topology_entries() {
+    let zones = TempDir::new("policy-check");
+    std::fs::write(zones.path().join("gslb.example.zone"), ZONE).unwrap();
+    let cfg = zones.path().join("gslb.toml");
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::harness::BIN)
+            .args(args)
+            .env_remove("GSLB_API_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let (cfg_s, zones_s) = (cfg.to_str().unwrap(), zones.path().to_str().unwrap());
+
+    std::fs::write(&cfg, ECS_TOPOLOGY).unwrap();
+    let o = run(&["check", "--config", cfg_s, "--zones-dir", zones_s]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("6 topology entries"), "{out}");
+
+    let bad = [
+        ("cidr = \"2001:db8:1::1/48\"", "host bits"),
+        ("cidr = \"2001:db8:1::/129\"", "prefix length"),
+        ("cidr = \"::ffff:10.1.0.0/112\"", "twice"),
+        ("cidr = \"10.1.0.0\"", "ADDRESS/PREFIX"),
+    ];
+    for (line, needle) in bad {
+        // The bad entry is on line 5, after a valid one.
+        let text = format!(
+            "[[topology]]\ncidr = \"10.1.0.0/16\"\nlocality = \"r1\"\n[[topology]]\n{line}\nlocality = \"r2\"\n"
+        );
+        std::fs::write(&cfg, &text).unwrap();
+        for cmd in ["check", "serve"] {
+            let mut args = vec![cmd, "--config", cfg_s, "--zones-dir", zones_s];
+            let data = zones.path().join("data");
+            if cmd == "serve" {
+                args.extend(["--dns-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"]);
+                args.extend(["--data-dir", data.to_str().unwrap()]);
+            }
+            let o = run(&args);
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert_ne!(o.status.code(), Some(0), "{cmd} accepted {line}");
+            assert!(
+                e.contains("gslb.toml:5") && e.contains(needle),
+                "{cmd} {line}: {e}"
+            );
+        }
+    }
+}
