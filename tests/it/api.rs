@@ -327,12 +327,15 @@ fn collisions_with_static_data_are_409() {
 }
 
 /// Every family of rules of the resource table, each naming its field.
+/// A named edit of a valid body that breaks one rule.
+type Breakage = (&'static str, Box<dyn Fn(&mut Value)>);
+
 #[test]
 fn validation_rules_are_422_with_the_field() {
     let s = Server::start();
     let name = "app.gslb.example";
     let base = minimal(name);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<Breakage> = vec![
         ("ttl", Box::new(|v| v["ttl"] = json!(86_401))),
         ("ttl", Box::new(|v| v["ttl"] = json!(-1))),
         ("ttl", Box::new(|v| v["ttl"] = json!("30"))),
