@@ -6,7 +6,7 @@
 //! the end. The only interior mutability reachable from here is the per-endpoint
 //! [`HealthCell`] and the per-service rotation counter, both lock-free atomics.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +15,7 @@ use crate::health::{Health, HealthCell};
 use crate::model::{AllDown, Locality, LocalityPattern, NameService, Policy};
 use crate::policy::Topology;
 use crate::zone::ZoneSet;
+use crate::zone::wire::{NameHash, NameMap};
 
 /// Everything a DNS worker needs to answer, swapped atomically as a whole.
 #[derive(Debug, Default)]
@@ -173,39 +174,58 @@ impl ServiceEntry {
 
 const SHARDS: usize = 256;
 
+type Shard<V> = Arc<NameMap<Arc<str>, V>>;
+
 /// NameServices by name, split into shards so that a write copies one shard (a few
 /// hundred entries at 100,000 names) instead of the whole map.
+///
+/// Besides the entries it counts, for every proper ancestor of a NameService name,
+/// how many NameServices lie below it (`a.b.gslb.example` counts for
+/// `b.gslb.example`, `gslb.example` and `example`): such a name exists in the DNS
+/// tree (an empty non-terminal unless the zone has records there), so a query for
+/// it is NODATA rather than NXDOMAIN. The counts are sharded and copied on write
+/// the same way.
 #[derive(Debug, Clone)]
 pub struct ServiceMap {
-    #[allow(clippy::type_complexity)]
-    shards: Arc<[Arc<HashMap<Arc<str>, Arc<ServiceEntry>>>]>,
+    shards: Arc<[Shard<Arc<ServiceEntry>>]>,
+    ancestors: Arc<[Shard<u32>]>,
     len: usize,
 }
 
 impl Default for ServiceMap {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Arc::default()).collect(),
+            ancestors: (0..SHARDS).map(|_| Arc::default()).collect(),
             len: 0,
         }
     }
 }
 
-/// FNV-1a over the name: cheap, and shard placement needs no DoS resistance (the
-/// per-shard `HashMap` keeps its randomized hasher).
+/// The shard of a name: bits of the name hash that neither the bucket index (low
+/// bits) nor the tag (top 7 bits) of the per-shard map uses, so entries of one
+/// shard still spread over its buckets and tags.
 #[inline]
 fn shard_of(name: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    h as usize % SHARDS
+    (NameHash::default().hash_one(name) >> 32) as usize % SHARDS
+}
+
+/// Proper ancestors of a dotted name, nearest first (`a.b.c` -> `b.c`, `c`).
+fn ancestors_of(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('.').map(move |(i, _)| &name[i + 1..])
 }
 
 impl ServiceMap {
     #[inline]
     pub fn get(&self, name: &str) -> Option<&Arc<ServiceEntry>> {
         self.shards[shard_of(name)].get(name)
+    }
+
+    /// True when some NameService lies strictly below `name` (lowercase, no
+    /// trailing dot).
+    #[inline]
+    pub fn has_descendants(&self, name: &str) -> bool {
+        self.ancestors[shard_of(name)].contains_key(name)
     }
 
     pub fn len(&self) -> usize {
@@ -227,25 +247,41 @@ impl ServiceMap {
         &self,
         changes: impl IntoIterator<Item = (Arc<str>, Option<Arc<ServiceEntry>>)>,
     ) -> Self {
-        let mut shards: Vec<Arc<HashMap<Arc<str>, Arc<ServiceEntry>>>> = self.shards.to_vec();
+        let mut shards: Vec<Shard<Arc<ServiceEntry>>> = self.shards.to_vec();
+        let mut ancestors: Vec<Shard<u32>> = self.ancestors.to_vec();
         let mut len = self.len;
         for (name, entry) in changes {
-            let shard = Arc::make_mut(&mut shards[shard_of(&name)]);
+            let slot = &mut shards[shard_of(&name)];
             match entry {
                 Some(e) => {
-                    if shard.insert(name, e).is_none() {
+                    if Arc::make_mut(slot).insert(name.clone(), e).is_none() {
                         len += 1;
+                        for a in ancestors_of(&name) {
+                            let counts = Arc::make_mut(&mut ancestors[shard_of(a)]);
+                            *counts.entry(a.into()).or_insert(0) += 1;
+                        }
                     }
                 }
                 None => {
-                    if shard.remove(&name).is_some() {
+                    // Removing an absent name copies nothing.
+                    if slot.contains_key(&name) && Arc::make_mut(slot).remove(&name).is_some() {
                         len -= 1;
+                        for a in ancestors_of(&name) {
+                            let counts = Arc::make_mut(&mut ancestors[shard_of(a)]);
+                            if let Some(n) = counts.get_mut(a) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    counts.remove(a);
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
         Self {
             shards: shards.into(),
+            ancestors: ancestors.into(),
             len,
         }
     }
@@ -280,6 +316,38 @@ mod tests {
         assert_eq!(m2.len(), 999);
         assert!(m2.get("n1.example").is_none() && m1.get("n1.example").is_some());
         assert_eq!(m2.iter().count(), 999);
+        // The untouched shards are shared, not copied.
+        let shared = (0..SHARDS)
+            .filter(|&i| Arc::ptr_eq(&m1.shards[i], &m2.shards[i]))
+            .count();
+        assert_eq!(shared, SHARDS - 1);
+    }
+
+    #[test]
+    fn ancestors_are_counted_and_released() {
+        let put = |m: &ServiceMap, n: &str| m.with_changes([(n.into(), Some(entry(n)))]);
+        let m = put(&ServiceMap::default(), "a.b.gslb.example");
+        let m = put(&m, "c.b.gslb.example");
+        let m = put(&m, "c.b.gslb.example"); // a replacement counts once
+        for (name, below) in [
+            ("b.gslb.example", true),
+            ("gslb.example", true),
+            ("example", true),
+            ("a.b.gslb.example", false),
+            ("x.b.gslb.example", false),
+            ("gslb", false),
+        ] {
+            assert_eq!(m.has_descendants(name), below, "{name}");
+        }
+        let m = m.with_changes([("a.b.gslb.example".into(), None)]);
+        assert!(m.has_descendants("b.gslb.example"));
+        let m = m.with_changes([
+            ("c.b.gslb.example".into(), None),
+            ("nope.example".into(), None),
+        ]);
+        assert!(!m.has_descendants("b.gslb.example") && !m.has_descendants("example"));
+        assert!(m.ancestors.iter().all(|s| s.is_empty()));
+        assert!(m.is_empty());
     }
 
     #[test]

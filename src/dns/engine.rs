@@ -209,9 +209,20 @@ impl<'s> Ctx<'s, '_> {
                 self.service_answer(w, zone, name, owner, svc, qtype);
                 return rcode::NOERROR;
             }
-            let Some(node) = zone.node(name).or_else(|| zone.wildcard(name)) else {
-                negative(w, zone);
-                return rcode::NXDOMAIN;
+            let node = match zone.node(name) {
+                Some(n) => n,
+                // A name with NameServices below it exists (an empty non-terminal).
+                None if self.has_services_below(name) => {
+                    negative(w, zone);
+                    return rcode::NOERROR;
+                }
+                None => match zone.wildcard(name, |n| self.exists_by_services(n)) {
+                    Some(n) => n,
+                    None => {
+                        negative(w, zone);
+                        return rcode::NXDOMAIN;
+                    }
+                },
             };
             if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| qtype != rtype::CNAME) {
                 let at = w.rrset(Section::Answer, owner, cname);
@@ -258,6 +269,22 @@ impl<'s> Ctx<'s, '_> {
         let mut buf = [0u8; name_wire::MAX_NAME];
         let dotted = dotted(name, &mut buf)?;
         self.snap.service(dotted)
+    }
+
+    /// True when NameServices lie below `name` (lowercase wire form).
+    #[inline]
+    fn has_services_below(&self, name: &[u8]) -> bool {
+        let mut buf = [0u8; name_wire::MAX_NAME];
+        dotted(name, &mut buf).is_some_and(|d| self.snap.services.has_descendants(d))
+    }
+
+    /// True when `name` exists in the DNS tree because of NameServices: one is at
+    /// `name` or below it (for the RFC 4592 closest encloser).
+    fn exists_by_services(&self, name: &[u8]) -> bool {
+        let mut buf = [0u8; name_wire::MAX_NAME];
+        dotted(name, &mut buf).is_some_and(|d| {
+            self.snap.services.get(d).is_some() || self.snap.services.has_descendants(d)
+        })
     }
 
     /// Answers at a NameService name: A/AAAA from the policy, other types from the

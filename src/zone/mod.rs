@@ -13,7 +13,6 @@ mod lexer;
 mod load;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -34,7 +33,7 @@ pub mod rtype {
 #[derive(Default)]
 pub struct ZoneSet {
     /// By lowercase wire-form origin.
-    zones: HashMap<Box<[u8]>, Zone>,
+    zones: wire::NameMap<Box<[u8]>, Zone>,
     origins: Vec<String>,
     /// Most labels of any origin: longer suffixes of a query name need no lookup.
     max_labels: usize,
@@ -127,7 +126,7 @@ impl ZoneSet {
 pub struct Zone {
     origin: String,
     apex: Box<[u8]>,
-    nodes: HashMap<Box<[u8]>, Node>,
+    nodes: wire::NameMap<Box<[u8]>, Node>,
     /// The apex SOA with the negative-caching TTL (RFC 2308 §5: min(TTL, MINIMUM)).
     negative_soa: Rrset,
     has_delegations: bool,
@@ -177,14 +176,17 @@ impl Zone {
     }
 
     /// RFC 4592 source of synthesis for a `name` that has no node: the `*` child of
-    /// its closest encloser, if that exists.
-    pub fn wildcard(&self, name: &[u8]) -> Option<&Node> {
+    /// its closest encloser, if that exists. `exists_elsewhere` tells whether a name
+    /// without a node exists all the same (names that NameServices bring along); it
+    /// is only asked when the zone has wildcards.
+    pub fn wildcard(&self, name: &[u8], exists_elsewhere: impl Fn(&[u8]) -> bool) -> Option<&Node> {
         if !self.has_wildcards {
             return None;
         }
-        let encloser = wire::suffixes(name)
-            .skip(1)
-            .find(|&o| self.nodes.contains_key(&name[o..]))?;
+        let encloser = wire::suffixes(name).skip(1).find(|&o| {
+            let n = &name[o..];
+            self.nodes.contains_key(n) || exists_elsewhere(n)
+        })?;
         let rest = &name[encloser..];
         let mut buf = [0u8; wire::MAX_NAME + 2];
         buf[0] = 1;

@@ -118,10 +118,18 @@ fn loads_a_zone() {
         .unwrap();
     assert_eq!(sub_ns.glue.len(), 1);
     // Wildcards.
-    assert!(z.wildcard(&w("x.wild.example.test")).is_some());
-    assert!(z.wildcard(&w("y.x.wild.example.test")).is_some());
-    assert!(z.wildcard(&w("z.c.example.test")).is_none());
-    assert!(z.wildcard(&w("x.example.test")).is_none());
+    let none = |_: &[u8]| false;
+    assert!(z.wildcard(&w("x.wild.example.test"), none).is_some());
+    assert!(z.wildcard(&w("y.x.wild.example.test"), none).is_some());
+    assert!(z.wildcard(&w("z.c.example.test"), none).is_none());
+    assert!(z.wildcard(&w("x.example.test"), none).is_none());
+    // A name that exists outside the zone data (a NameService) is a closer encloser:
+    // no synthesis below it.
+    let x = w("x.wild.example.test");
+    assert!(
+        z.wildcard(&w("y.x.wild.example.test"), |n| n == &x[..])
+            .is_none()
+    );
     // TXT data.
     let txt = z
         .node(&w("a.b.c.example.test"))

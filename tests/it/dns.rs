@@ -435,6 +435,29 @@ fn nameservice_is_answered_at_once_and_gone_after_delete() {
     assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
 }
 
+#[test]
+fn names_above_a_nameservice_are_nodata_not_nxdomain() {
+    let srv = Server::start();
+    let mut ns = app(30);
+    ns["name"] = "app.eu.gslb.example".into();
+    srv.put_ns(&ns);
+    // eu.gslb.example has no records but a NameService below it: it exists.
+    for rtype in [RecordType::A, RecordType::TXT] {
+        let r = srv.udp("EU.gslb.example.", rtype);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{rtype}");
+        assert!(r.metadata.authoritative && r.answers.is_empty());
+        assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
+    }
+    let r = srv.udp("x.eu.gslb.example.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(addrs(&srv.udp("app.eu.gslb.example.", RecordType::A)).len(), 3);
+    // Gone with the NameService.
+    let d = srv.delete("/api/v1/nameservices/app.eu.gslb.example");
+    assert_eq!(d.status, 204, "{}", d.body);
+    let r = srv.udp("eu.gslb.example.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+}
+
 fn ecs_query(name: &str, option: EdnsOption) -> Message {
     let mut q = query(name, RecordType::A, Some(1232));
     q.edns.as_mut().unwrap().options_mut().insert(option);
