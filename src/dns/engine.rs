@@ -156,6 +156,24 @@ pub fn answer(
     })
 }
 
+/// Answers a datagram that was longer than the receive buffer, of which `head` is
+/// the beginning: FORMERR without a question (nothing after the header can be
+/// trusted), or `None` (drop) as [`answer`] would for a short or response message.
+pub fn answer_cut(head: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
+    let header = Header::read(head)?;
+    if header.qr {
+        return None;
+    }
+    let mut w = Writer::new(out, head, &header, None);
+    w.set_rcode(rcode::FORMERR);
+    w.finish();
+    Some(Outcome {
+        qtype: 0,
+        rcode: rcode::FORMERR,
+        truncated: false,
+    })
+}
+
 /// State of answering one query.
 struct Ctx<'s, 'r> {
     snap: &'s Snapshot,

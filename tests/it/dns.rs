@@ -450,7 +450,10 @@ fn names_above_a_nameservice_are_nodata_not_nxdomain() {
     }
     let r = srv.udp("x.eu.gslb.example.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(addrs(&srv.udp("app.eu.gslb.example.", RecordType::A)).len(), 3);
+    assert_eq!(
+        addrs(&srv.udp("app.eu.gslb.example.", RecordType::A)).len(),
+        3
+    );
     // Gone with the NameService.
     let d = srv.delete("/api/v1/nameservices/app.eu.gslb.example");
     assert_eq!(d.status, 204, "{}", d.body);
