@@ -174,7 +174,10 @@ impl ServiceEntry {
 
 const SHARDS: usize = 256;
 
-type Shard<V> = Arc<NameMap<Arc<str>, V>>;
+/// Names in lowercase DNS wire form (length-prefixed labels, the root label last):
+/// the form the query path has in hand, so a lookup hashes the query's bytes as
+/// they are.
+type Shard<V> = Arc<NameMap<Box<[u8]>, V>>;
 
 /// NameServices by name, split into shards so that a write copies one shard (a few
 /// hundred entries at 100,000 names) instead of the whole map.
@@ -202,29 +205,42 @@ impl Default for ServiceMap {
     }
 }
 
-/// The shard of a name: bits of the name hash that neither the bucket index (low
-/// bits) nor the tag (top 7 bits) of the per-shard map uses, so entries of one
-/// shard still spread over its buckets and tags.
+/// The shard of a wire-form name: bits of the name hash that neither the bucket
+/// index (low bits) nor the tag (top 7 bits) of the per-shard map uses, so entries
+/// of one shard still spread over its buckets and tags.
 #[inline]
-fn shard_of(name: &str) -> usize {
-    (NameHash::default().hash_one(name) >> 32) as usize % SHARDS
+fn shard_of(wire: &[u8]) -> usize {
+    (NameHash::default().hash_one(wire) >> 32) as usize % SHARDS
 }
 
-/// Proper ancestors of a dotted name, nearest first (`a.b.c` -> `b.c`, `c`).
-fn ancestors_of(name: &str) -> impl Iterator<Item = &str> {
-    name.match_indices('.').map(move |(i, _)| &name[i + 1..])
+/// Lowercase wire form of a dotted name; `None` for names no NameService can have.
+fn to_wire(name: &str) -> Option<Vec<u8>> {
+    crate::zone::wire::from_dotted(name.strip_suffix('.').unwrap_or(name))
+}
+
+/// Proper ancestors of a wire-form name, nearest first, the root excluded.
+fn ancestors_of(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    crate::zone::wire::suffixes(wire)
+        .skip(1)
+        .map(move |o| &wire[o..])
+        .filter(|a| a.len() > 1)
 }
 
 impl ServiceMap {
-    #[inline]
+    /// The NameService at `name` (dotted, case-insensitive, trailing dot optional).
     pub fn get(&self, name: &str) -> Option<&Arc<ServiceEntry>> {
+        self.get_wire(&to_wire(name)?)
+    }
+
+    /// The NameService at `name`, in lowercase wire form (the query path).
+    #[inline]
+    pub fn get_wire(&self, name: &[u8]) -> Option<&Arc<ServiceEntry>> {
         self.shards[shard_of(name)].get(name)
     }
 
-    /// True when some NameService lies strictly below `name` (lowercase, no
-    /// trailing dot).
+    /// True when some NameService lies strictly below `name` (lowercase wire form).
     #[inline]
-    pub fn has_descendants(&self, name: &str) -> bool {
+    pub fn has_descendants(&self, name: &[u8]) -> bool {
         self.ancestors[shard_of(name)].contains_key(name)
     }
 
@@ -236,13 +252,17 @@ impl ServiceMap {
         self.len == 0
     }
 
-    /// Iterates over every entry (in no particular order).
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<ServiceEntry>)> {
-        self.shards.iter().flat_map(|s| s.iter())
+    /// Iterates over every entry (in no particular order), with its name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<ServiceEntry>)> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.values())
+            .map(|e| (e.spec.name.as_str(), e))
     }
 
-    /// A new map with `changes` applied: `Some(entry)` inserts or replaces, `None` removes.
-    /// Only the touched shards are copied.
+    /// A new map with `changes` applied: `Some(entry)` inserts or replaces, `None`
+    /// removes. Names are dotted, as in [`ServiceMap::get`]. Only the touched
+    /// shards are copied.
     pub fn with_changes(
         &self,
         changes: impl IntoIterator<Item = (Arc<str>, Option<Arc<ServiceEntry>>)>,
@@ -251,12 +271,18 @@ impl ServiceMap {
         let mut ancestors: Vec<Shard<u32>> = self.ancestors.to_vec();
         let mut len = self.len;
         for (name, entry) in changes {
-            let slot = &mut shards[shard_of(&name)];
+            let Some(wire) = to_wire(&name) else {
+                // Not a DNS name: it cannot be in the map, nor be added (the model
+                // validates names long before they get here).
+                debug_assert!(entry.is_none(), "invalid NameService name {name:?}");
+                continue;
+            };
+            let slot = &mut shards[shard_of(&wire)];
             match entry {
                 Some(e) => {
-                    if Arc::make_mut(slot).insert(name.clone(), e).is_none() {
+                    if Arc::make_mut(slot).insert(wire.clone().into(), e).is_none() {
                         len += 1;
-                        for a in ancestors_of(&name) {
+                        for a in ancestors_of(&wire) {
                             let counts = Arc::make_mut(&mut ancestors[shard_of(a)]);
                             *counts.entry(a.into()).or_insert(0) += 1;
                         }
@@ -264,9 +290,11 @@ impl ServiceMap {
                 }
                 None => {
                     // Removing an absent name copies nothing.
-                    if slot.contains_key(&name) && Arc::make_mut(slot).remove(&name).is_some() {
+                    if slot.contains_key(&wire[..])
+                        && Arc::make_mut(slot).remove(&wire[..]).is_some()
+                    {
                         len -= 1;
-                        for a in ancestors_of(&name) {
+                        for a in ancestors_of(&wire) {
                             let counts = Arc::make_mut(&mut ancestors[shard_of(a)]);
                             if let Some(n) = counts.get_mut(a) {
                                 *n -= 1;
@@ -329,23 +357,33 @@ mod tests {
         let m = put(&ServiceMap::default(), "a.b.gslb.example");
         let m = put(&m, "c.b.gslb.example");
         let m = put(&m, "c.b.gslb.example"); // a replacement counts once
-        for (name, below) in [
+        let below = |m: &ServiceMap, n: &str| m.has_descendants(&to_wire(n).unwrap());
+        for (name, want) in [
             ("b.gslb.example", true),
             ("gslb.example", true),
             ("example", true),
+            ("", false),
             ("a.b.gslb.example", false),
             ("x.b.gslb.example", false),
             ("gslb", false),
         ] {
-            assert_eq!(m.has_descendants(name), below, "{name}");
+            assert_eq!(below(&m, name), want, "{name}");
         }
+        assert!(
+            m.get("A.b.gslb.example.").is_some(),
+            "any case, trailing dot"
+        );
+        assert!(m.get_wire(b"\x01a\x01b\x04gslb\x07example\x00").is_some());
+        let mut names: Vec<&str> = m.iter().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, ["a.b.gslb.example", "c.b.gslb.example"]);
         let m = m.with_changes([("a.b.gslb.example".into(), None)]);
-        assert!(m.has_descendants("b.gslb.example"));
+        assert!(below(&m, "b.gslb.example"));
         let m = m.with_changes([
             ("c.b.gslb.example".into(), None),
             ("nope.example".into(), None),
         ]);
-        assert!(!m.has_descendants("b.gslb.example") && !m.has_descendants("example"));
+        assert!(!below(&m, "b.gslb.example") && !below(&m, "example"));
         assert!(m.ancestors.iter().all(|s| s.is_empty()));
         assert!(m.is_empty());
     }

@@ -588,11 +588,13 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
         .cloned()
         .ok_or_else(|| at(soa, "SOA record lost".to_string()))?;
     negative_soa.ttl = negative_soa.ttl.min(minimum);
+    let negative_record = super::NegativeSoa::new(&apex, &negative_soa);
     Ok(Zone {
         origin: origin_text,
         apex,
         nodes,
         negative_soa,
+        negative_record,
         has_delegations,
         has_wildcards,
     })

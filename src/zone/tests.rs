@@ -178,6 +178,47 @@ fn public_api() {
 }
 
 #[test]
+fn most_specific_zone_with_few_and_many_zones() {
+    // Nested zones, listed in file order that is not depth order; with 3 zones
+    // `find` compares apexes, with 7 it hashes suffixes: same answers.
+    let few = [
+        ("a.example.zone", HEAD),
+        ("b.a.example.zone", HEAD),
+        ("c.b.a.example.zone", HEAD),
+    ];
+    let mut many = few.to_vec();
+    many.extend([
+        ("x.test.zone", HEAD),
+        ("y.x.test.zone", HEAD),
+        ("ba.example.zone", HEAD),
+        ("example.zone", HEAD),
+    ]);
+    let few = load(&few).unwrap();
+    let many = load(&many).unwrap();
+    assert!(!few.few.is_empty() && many.few.is_empty());
+    for (name, in_few, in_many) in [
+        ("a.example", Some("a.example"), Some("a.example")),
+        ("z.a.example", Some("a.example"), Some("a.example")),
+        ("b.a.example", Some("b.a.example"), Some("b.a.example")),
+        (
+            "z.c.b.a.example",
+            Some("c.b.a.example"),
+            Some("c.b.a.example"),
+        ),
+        ("xc.b.a.example", Some("b.a.example"), Some("b.a.example")),
+        ("ba.example", None, Some("ba.example")),
+        ("z.ba.example", None, Some("ba.example")),
+        ("example", None, Some("example")),
+        ("q.y.x.test", None, Some("y.x.test")),
+        ("test", None, None),
+        ("", None, None),
+    ] {
+        assert_eq!(few.zone_of(name), in_few, "{name}");
+        assert_eq!(many.zone_of(name), in_many, "{name}");
+    }
+}
+
+#[test]
 fn origin_from_file_name_and_include() {
     let zs = load(&[
         (

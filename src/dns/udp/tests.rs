@@ -126,6 +126,9 @@ fn worker_answers_every_query_of_a_burst() {
             let sock = server_socket(ip);
             let server = sock.local_addr().unwrap();
             let clients: Vec<UdpSocket> = (0..4).map(|_| client(ip)).collect();
+            // A datagram that is not a query, first in the queue: dropped and counted
+            // before any answer goes out.
+            clients[0].send_to(b"\x00\x01\x80", server).unwrap();
             let mut sent = 0u64;
             for (c, s) in clients.iter().enumerate() {
                 for k in 0..50u16 {
@@ -135,8 +138,6 @@ fn worker_answers_every_query_of_a_burst() {
                     sent += 1;
                 }
             }
-            // A datagram that is not a query: dropped and counted.
-            clients[0].send_to(b"\x00\x01\x80", server).unwrap();
             let metrics = Arc::new(Metrics::new());
             let stop = Arc::new(AtomicBool::new(false));
             let worker = Worker::new(sock, snapshots(), metrics.clone(), stop.clone()).unwrap();
