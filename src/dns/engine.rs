@@ -396,3 +396,6 @@ mod tests;
 
 #[cfg(test)]
 mod profile;
+
+#[cfg(test)]
+mod differential;
