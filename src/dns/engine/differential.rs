@@ -114,6 +114,17 @@ fn t_zone() -> String {
     for i in 0..12 {
         text.push_str(&format!("mid TXT \"record {i:02} {}\"\n", "y".repeat(40)));
     }
+    // Answers a few bytes apart around 512 (sNN) and 1232 (lNN) bytes.
+    for k in 0..12 {
+        for r in 0..2 {
+            text.push_str(&format!("s{k:02} TXT \"{r}{}\"\n", "s".repeat(199 + 3 * k)));
+        }
+    }
+    for k in 0..14 {
+        for r in 0..5 {
+            text.push_str(&format!("l{k:02} TXT \"{r}{}\"\n", "l".repeat(199 + 3 * k)));
+        }
+    }
     text
 }
 
@@ -520,16 +531,16 @@ impl Reference {
         let mut seen: Vec<Name> = Vec::new();
         for depth in 0..=8 {
             seen.push(name.to_lowercase());
-            if let Some(cut) = zone.cut_above(&name) {
-                if !(cut == name && qtype == RecordType::DS) {
-                    if depth == 0 {
-                        s.aa = false;
-                        let ns = zone.rrset(&cut, RecordType::NS).unwrap();
-                        s.authorities.extend(records_of(ns, &cut));
-                        self.glue(zone, ns, s);
-                    }
-                    return ResponseCode::NoError;
+            // At or below a zone cut: a referral (DS at the cut is the parent's).
+            let cut = zone.cut_above(&name);
+            if let Some(cut) = cut.filter(|c| !(*c == name && qtype == RecordType::DS)) {
+                if depth == 0 {
+                    s.aa = false;
+                    let ns = zone.rrset(&cut, RecordType::NS).unwrap();
+                    s.authorities.extend(records_of(ns, &cut));
+                    self.glue(zone, ns, s);
                 }
+                return ResponseCode::NoError;
             }
             if let Some(svc) = service(snap, &name) {
                 self.service_answer(snap, zone, &name, svc, qtype, client, rng, s);
@@ -560,22 +571,20 @@ impl Reference {
                 wild
             };
             let at = zone.rrsets_at(&source);
-            if qtype != RecordType::CNAME {
-                if let Some(cname) = zone.rrset(&source, RecordType::CNAME) {
-                    s.answers.extend(records_of(cname, &name));
-                    let target = match &cname.records_without_rrsigs().next().unwrap().data {
-                        RData::CNAME(c) => c.0.clone(),
-                        _ => unreachable!(),
-                    };
-                    if depth == 8
-                        || !zone.contains(&target)
-                        || seen.contains(&target.to_lowercase())
-                    {
-                        return ResponseCode::NoError;
-                    }
-                    name = target;
-                    continue;
+            // A CNAME: into the answer, and on to its target while that stays in
+            // the zone, is new, and the chain is short enough.
+            let cname = zone.rrset(&source, RecordType::CNAME);
+            if let Some(cname) = cname.filter(|_| qtype != RecordType::CNAME) {
+                s.answers.extend(records_of(cname, &name));
+                let target = match &cname.records_without_rrsigs().next().unwrap().data {
+                    RData::CNAME(c) => c.0.clone(),
+                    _ => unreachable!(),
+                };
+                if depth == 8 || !zone.contains(&target) || seen.contains(&target.to_lowercase()) {
+                    return ResponseCode::NoError;
                 }
+                name = target;
+                continue;
             }
             if qtype == RecordType::ANY {
                 if at.is_empty() {
@@ -908,11 +917,21 @@ fn corpus() -> Vec<Case> {
         .map(|(j, _)| j["name"].as_str().unwrap().to_string())
         .collect();
     let services: Vec<&str> = services.iter().map(|s| s.as_str()).collect();
-    for &name in NAMES {
-        for &rtype in TYPES {
+    let sized: Vec<String> = (0..12)
+        .map(|k| format!("s{k:02}.t.example."))
+        .chain((0..14).map(|k| format!("l{k:02}.t.example.")))
+        .collect();
+    let names = NAMES.iter().map(|&n| (n, false));
+    for (name, sized) in names.chain(sized.iter().map(|s| (s.as_str(), true))) {
+        let types = if sized {
+            &[RecordType::TXT, RecordType::ANY][..]
+        } else {
+            TYPES
+        };
+        for &rtype in types {
             // The plain query, then variants drawn at random (more where the size
             // limits matter).
-            let variants = if name.starts_with("big") || name.starts_with("mid") {
+            let variants = if name.starts_with("big") || name.starts_with("mid") || sized {
                 30
             } else if services.contains(&name.trim_end_matches('.')) {
                 20
