@@ -528,6 +528,74 @@ fn client_subnet_is_echoed_and_validated() {
     }
 }
 
+/// A burst of queries from several sockets, sent before reading anything: the
+/// server takes them in batches; every one is answered, correctly, to its sender.
+#[test]
+fn a_burst_of_queries_is_answered_in_full() {
+    let srv = Server::start();
+    srv.put_ns(&app(30));
+    let kinds: [(&str, RecordType); 5] = [
+        ("app.gslb.example.", RecordType::A),
+        ("www.gslb.example.", RecordType::A),
+        ("nope.gslb.example.", RecordType::A),
+        ("APP.gslb.example.", RecordType::AAAA),
+        ("gslb.example.", RecordType::NS),
+    ];
+    let clients: Vec<UdpSocket> = (0..4)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .collect();
+    let per_client = 50u16;
+    for (c, s) in clients.iter().enumerate() {
+        for k in 0..per_client {
+            let (name, rtype) = kinds[usize::from(k) % kinds.len()];
+            let mut q = query(name, rtype, (k % 3 != 0).then_some(1232));
+            q.metadata.id = (c as u16) << 8 | k;
+            s.send_to(&q.to_vec().unwrap(), srv.dns).unwrap();
+        }
+    }
+    for (c, s) in clients.iter().enumerate() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..per_client {
+            let mut buf = [0u8; 1500];
+            let (n, from) = s.recv_from(&mut buf).expect("every query answered");
+            assert_eq!(from, srv.dns);
+            let r = Message::from_vec(&buf[..n]).unwrap();
+            let id = r.metadata.id;
+            assert_eq!(usize::from(id >> 8), c, "answer to this socket's query");
+            let k = id & 0xff;
+            assert!(k < per_client && seen.insert(k), "id {id} once");
+            let (name, rtype) = kinds[usize::from(k) % kinds.len()];
+            assert_eq!(
+                r.queries[0].name.to_ascii(),
+                name,
+                "question echoed as sent"
+            );
+            assert_eq!(r.queries[0].query_type, rtype);
+            assert_eq!(
+                r.edns.is_some(),
+                k % 3 != 0,
+                "{name}: EDNS echoed when asked"
+            );
+            let mut got = addrs(&r);
+            got.sort();
+            match k % 5 {
+                0 => assert_eq!(
+                    got,
+                    vec![ip("192.0.2.10"), ip("198.51.100.10"), ip("203.0.113.10")]
+                ),
+                1 => assert_eq!(got, vec![ip("192.0.2.80")]),
+                2 => assert_eq!(r.metadata.response_code, ResponseCode::NXDomain),
+                3 => assert_eq!(got, vec![ip("2001:db8::10")]),
+                _ => assert_eq!(types(&r.answers), vec![RecordType::NS; 2]),
+            }
+        }
+    }
+}
+
 #[test]
 fn queries_are_counted_in_metrics() {
     let srv = Server::start();
