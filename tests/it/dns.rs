@@ -552,7 +552,7 @@ fn a_burst_of_queries_is_answered_in_full() {
     for (c, s) in clients.iter().enumerate() {
         for k in 0..per_client {
             let (name, rtype) = kinds[usize::from(k) % kinds.len()];
-            let mut q = query(name, rtype, (k % 3 != 0).then_some(1232));
+            let mut q = query(name, rtype, (!k.is_multiple_of(3)).then_some(1232));
             q.metadata.id = (c as u16) << 8 | k;
             s.send_to(&q.to_vec().unwrap(), srv.dns).unwrap();
         }
