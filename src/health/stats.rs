@@ -30,6 +30,32 @@ pub const LATENESS_BOUNDS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// The `q` quantile of a histogram with `bounds` and per-bucket `counts` (one more
+/// than the bounds: +Inf), estimated like PromQL's `histogram_quantile`: linear
+/// interpolation inside the bucket that holds it. `None` with no observations; the
+/// last finite bound when it falls in the +Inf bucket.
+pub fn quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
+    let n = bounds.len();
+    let total: u64 = counts.iter().sum();
+    if total == 0 || n == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        if c > 0 && (below + c) as f64 >= rank {
+            if i >= n {
+                return Some(bounds[n - 1]);
+            }
+            let lo = if i == 0 { 0.0 } else { bounds[i - 1] };
+            let hi = bounds[i];
+            return Some(lo + (hi - lo) * ((rank - below as f64) / c as f64));
+        }
+        below += c;
+    }
+    Some(bounds[n - 1])
+}
+
 const STATES: [Health; 3] = [Health::Pending, Health::Healthy, Health::Unhealthy];
 
 fn state_index(h: Health) -> usize {
@@ -74,33 +100,18 @@ impl<const N: usize> Histogram<N> {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    /// The `q` quantile estimated like PromQL's `histogram_quantile`: linear
-    /// interpolation inside the bucket that holds it. `None` with no observations;
-    /// the last finite bound when it falls in the +Inf bucket.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        let counts: Vec<u64> = self
-            .counts
+    /// Per-bucket (non-cumulative) counts, the last one being +Inf: subtract two of
+    /// these to get the histogram of a time window.
+    pub fn counts(&self) -> Vec<u64> {
+        self.counts
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = q.clamp(0.0, 1.0) * total as f64;
-        let mut below = 0u64;
-        for (i, &c) in counts.iter().enumerate() {
-            if c > 0 && (below + c) as f64 >= rank {
-                if i == N {
-                    return Some(self.bounds[N - 1]);
-                }
-                let lo = if i == 0 { 0.0 } else { self.bounds[i - 1] };
-                let hi = self.bounds[i];
-                return Some(lo + (hi - lo) * ((rank - below as f64) / c as f64));
-            }
-            below += c;
-        }
-        Some(self.bounds[N - 1])
+            .collect()
+    }
+
+    /// The `q` quantile of everything observed so far; see [`quantile`].
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        quantile(self.bounds, &self.counts(), q)
     }
 
     fn render(&self, out: &mut String, name: &str) {
