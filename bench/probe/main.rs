@@ -245,12 +245,15 @@ fn main() {
         .filter(|c| c.get() == Health::Unhealthy)
         .count();
     let pending = cells.iter().filter(|c| c.get() == Health::Pending).count();
+    let lat0 = stats.lateness.counts();
     println!(
-        "startup: {first_second} probes in the first second ({} endpoints new); after {} s: {healthy} Healthy, {unhealthy} Unhealthy, {pending} Pending",
-        o.endpoints, o.warmup
+        "startup: {first_second} probes in the first second ({} endpoints new, each due within 1 s); lateness over the first {} s p50 {}, p99 {}; then {healthy} Healthy, {unhealthy} Unhealthy, {pending} Pending",
+        o.endpoints,
+        o.warmup,
+        ms(quantile(&LATENESS_BOUNDS, &lat0, 0.5)),
+        ms(quantile(&LATENESS_BOUNDS, &lat0, 0.99)),
     );
 
-    let lat0 = stats.lateness.counts();
     let probes0 = stats.probes_total();
     let cpu0 = cpu_seconds();
     let w0 = Instant::now();
@@ -304,6 +307,20 @@ fn main() {
             .filter(|c| c.get() == Health::Unhealthy)
             .count()
     );
+    let results: Vec<String> = gslb::health::probe::RESULT_LABELS
+        .iter()
+        .zip(&stats.probes)
+        .map(|(l, c)| format!("{l} {}", c.load(std::sync::atomic::Ordering::Relaxed)))
+        .collect();
+    println!("  results       {} (whole run)", results.join(", "));
+    let lat_line: Vec<String> = LATENESS_BOUNDS
+        .iter()
+        .map(|b| format!("{}", b * 1e3))
+        .chain(["+Inf".to_string()])
+        .zip(&lat)
+        .map(|(b, c)| format!("<={b}ms:{c}"))
+        .collect();
+    println!("  lateness hist {}", lat_line.join(" "));
     let mut metrics = String::new();
     let r0 = Instant::now();
     hub.render_metrics(&mut metrics);
