@@ -415,6 +415,16 @@ impl HealthHub {
         &self.stats
     }
 
+    /// Feeds one probe result for `ep`'s stream as if the prober had produced it
+    /// (tests elsewhere in the crate drive verdicts without sockets).
+    #[cfg(test)]
+    pub(crate) fn feed(&self, ep: &Endpoint, result: ProbeResult) {
+        let stream = self.lock().streams.get(&ProbeKey::of(ep)).cloned();
+        if let Some(s) = stream {
+            self.record(&s, &result, Duration::ZERO);
+        }
+    }
+
     /// Takes one probe result of `stream` through the state machine of each of its
     /// verdicts, then logs and reports every change (with no lock held).
     pub(crate) fn record(&self, stream: &Stream, result: &ProbeResult, took: Duration) {
@@ -534,7 +544,7 @@ impl HealthHub {
 
     /// What the next store write holds: the verdicts of streams changed since the last
     /// write (every verdict when `all`), and the verdicts removed since.
-    fn take_dirty(&self, all: bool) -> (Vec<StoredHealth>, Vec<StoredHealth>) {
+    pub(crate) fn take_dirty(&self, all: bool) -> (Vec<StoredHealth>, Vec<StoredHealth>) {
         let mut t = self.lock();
         let removed = std::mem::take(&mut t.removed);
         let mut upsert = Vec::new();

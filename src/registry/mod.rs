@@ -279,3 +279,6 @@ impl Registry {
         Ok(self.store.flush()?)
     }
 }
+
+#[cfg(test)]
+mod tests;
