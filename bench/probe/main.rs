@@ -4,8 +4,10 @@
 //! The fake VIPs run in a child process (this binary with `--serve-vips`) so that the
 //! CPU and memory measured here are the prober's alone. Endpoints are spread over
 //! `--addresses` addresses 127.1.x.y and consecutive ports from `--base-port`; the
-//! first `--listening` ports of the port range listen on every address (they accept
-//! and drop), all other ports are closed and refuse at once.
+//! first `--listening-ports` ports of the port range listen on every address (they
+//! accept and drop), the next `--blackhole-ports` are black holes (a listener with a
+//! full accept queue: SYNs are never answered, the probe times out), and all other
+//! ports are closed and refuse at once.
 //!
 //! Run through `bench/probe/run.sh`; see docs/performance.md.
 
@@ -24,6 +26,7 @@ struct Opts {
     addresses: usize,
     base_port: u16,
     listening_ports: usize,
+    blackhole_ports: usize,
     period: u32,
     timeout: u32,
     warmup: u64,
@@ -38,6 +41,7 @@ fn parse() -> Opts {
         addresses: 100,
         base_port: 20_000,
         listening_ports: 10,
+        blackhole_ports: 0,
         period: 5,
         timeout: 2,
         warmup: 15,
@@ -64,6 +68,7 @@ fn parse() -> Opts {
             "--addresses" => o.addresses = n(v) as usize,
             "--base-port" => o.base_port = n(v) as u16,
             "--listening-ports" => o.listening_ports = n(v) as usize,
+            "--blackhole-ports" => o.blackhole_ports = n(v) as usize,
             "--period" => o.period = n(v) as u32,
             "--timeout" => o.timeout = n(v) as u32,
             "--warmup" => o.warmup = n(v),
@@ -120,6 +125,24 @@ fn serve_vips(o: &Opts) {
                 });
             }
         }
+        // Black holes: backlog 0 and never accepted; our own connections fill the
+        // queue, so the kernel drops every further SYN.
+        let mut fillers = Vec::new();
+        let first = o.listening_ports.min(ports_per_address(o));
+        let last = (o.listening_ports + o.blackhole_ports).min(ports_per_address(o));
+        for a in 0..o.addresses {
+            for p in first..last {
+                let addr = SocketAddr::new(address(a), o.base_port + p as u16);
+                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                sock.bind(&addr.into())
+                    .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+                sock.listen(0).unwrap();
+                // Backlog 0 queues one connection: this one, never accepted.
+                fillers.push(std::net::TcpStream::connect(addr).unwrap());
+                fillers.push(std::net::TcpStream::from(sock));
+            }
+        }
         println!("ready {n}");
         std::io::stdout().flush().unwrap();
         // Until the parent closes our stdin.
@@ -166,12 +189,17 @@ fn main() {
     let listening: usize = (0..o.endpoints)
         .filter(|i| i / o.addresses < listening_per_addr)
         .count();
+    let blackholed: usize = (0..o.endpoints)
+        .filter(|i| {
+            let p = i / o.addresses;
+            p >= listening_per_addr && p < o.listening_ports + o.blackhole_ports
+        })
+        .count();
     println!(
-        "endpoints {} ({} addresses x {} ports), {} listening, period {} s, timeout {} s",
+        "endpoints {} ({} addresses x {} ports), {listening} listening, {blackholed} black-holed (time out), the rest refuse; period {} s, timeout {} s",
         o.endpoints,
         o.addresses,
         ports_per_address(&o),
-        listening,
         o.period,
         o.timeout
     );
