@@ -178,9 +178,10 @@ impl Stream {
 #[derive(Debug, Default)]
 struct Table {
     streams: HashMap<ProbeKey, Arc<Stream>>,
-    /// Records loaded from the store at startup, waiting to be claimed by the
-    /// registry's first acquisitions; whatever is left when probing starts is stale.
-    restored: HashMap<Endpoint, StoredHealth>,
+    /// Records loaded from the store at startup, by probe stream, waiting to be
+    /// claimed by the registry's first acquisitions; whatever is left when probing
+    /// starts is stale.
+    restored: HashMap<ProbeKey, Vec<StoredHealth>>,
     /// Verdicts to delete from the store at the next write.
     removed: Vec<StoredHealth>,
 }
@@ -230,15 +231,13 @@ impl HealthHub {
     pub fn restore(&self, records: Vec<StoredHealth>) {
         let mut t = self.lock();
         for r in records {
-            let ep = Endpoint {
+            let key = ProbeKey {
                 address: r.address,
                 port: r.port,
                 period_seconds: r.period_seconds,
                 timeout_seconds: r.timeout_seconds,
-                failure_threshold: r.failure_threshold,
-                success_threshold: r.success_threshold,
             };
-            t.restored.insert(ep, r);
+            t.restored.entry(key).or_default().push(r);
         }
     }
 
@@ -272,7 +271,7 @@ impl HealthHub {
             *v.holders.entry(holder).or_default() += 1;
             return v.cell.clone();
         }
-        let (health, last_change_time) = match t.restored.remove(ep) {
+        let (health, last_change_time) = match Self::claim_restored(&mut t, key, th) {
             Some(r) => (parse_health(&r.health), r.last_change_time),
             None => {
                 let sibling = st
@@ -298,14 +297,25 @@ impl HealthHub {
         cell
     }
 
+    /// Takes the restored record of the verdict (`key`, `th`), if there is one.
+    fn claim_restored(t: &mut Table, key: ProbeKey, th: Thresholds) -> Option<StoredHealth> {
+        let records = t.restored.get_mut(&key)?;
+        let i = records
+            .iter()
+            .position(|r| r.failure_threshold == th.failure && r.success_threshold == th.success)?;
+        let r = records.swap_remove(i);
+        if records.is_empty() {
+            t.restored.remove(&key);
+        }
+        Some(r)
+    }
+
     fn new_stream(&self, t: &mut Table, key: ProbeKey) -> Arc<Stream> {
         // The freshest restored record of this stream gives its streak.
         let seed = t
             .restored
-            .iter()
-            .filter(|(ep, _)| ProbeKey::of(ep) == key)
-            .map(|(_, r)| r)
-            .max_by_key(|r| r.last_probe_time);
+            .get(&key)
+            .and_then(|rs| rs.iter().max_by_key(|r| r.last_probe_time));
         let mut state = StreamState::default();
         if let Some(r) = seed {
             state.streak = Streak {

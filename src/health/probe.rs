@@ -156,6 +156,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn probes_ipv6() {
+        // Skipped where the host has no IPv6 loopback.
+        let Ok(l) = std::net::TcpListener::bind("[::1]:0") else {
+            return;
+        };
+        let addr = l.local_addr().unwrap();
+        assert_eq!(
+            probe(addr, Duration::from_secs(2)).await.0,
+            ProbeResult::Success
+        );
+        drop(l);
+        assert_eq!(
+            probe(addr, Duration::from_secs(2)).await.0,
+            ProbeResult::Refused
+        );
+    }
+
+    #[tokio::test]
     async fn a_full_backlog_times_out() {
         // A listener that never accepts, with a backlog of 0: once the accept queue is
         // full the kernel drops further SYNs, exactly like a black-holed VIP.

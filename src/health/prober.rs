@@ -194,7 +194,7 @@ impl HealthHub {
         let streams;
         {
             let mut t = self.lock();
-            let stale: Vec<_> = t.restored.drain().map(|(_, r)| r).collect();
+            let stale: Vec<_> = t.restored.drain().flat_map(|(_, rs)| rs).collect();
             if !stale.is_empty() {
                 tracing::info!(
                     records = stale.len(),

@@ -593,12 +593,12 @@ fn health_survives_kill9_and_sigterm_and_put_keeps_history() {
 fn status_and_metrics_fields() {
     let s = server();
     let vip = Vip::open("127.0.0.81");
-    let written = Instant::now();
     let v = s.put_ns(&json!({
         "name": "st.hc.example", "policy": "RoundRobin",
         "healthCheck": hc(1, 1, 1),
         "targets": [target("dc1", "127.0.0.81", vip.port())]
     }));
+    let written = Instant::now();
     let t0 = &v["status"]["targets"][0];
     assert_eq!(t0["name"], "dc1");
     assert_eq!(t0["address"], "127.0.0.81");
