@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const DNS_QUERIES: &str = "gslb_dns_queries_total";
 pub const DNS_TRUNCATED: &str = "gslb_dns_truncated_total";
 pub const DNS_DROPPED: &str = "gslb_dns_dropped_total";
+pub const DNS_FAILED_OPEN: &str = "gslb_dns_failed_open_answers_total";
 pub const API_REQUESTS: &str = "gslb_api_requests_total";
 pub const NAMESERVICES: &str = "gslb_nameservices";
 
@@ -58,6 +59,7 @@ pub struct Metrics {
     dns: [[AtomicU64; RCODES.len()]; QTYPES.len()],
     truncated: AtomicU64,
     dropped: AtomicU64,
+    failed_open: AtomicU64,
     api: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
 }
 
@@ -84,6 +86,14 @@ impl Metrics {
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One NameService answer that failed open: no enabled target of the family was
+    /// eligible, so every enabled one was answered (`allDown: AnswerAll`; the DNS side
+    /// calls this when `policy::Selection::failed_open` is set).
+    #[inline]
+    pub fn dns_failed_open(&self) {
+        self.failed_open.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Adds a worker's counts (see [`DnsTally`]) and clears them.
     pub fn add_dns(&self, tally: &mut DnsTally) {
         let mut cells = tally.touched;
@@ -102,6 +112,11 @@ impl Metrics {
         if tally.dropped > 0 {
             self.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
             tally.dropped = 0;
+        }
+        if tally.failed_open > 0 {
+            self.failed_open
+                .fetch_add(tally.failed_open, Ordering::Relaxed);
+            tally.failed_open = 0;
         }
     }
 
@@ -150,6 +165,17 @@ impl Metrics {
         );
         header(
             out,
+            DNS_FAILED_OPEN,
+            "counter",
+            "NameService answers that failed open to every enabled target because none was healthy.",
+        );
+        let _ = writeln!(
+            out,
+            "{DNS_FAILED_OPEN} {}",
+            self.failed_open.load(Ordering::Relaxed)
+        );
+        header(
+            out,
             API_REQUESTS,
             "counter",
             "REST API requests, by route, method and status.",
@@ -178,6 +204,7 @@ pub struct DnsTally {
     touched: u128,
     truncated: u64,
     dropped: u64,
+    failed_open: u64,
 }
 
 const _: () = assert!(QTYPES.len() * RCODES.len() <= 128);
@@ -201,6 +228,12 @@ impl DnsTally {
     #[inline]
     pub fn dropped(&mut self) {
         self.dropped += 1;
+    }
+
+    /// One NameService answer that failed open (see [`Metrics::dns_failed_open`]).
+    #[inline]
+    pub fn failed_open(&mut self) {
+        self.failed_open += 1;
     }
 }
 
@@ -227,6 +260,7 @@ mod tests {
         m.dns_query(1, 0);
         m.dns_query(99, 16);
         m.api_request("/api/v1/nameservices/{name}", "PUT", 201);
+        m.dns_failed_open();
         let mut s = String::new();
         m.render(&mut s, 3);
         assert!(
@@ -236,6 +270,10 @@ mod tests {
         assert!(s.contains("gslb_dns_queries_total{qtype=\"OTHER\",rcode=\"BADVERS\"} 1\n"));
         assert!(s.contains("gslb_api_requests_total{route=\"/api/v1/nameservices/{name}\",method=\"PUT\",status=\"201\"} 1\n"));
         assert!(s.contains("# TYPE gslb_nameservices gauge\ngslb_nameservices 3\n"));
+        assert!(
+            s.contains("\ngslb_dns_failed_open_answers_total 1\n"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -248,6 +286,8 @@ mod tests {
         }
         t.truncated();
         single.dns_truncated();
+        t.failed_open();
+        single.dns_failed_open();
         bulk.add_dns(&mut t);
         t.query(1, 0);
         t.dropped();

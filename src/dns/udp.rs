@@ -94,6 +94,9 @@ impl Worker {
                         if o.truncated {
                             tally.truncated();
                         }
+                        if o.failed_open {
+                            tally.failed_open();
+                        }
                         true
                     }
                     None => {

@@ -363,6 +363,7 @@ struct Sections {
     additionals: Vec<Record>,
     aa: bool,
     scope: u8,
+    failed_open: bool,
 }
 
 /// What the reference needs to know about a query beyond its `Message`.
@@ -427,13 +428,14 @@ impl Reference {
             .max_by_key(|z| z.apex.num_labels())
     }
 
-    /// The response to a query, or `None` when it is dropped.
+    /// The response to a query and whether an answer failed open, or `None` when
+    /// the query is dropped.
     fn answer(
         &self,
         snap: &Snapshot,
         input: &Input<'_>,
         rng: &mut fastrand::Rng,
-    ) -> Option<Message> {
+    ) -> Option<(Message, bool)> {
         let q = input.query;
         if q.metadata.message_type == MessageType::Response {
             return None;
@@ -502,7 +504,7 @@ impl Reference {
             r.additionals.clear();
             r.metadata.truncation = true;
         }
-        Some(r)
+        Some((r, s.failed_open))
     }
 
     fn resolve(
@@ -645,6 +647,7 @@ impl Reference {
             let mut out = Vec::new();
             let sel = crate::policy::select(svc, v6, client, &snap.topology, rng, &mut out);
             s.scope = s.scope.max(sel.ecs_scope);
+            s.failed_open |= sel.failed_open;
             for a in out {
                 let data = match a {
                     IpAddr::V4(a) => RData::A(a.into()),
@@ -1169,11 +1172,15 @@ fn engine_matches_the_hickory_reference() {
             &mut scratch,
             &mut out,
         );
-        let (outcome, want) = match (outcome, want) {
+        let (outcome, want, failed_open) = match (outcome, want) {
             (None, None) => continue,
             // Through hickory's encoder and decoder, as the engine's bytes go
             // through the decoder: the extended rcode lands where decoding puts it.
-            (Some(o), Some(w)) => (o, Message::from_vec(&w.to_vec().unwrap()).unwrap()),
+            (Some(o), Some((w, failed_open))) => (
+                o,
+                Message::from_vec(&w.to_vec().unwrap()).unwrap(),
+                failed_open,
+            ),
             (got, want) => {
                 failures.push(format!(
                     "{}: answered {:?}, reference {:?}",
@@ -1202,8 +1209,13 @@ fn engine_matches_the_hickory_reference() {
         }
         // The outcome reported for the metrics.
         let rcode = u16::from(want.metadata.response_code);
-        if outcome.rcode != rcode || outcome.truncated != want.metadata.truncation {
-            diffs.push(format!("outcome {outcome:?}, want rcode {rcode}"));
+        if outcome.rcode != rcode
+            || outcome.truncated != want.metadata.truncation
+            || outcome.failed_open != failed_open
+        {
+            diffs.push(format!(
+                "outcome {outcome:?}, want rcode {rcode}, failed open {failed_open}"
+            ));
         }
         truncated += usize::from(want.metadata.truncation);
         let bytes_equal = want.to_vec().unwrap() == out;
