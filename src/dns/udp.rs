@@ -251,14 +251,21 @@ mod mmsg {
 
     use super::{BATCH, Batch, SLOT};
 
-    /// The system call arguments, reused for every batch. Raw pointers in the
-    /// headers are set right before each call, so moving this struct is harmless.
+    /// The system call arguments, reused for every batch. Everything lives in
+    /// boxes, so the pointers between them stay valid when this struct moves.
     pub(super) struct Mmsg {
         names: Box<[libc::sockaddr_storage; BATCH]>,
-        iov: Box<[libc::iovec; BATCH]>,
-        hdrs: Box<[libc::mmsghdr; BATCH]>,
+        recv_iov: Box<[libc::iovec; BATCH]>,
+        recv_hdrs: Box<[libc::mmsghdr; BATCH]>,
+        send_iov: Box<[libc::iovec; BATCH]>,
+        send_hdrs: Box<[libc::mmsghdr; BATCH]>,
         /// Length of each received address.
         name_len: [libc::socklen_t; BATCH],
+        /// The receive buffer the receive headers point into (null: not set up).
+        base: *mut u8,
+        /// Receive headers filled by the last call: their address lengths need
+        /// resetting, the others are as set up.
+        dirty: usize,
     }
 
     impl Mmsg {
@@ -267,9 +274,13 @@ mod mmsg {
             unsafe {
                 Self {
                     names: Box::new(zeroed()),
-                    iov: Box::new(zeroed()),
-                    hdrs: Box::new(zeroed()),
+                    recv_iov: Box::new(zeroed()),
+                    recv_hdrs: Box::new(zeroed()),
+                    send_iov: Box::new(zeroed()),
+                    send_hdrs: Box::new(zeroed()),
                     name_len: [0; BATCH],
+                    base: std::ptr::null_mut(),
+                    dirty: 0,
                 }
             }
         }
@@ -279,20 +290,30 @@ mod mmsg {
         pub(super) fn recv(&mut self, sock: &UdpSocket, batch: &mut Batch) -> io::Result<usize> {
             batch.len = 0;
             let base = batch.queries.as_mut_ptr();
-            for i in 0..BATCH {
-                self.iov[i] = libc::iovec {
-                    // SAFETY: slot i lies inside `queries` (BATCH * SLOT bytes).
-                    iov_base: unsafe { base.add(i * SLOT) }.cast(),
-                    iov_len: SLOT,
-                };
-                self.hdrs[i] = header(&mut self.names[i], NAME_MAX, &mut self.iov[i]);
+            if base != self.base {
+                // First call (or another batch): point every header at its slot.
+                for i in 0..BATCH {
+                    self.recv_iov[i] = libc::iovec {
+                        // SAFETY: slot i lies inside `queries` (BATCH * SLOT bytes).
+                        iov_base: unsafe { base.add(i * SLOT) }.cast(),
+                        iov_len: SLOT,
+                    };
+                    self.recv_hdrs[i] = header(&mut self.names[i], NAME_MAX, &mut self.recv_iov[i]);
+                }
+                self.base = base;
+            } else {
+                // The kernel wrote the address length of the headers it filled.
+                for h in &mut self.recv_hdrs[..self.dirty] {
+                    h.msg_hdr.msg_namelen = NAME_MAX;
+                }
             }
+            self.dirty = 0;
             // SAFETY: every header points at live buffers of the sizes given, owned by
             // `self` and `batch` and not touched until the call returns.
             let n = unsafe {
                 libc::recvmmsg(
                     sock.as_raw_fd(),
-                    self.hdrs.as_mut_ptr(),
+                    self.recv_hdrs.as_mut_ptr(),
                     BATCH as libc::c_uint,
                     libc::MSG_WAITFORONE,
                     std::ptr::null_mut(),
@@ -302,8 +323,9 @@ mod mmsg {
                 return Err(io::Error::last_os_error());
             }
             let n = n as usize;
+            self.dirty = n;
             for i in 0..n {
-                let h = &self.hdrs[i];
+                let h = &self.recv_hdrs[i];
                 self.name_len[i] = h.msg_hdr.msg_namelen;
                 batch.lens[i] = (h.msg_len as usize).min(SLOT);
                 batch.cut[i] = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
@@ -325,13 +347,13 @@ mod mmsg {
                     continue;
                 }
                 let r = &batch.responses[i];
-                self.iov[count] = libc::iovec {
+                self.send_iov[count] = libc::iovec {
                     iov_base: r.as_ptr() as *mut libc::c_void,
                     iov_len: r.len(),
                 };
-                // The peer's address is still where it was received (i >= count).
+                // The peer's address, where it was received.
                 let name: *mut libc::sockaddr_storage = &mut self.names[i];
-                self.hdrs[count] = header(name, self.name_len[i], &mut self.iov[count]);
+                self.send_hdrs[count] = header(name, self.name_len[i], &mut self.send_iov[count]);
                 count += 1;
             }
             let mut at = 0;
@@ -342,7 +364,7 @@ mod mmsg {
                 let n = unsafe {
                     libc::sendmmsg(
                         sock.as_raw_fd(),
-                        self.hdrs[at..].as_mut_ptr(),
+                        self.send_hdrs[at..].as_mut_ptr(),
                         (count - at) as libc::c_uint,
                         0,
                     )
