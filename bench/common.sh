@@ -30,16 +30,50 @@ build_gslb() {
     echo "${CARGO_TARGET_DIR:-$BENCH_ROOT/target}/release/gslb"
 }
 
-# Every process the Python side starts is appended to $WORK/pids; stop them by PID.
+# Every process the Python side starts is appended to $WORK/pids as "pid starttime";
+# stop exactly those (a reused pid has another start time), TERM then KILL.
+ours() {
+    local pid="$1" st="$2" now
+    now="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20)" || return 1
+    [[ -n "$now" && "$now" == "$st" ]]
+}
+
 stop_recorded() {
-    local pidfile="$1/pids" pid
+    local pidfile="$1/pids" pid st left=0
     [[ -f "$pidfile" ]] || return 0
-    while read -r pid; do
-        [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true
+    while read -r pid st; do
+        if ours "$pid" "$st"; then kill -TERM "$pid" 2>/dev/null && left=1; fi
     done <"$pidfile"
-    sleep 1
-    while read -r pid; do
-        [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null || true
-    done <"$pidfile"
+    if ((left)); then
+        sleep 2
+        while read -r pid st; do
+            if ours "$pid" "$st"; then kill -KILL "$pid" 2>/dev/null || true; fi
+        done <"$pidfile"
+    fi
     rm -f "$pidfile"
+}
+
+# Run the Python driver in the background and wait for it, so that INT/TERM reach
+# this shell at once; on any exit stop the driver, then everything it recorded.
+run_python() {
+    local work="$1"
+    shift
+    PY_PID=""
+    trap 'cleanup "$work"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    python3 "$@" &
+    PY_PID=$!
+    wait "$PY_PID"
+}
+
+cleanup() {
+    if [[ -n "${PY_PID:-}" ]] && kill -0 "$PY_PID" 2>/dev/null; then
+        kill -TERM "$PY_PID" 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$PY_PID" 2>/dev/null || break
+            sleep 0.5
+        done
+    fi
+    stop_recorded "$1"
 }

@@ -27,5 +27,4 @@ fi
 stop_recorded "$WORK"
 rm -rf "$WORK"
 mkdir -p "$WORK"
-trap 'stop_recorded "$WORK"' EXIT
-python3 "$BENCH_ROOT/bench/lib/dnsbench.py" --work "$WORK" "${args[@]}" "$@"
+run_python "$WORK" "$BENCH_ROOT/bench/lib/dnsbench.py" --work "$WORK" "${args[@]}" "$@"

@@ -39,7 +39,7 @@ class Procs:
         f.close()
         self.procs.append(p)
         with open(self.pidfile, "a") as pf:
-            pf.write(f"{p.pid}\n")
+            pf.write(f"{p.pid} {start_time(p.pid)}\n")
         return p
 
     def stop(self, p, timeout=10):
@@ -56,6 +56,16 @@ class Procs:
     def stop_all(self):
         for p in list(reversed(self.procs)):
             self.stop(p)
+
+
+def start_time(pid):
+    """Start time of pid in clock ticks since boot: (pid, start time) names a process
+    even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return "0"
 
 
 def cpu_seconds(pid):
@@ -99,9 +109,15 @@ def dnsperf(addr, port, qfile, seconds, rate=None, verbose=False, out=None):
         argv += ["-v"]
     outpath = out or "/dev/null"
     with open(outpath + ".stdout" if out else os.devnull, "w") as so:
-        p = subprocess.run(argv, stdout=subprocess.PIPE if not verbose else so,
-                           stderr=subprocess.STDOUT, text=True, check=False)
-    text = p.stdout if not verbose else open(outpath + ".stdout").read()
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE if not verbose else so,
+                             stderr=subprocess.STDOUT, text=True)
+        try:
+            text, _ = p.communicate()
+        except BaseException:       # SIGTERM/^C: do not leave dnsperf running
+            p.kill()
+            p.wait()
+            raise
+    text = text if not verbose else open(outpath + ".stdout").read()
     if p.returncode != 0:
         raise RuntimeError(f"dnsperf failed ({p.returncode}): {text[-500:]}")
     res = parse_dnsperf(text)

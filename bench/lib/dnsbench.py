@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import time
 
@@ -415,6 +416,7 @@ def main():
     if not a.peers_only and not a.gslb:
         p.error("--gslb is required unless --peers-only")
     os.makedirs(a.work, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     Bench(a).run()
 
 
