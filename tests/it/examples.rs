@@ -1,1 +1,79 @@
-//! Integration tests: examples.
+//! Every example file shipped in zones/, api/examples/ and deploy/ is parsed here,
+//! so the docs cannot rot.
+
+use std::path::Path;
+
+use gslb::config::{Config, Overrides};
+use gslb::model::NameService;
+use gslb::zone::ZoneSet;
+
+use crate::harness::REPO;
+
+fn files(dir: &str, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(Path::new(REPO).join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn example_zones_load() {
+    let zones = ZoneSet::load_dir(&Path::new(REPO).join("zones")).unwrap();
+    assert!(zones.origins().contains(&"gslb.example".to_string()));
+}
+
+#[test]
+fn api_examples_are_valid_nameservices() {
+    let examples = files("api/examples", "json");
+    assert!(!examples.is_empty());
+    for p in examples {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        NameService::from_json(v).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+}
+
+#[test]
+fn deploy_configs_load() {
+    let configs = files("deploy", "toml");
+    assert!(!configs.is_empty());
+    for p in configs {
+        let c = Config::load(Some(&p), Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        // The commented example's uncommented lines are the defaults.
+        if p.file_name().unwrap() == "gslb.toml" {
+            let d = Config::load(None, Overrides::default()).unwrap();
+            assert_eq!(c.dns_listen, d.dns_listen);
+            assert_eq!(c.api_listen, d.api_listen);
+            assert_eq!(c.data_dir, d.data_dir);
+            assert_eq!(c.zones_dir, d.zones_dir);
+            assert!(c.api_token.is_none());
+        }
+    }
+}
+
+#[test]
+fn deploy_parent_zone_delegates_to_gslb() {
+    let dir = Path::new(REPO).join("deploy/parent-zone");
+    let zones = ZoneSet::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(zones.origins(), vec!["example".to_string()]);
+    assert!(matches!(
+        zones.collision("app.gslb.example"),
+        Some(gslb::zone::Collision::Delegation(_))
+    ));
+}
+
+#[test]
+fn deploy_manifests_are_well_formed() {
+    for p in files("deploy/kubernetes", "yaml") {
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("apiVersion:") && text.contains("kind:"), "{}", p.display());
+        assert!(!text.contains('\t'), "{}: tabs in YAML", p.display());
+    }
+    let unit = std::fs::read_to_string(Path::new(REPO).join("deploy/gslb.service")).unwrap();
+    assert!(unit.contains("ExecStart=") && unit.contains("gslb serve"));
+    let cf = std::fs::read_to_string(Path::new(REPO).join("deploy/Containerfile")).unwrap();
+    assert!(cf.contains("ENTRYPOINT") || cf.contains("CMD"));
+}
