@@ -56,10 +56,10 @@ stop_recorded() {
 # Run the Python driver in the background and wait for it, so that INT/TERM reach
 # this shell at once; on any exit stop the driver, then everything it recorded.
 run_python() {
-    local work="$1"
+    CLEANUP_WORK="$1"
     shift
     PY_PID=""
-    trap 'cleanup "$work"' EXIT
+    trap 'cleanup "$CLEANUP_WORK"' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
     python3 "$@" &

@@ -162,13 +162,19 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise RuntimeError("no DNS answer after 60 s")
                 time.sleep(0.2)
+        cpus = common.thread_cpus(s.pid)
+        if cpus != {common.SERVER_CPU}:
+            raise RuntimeError(f"threads allowed on CPUs {sorted(cpus)}, want only {common.SERVER_CPU}")
         n = getattr(s, "registered", s.n)
         for i in sorted({0, 1, n // 2, n - 1}):
             want = gen.expected_answers(i)
             if s.expect == "nearest":
                 # 10.0.1.0/24 is mapped to REGIONS[1]: the answer is the dc2 target only.
+                want = [gen.targets(i)[1][1]]
                 rc, got, scope = common.dns_query(s.addr, DNS_PORT, gen.name(i), 1, ecs=("10.0.1.0", 24))
-                ok = rc == "NOERROR" and got == [gen.targets(i)[1][1]]
+                ok = rc == "NOERROR" and got == want
+                if ok and s.kind == "gslb" and scope != 24:
+                    raise RuntimeError(f"{gen.name(i)} A with ECS 10.0.1.0/24: scope {scope}, want 24")
             else:
                 rc, got, _ = common.dns_query(s.addr, DNS_PORT, gen.name(i), 1)
                 ok = rc == "NOERROR" and (got == want if s.expect == "all3"
@@ -350,13 +356,14 @@ def render(results, info, a):
     out.append("| workload | server | QPS | server CPU | q/CPU-s | vs knotd | p50 µs @50% | "
                "p99 µs @50% | RSS MiB | lost % |")
     out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    goals = []
+    goals, notes = [], []
     for title, key, servers in results:
         base = next((summarize(s) for s in servers if s.kind == "knot"), None)
         for s in servers:
             m = summarize(s)
             if s.error and not m:
-                out.append(f"| {key} | {s.label} | not measured: {s.error} | | | | | | | |")
+                out.append(f"| {key} | {s.label} | not measured¹ | | | | | | | |")
+                notes.append(f"{s.label}: {s.error}")
                 continue
             ratio = (m["qcpu"] / base["qcpu"]) if (base and m and base["qcpu"]) else None
             s.ratio = ratio
@@ -366,13 +373,16 @@ def render(results, info, a):
                 f"{fmt(m['qcpu'], ',.0f')} | {fmt(ratio, '.2f')}x | {fmt(lat.get('p50'), '.0f', 1e6)} | "
                 f"{fmt(lat.get('p99'), '.0f', 1e6)} | {fmt(s.rss, '.1f')} | {fmt(m['lost'], '.2f')} |")
             if s.error or s.note:
-                out.append(f"|  | ↳ {s.label} | {s.note} {s.error or ''} | | | | | | | |")
+                notes.append(f"{s.label}: {' '.join(x for x in (s.note, s.error) if x)}")
         knot = next((s for s in servers if s.kind == "knot"), None)
         for s in servers:
             if s.kind != "gslb":
                 continue
             goals += goal_lines(s, knot, key)
-    out += ["", "Goals (gslb):", ""] + [f"- {g}" for g in goals]
+    if notes:
+        out += ["", "¹ Notes:", ""] + [f"- {n}" for n in notes]
+    out += ["", "Workloads: " + "; ".join(f"`{k}` = {t}" for t, k, _ in results) + ".",
+            "", "Goals (gslb):", ""] + [f"- {g}" for g in goals]
     return "\n".join(out) + "\n"
 
 
