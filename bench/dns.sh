@@ -16,7 +16,7 @@ install_tools
 
 args=()
 if [[ -n "${QUICK:-}" ]]; then
-    args+=(--rounds 1 --seconds 3 --lat-seconds 2 --big-names 20000 --put-deadline 60)
+    args+=(--rounds 1 --seconds 3 --lat-seconds 2 --idle-seconds 2 --big-names 20000 --put-deadline 60)
 fi
 if [[ -n "${PEERS_ONLY:-}" ]]; then
     args+=(--peers-only)

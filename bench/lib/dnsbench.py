@@ -34,6 +34,7 @@ class Server:
         self.latency = None
         self.rss = None
         self.note = ""
+        self.idle_cpu = None
 
     @property
     def pid(self):
@@ -215,6 +216,14 @@ class Bench:
                 self.say(f"  {s.label}: NOT MEASURED: {s.error}")
                 if s.proc:
                     self.procs.stop(s.proc)
+        # Idle cost (health checks, timers) of every live server, measured together.
+        if live:
+            c0 = {s.label: common.cpu_seconds(s.pid) for s in live}
+            t0 = time.monotonic()
+            time.sleep(self.a.idle_seconds)
+            wall = time.monotonic() - t0
+            for s in live:
+                s.idle_cpu = (common.cpu_seconds(s.pid) - c0[s.label]) / wall
         for r in range(self.a.rounds):
             order = live[r % len(live):] + live[:r % len(live)] if live else []
             for s in order:
@@ -315,6 +324,7 @@ class Bench:
 
 def server_json(s):
     return {"label": s.label, "names": s.n, "error": s.error, "note": s.note, "rss_mib": s.rss,
+            "idle_cpu": s.idle_cpu,
             "latency": s.latency, "rounds": s.rounds}
 
 
@@ -354,15 +364,15 @@ def render(results, info, a):
            f"{a.seconds} s per server, medians; latency at half of each server's own max QPS "
            f"for {a.lat_seconds} s.", ""]
     out.append("| workload | server | QPS | server CPU | q/CPU-s | vs knotd | p50 µs @50% | "
-               "p99 µs @50% | RSS MiB | lost % |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "p99 µs @50% | RSS MiB | idle CPU | lost % |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     goals, notes = [], []
     for title, key, servers in results:
         base = next((summarize(s) for s in servers if s.kind == "knot"), None)
         for s in servers:
             m = summarize(s)
             if s.error and not m:
-                out.append(f"| {key} | {s.label} | not measured¹ | | | | | | | |")
+                out.append(f"| {key} | {s.label} | not measured¹ | | | | | | | | |")
                 notes.append(f"{s.label}: {s.error}")
                 continue
             ratio = (m["qcpu"] / base["qcpu"]) if (base and m and base["qcpu"]) else None
@@ -371,7 +381,8 @@ def render(results, info, a):
             out.append(
                 f"| {key} | {s.label} | {fmt(m['qps'], ',.0f')} | {fmt(m['cpu'], '.0%')} | "
                 f"{fmt(m['qcpu'], ',.0f')} | {fmt(ratio, '.2f')}x | {fmt(lat.get('p50'), '.0f', 1e6)} | "
-                f"{fmt(lat.get('p99'), '.0f', 1e6)} | {fmt(s.rss, '.1f')} | {fmt(m['lost'], '.2f')} |")
+                f"{fmt(lat.get('p99'), '.0f', 1e6)} | {fmt(s.rss, '.1f')} | {fmt(s.idle_cpu, '.1%')} | "
+                f"{fmt(m['lost'], '.2f')} |")
             if s.error or s.note:
                 notes.append(f"{s.label}: {' '.join(x for x in (s.note, s.error) if x)}")
         knot = next((s for s in servers if s.kind == "knot"), None)
@@ -419,6 +430,7 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--lat-seconds", type=int, default=5)
+    p.add_argument("--idle-seconds", type=int, default=5, help="idle CPU sample (health checks only)")
     p.add_argument("--big-names", type=int, default=100_000, help="0 skips the big workload")
     p.add_argument("--put-deadline", type=int, default=240,
                    help="seconds allowed for registering one server's NameServices")
