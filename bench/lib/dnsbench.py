@@ -235,25 +235,39 @@ class Bench:
                 except Exception as e:
                     s.error = f"round {r + 1}: {e}"[:200]
                     self.say(f"  {s.label}: {s.error}")
+        lat_servers = []
         for s in live:
             if s.proc.poll() is not None:
                 s.error = s.error or f"exited {s.proc.returncode} during the run"
                 continue
             s.rss = common.rss_mib(s.pid)
-            qps = median([m["qps"] for m in s.rounds])
-            if not qps:
-                continue
-            rate = max(100, qps / 2)
-            try:
-                m = common.dnsperf(s.addr, DNS_PORT, s.qfile, self.a.lat_seconds, rate=rate,
-                                   verbose=True, out=os.path.join(self.work, f"{s.label}.lat"))
+            if median([m["qps"] for m in s.rounds]):
+                lat_servers.append(s)
+                s.lat_rounds = []
+        # Latency at half of each server's own median max QPS, interleaved rounds too.
+        for r in range(self.a.rounds):
+            order = lat_servers[r % len(lat_servers):] + lat_servers[:r % len(lat_servers)] \
+                if lat_servers else []
+            for s in order:
+                rate = max(100, median([m["qps"] for m in s.rounds]) / 2)
+                try:
+                    m = common.dnsperf(s.addr, DNS_PORT, s.qfile, self.a.lat_seconds, rate=rate,
+                                       verbose=True, out=os.path.join(self.work, f"{s.label}.lat"))
+                except Exception as e:
+                    s.error = f"latency run: {e}"[:200]
+                    continue
                 lat = m["latencies"]
-                s.latency = {"rate": rate, "n": len(lat), "p50": common.percentile(lat, 50),
-                             "p99": common.percentile(lat, 99), "qps": m["qps"]}
-                self.say(f"  {s.label} @ {rate:.0f} q/s: p50 {s.latency['p50'] * 1e6:.0f} us, "
-                         f"p99 {s.latency['p99'] * 1e6:.0f} us")
-            except Exception as e:
-                s.error = f"latency run: {e}"[:200]
+                s.lat_rounds.append({"rate": rate, "n": len(lat), "qps": m["qps"],
+                                     "p50": common.percentile(lat, 50),
+                                     "p99": common.percentile(lat, 99)})
+                self.say(f"  latency round {r + 1} {s.label} @ {rate:.0f} q/s: "
+                         f"p50 {s.lat_rounds[-1]['p50'] * 1e6:.0f} us, p99 {s.lat_rounds[-1]['p99'] * 1e6:.0f} us")
+        for s in lat_servers:
+            if s.lat_rounds:
+                s.latency = {"rate": s.lat_rounds[0]["rate"],
+                             "p50": median([x["p50"] for x in s.lat_rounds]),
+                             "p99": median([x["p99"] for x in s.lat_rounds]),
+                             "rounds": s.lat_rounds}
         for s in live:
             self.procs.stop(s.proc)
 
@@ -361,8 +375,8 @@ def render(results, info, a):
            f"{' '.join(info['loadavg_end'])} at end; {info['date']}; run took {info['elapsed_s']} s.",
            f"Server pinned to CPU {common.SERVER_CPU}, dnsperf to CPU {common.CLIENT_CPU} "
            f"(`dnsperf -B {' '.join(common.DNSPERF_LOAD)}`); {a.rounds} interleaved round(s) x "
-           f"{a.seconds} s per server, medians; latency at half of each server's own max QPS "
-           f"for {a.lat_seconds} s.", ""]
+           f"{a.seconds} s per server, medians; latency at half of each server's own max QPS, "
+           f"{a.rounds} interleaved round(s) x {a.lat_seconds} s, medians of p50 and p99.", ""]
     out.append("| workload | server | QPS | server CPU | q/CPU-s | vs knotd | p50 µs @50% | "
                "p99 µs @50% | RSS MiB | idle CPU | lost % |")
     out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -412,9 +426,13 @@ def goal_lines(s, knot, key):
         lines.append(verdict(f"{s.label} p99 at half load <= knotd's", p <= k,
                              f"{p * 1e6:.0f} µs vs {k * 1e6:.0f} µs ({(p / k - 1) * 100:+.0f}%)"))
     if s.rss is not None:
-        limit = 10 if s.n <= 1000 else 300
-        lines.append(verdict(f"{s.label} RSS <= {limit} MiB with {s.n:,} names", s.rss <= limit,
-                             f"{s.rss:.1f} MiB ({(s.rss / limit - 1) * 100:+.0f}%)"))
+        limit = 10 if s.n <= 1000 else 300 if s.n >= 100_000 else None
+        if limit:
+            lines.append(verdict(f"{s.label} RSS <= {limit} MiB with {s.n:,} names", s.rss <= limit,
+                                 f"{s.rss:.1f} MiB ({(s.rss / limit - 1) * 100:+.0f}%)"))
+        else:
+            lines.append(f"{s.label} RSS {s.rss:.1f} MiB with {s.n:,} names (the goal is stated "
+                         f"for 1,000 and 100,000 names)")
     return lines
 
 
@@ -429,7 +447,7 @@ def main():
     p.add_argument("--peers-only", action="store_true", help="measure knotd and gdnsd only")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=int, default=10)
-    p.add_argument("--lat-seconds", type=int, default=5)
+    p.add_argument("--lat-seconds", type=int, default=4)
     p.add_argument("--idle-seconds", type=int, default=5, help="idle CPU sample (health checks only)")
     p.add_argument("--big-names", type=int, default=100_000, help="0 skips the big workload")
     p.add_argument("--put-deadline", type=int, default=240,
