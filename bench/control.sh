@@ -13,7 +13,7 @@ WORK="${BENCH_WORK:-/var/tmp/gslb-bench/control}"
 install_tools
 args=(--gslb "$(build_gslb)")
 if [[ -n "${QUICK:-}" ]]; then
-    args+=(--names 20000 --put-seconds 5 --put-deadline 90 --restarts 1 --lat-seconds 5)
+    args+=(--names 20000 --put-seconds 5 --put-deadline 90 --restarts 1 --lat-seconds 5 --lat-rounds 1)
 fi
 stop_recorded "$WORK"
 rm -rf "$WORK"

@@ -5,6 +5,7 @@ import http.client
 import ipaddress
 import json
 import os
+import platform
 import random
 import re
 import signal
@@ -336,3 +337,15 @@ def put_parallel(api, docs, clients=16, deadline=None):
     if errors:
         raise RuntimeError(f"{len(errors)} PUTs failed, first: {errors[0]}")
     return done[0], time.monotonic() - t0, sorted(lat)
+
+
+def machine_info():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "loadavg_start": open("/proc/loadavg").read().split()[:3],
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

@@ -8,7 +8,6 @@ Markdown table and writes it, with the raw numbers, to the work directory.
 import argparse
 import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -312,7 +311,7 @@ class Bench:
 
     def run(self):
         t0 = time.monotonic()
-        info = machine_info()
+        info = common.machine_info()
         self.say(f"machine: {info}")
         self.start_listeners()
         groups = self.plan()
@@ -340,18 +339,6 @@ def server_json(s):
     return {"label": s.label, "names": s.n, "error": s.error, "note": s.note, "rss_mib": s.rss,
             "idle_cpu": s.idle_cpu,
             "latency": s.latency, "rounds": s.rounds}
-
-
-def machine_info():
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "loadavg_start": open("/proc/loadavg").read().split()[:3],
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def summarize(s):
