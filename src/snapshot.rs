@@ -152,6 +152,7 @@ const SHARDS: usize = 256;
 /// hundred entries at 100,000 names) instead of the whole map.
 #[derive(Debug, Clone)]
 pub struct ServiceMap {
+    #[allow(clippy::type_complexity)]
     shards: Arc<[Arc<HashMap<Arc<str>, Arc<ServiceEntry>>>]>,
     len: usize,
 }

@@ -1,12 +1,49 @@
 //! The REST API (axum): NameServices, /healthz and /metrics.
+//!
+//! The only module that imports axum. Handlers stay thin: they check the request
+//! (token, media type, size, JSON syntax), hand the body to
+//! [`NameService::from_json`](crate::model::NameService::from_json) for the rules and to
+//! the [`Registry`] for placement and storage, and turn every failure into one
+//! [`ApiError`].
+//!
+//! **Architecture Invariant:** a rejected request changes nothing: every check runs
+//! before the registry is asked to write, and the registry publishes only what the
+//! store has flushed.
+
+mod body;
+mod error;
+mod nameservices;
+mod ops;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use subtle::ConstantTimeEq;
 use tokio::sync::watch;
+
+pub use error::ApiError;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+
+/// Route templates, as served and as counted in `gslb_api_requests_total`.
+pub const ROUTE_NAMESERVICES: &str = "/api/v1/nameservices";
+pub const ROUTE_NAMESERVICE: &str = "/api/v1/nameservices/{name}";
+pub const ROUTE_HEALTHZ: &str = "/healthz";
+pub const ROUTE_METRICS: &str = "/metrics";
+/// Every route template the API serves (docs and tests check api/openapi.yaml against it).
+pub const ROUTES: [&str; 4] = [
+    ROUTE_NAMESERVICES,
+    ROUTE_NAMESERVICE,
+    ROUTE_HEALTHZ,
+    ROUTE_METRICS,
+];
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -18,12 +55,135 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
 }
 
-/// Serves the API on `listener` until `stop` turns true, finishing in-flight requests.
+/// Serves the API on `listener` until `stop` turns true, then stops accepting and
+/// finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let _ = (listener, state, stop);
-    Ok(())
+    let mut graceful = stop.clone();
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            // A dropped sender also means "stop".
+            let _ = graceful.wait_for(|s| *s).await;
+        })
+        .into_future();
+    tokio::pin!(server);
+    let mut stop = stop;
+    tokio::select! {
+        r = &mut server => return r,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    // Stopped accepting; a client that never finishes its request must not hold
+    // the shutdown (and the final store flush) hostage.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                "API requests still in flight at shutdown; abandoning them"
+            );
+            Ok(())
+        }
+    }
 }
+
+/// How long in-flight API requests may take to finish once shutdown started.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The whole HTTP surface. Public so that tests can drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    let token: Option<Arc<[u8]>> = state.token.as_deref().map(|t| t.as_bytes().into());
+    Router::new()
+        .route(ROUTE_NAMESERVICES, get(nameservices::list))
+        .route(
+            ROUTE_NAMESERVICE,
+            get(nameservices::get)
+                .put(nameservices::put)
+                .delete(nameservices::delete),
+        )
+        .route(ROUTE_HEALTHZ, get(ops::healthz))
+        .route(ROUTE_METRICS, get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        // Layers wrap what is above them; the last one added runs first. Counting
+        // runs outermost so rejected (401) requests are counted too.
+        .layer(middleware::from_fn_with_state(token, require_token))
+        .layer(middleware::from_fn_with_state(metrics, count_request))
+        .with_state(state)
+}
+
+/// When a token is configured, every `/api/` call must carry `Authorization: Bearer
+/// <token>`; compared in constant time. /healthz and /metrics stay open.
+async fn require_token(
+    State(token): State<Option<Arc<[u8]>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::response::IntoResponse;
+    let Some(expected) = token else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path != "/api" && !path.starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| bearer_token(v.as_bytes()));
+    let err = match presented {
+        None => ApiError::unauthorized("this call needs an Authorization: Bearer <token> header"),
+        Some(None) => {
+            ApiError::unauthorized("the Authorization header must be of the form Bearer <token>")
+        }
+        Some(Some(t)) if bool::from(t.ct_eq(&expected)) => return next.run(req).await,
+        Some(Some(_)) => ApiError::unauthorized("the bearer token is not valid"),
+    };
+    body::discard(req.into_body()).await;
+    err.into_response()
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header value.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Counts every request by route template, method and status.
+async fn count_request(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let method = method_label(req.method());
+    let resp = next.run(req).await;
+    metrics.api_request(
+        route.as_deref().unwrap_or("unmatched"),
+        method,
+        resp.status().as_u16(),
+    );
+    resp
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests;

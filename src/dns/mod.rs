@@ -1,40 +1,163 @@
 //! The DNS server: UDP and TCP listeners and the answer engine.
+//!
+//! - [`engine`]: the pure answer function (snapshot + query bytes -> response bytes).
+//! - [`wire`]: reading queries and writing responses on the hot path.
+//! - `udp`: one blocking worker thread per core and address, each with its own
+//!   `SO_REUSEPORT` socket, loading the snapshot per query.
+//! - `tcp`: tokio tasks, many pipelined queries per connection (RFC 7766).
+
+pub mod engine;
+mod tcp;
+mod udp;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use anyhow::Context;
 use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
 /// Bound but not yet serving DNS listeners (UDP and TCP on each address).
-pub struct DnsServer {}
+pub struct DnsServer {
+    listeners: Vec<Bound>,
+}
+
+/// The sockets of one listen address.
+struct Bound {
+    addr: SocketAddr,
+    tcp: std::net::TcpListener,
+    udp: Vec<std::net::UdpSocket>,
+}
 
 /// Running listeners; [`Running::join`] waits for them after shutdown was signalled.
-pub struct Running {}
+pub struct Running {
+    udp: Vec<std::thread::JoinHandle<()>>,
+    tcp: Vec<tokio::task::JoinHandle<()>>,
+}
 
 impl DnsServer {
     /// Binds UDP and TCP on every address; fails with the address on any error.
+    /// Each address gets one UDP socket per available core (`SO_REUSEPORT`).
     pub fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Self> {
-        let _ = addrs;
-        Ok(Self {})
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::bind_with_workers(addrs, workers)
+    }
+
+    /// [`DnsServer::bind`] with an explicit number of UDP workers per address.
+    pub fn bind_with_workers(addrs: &[SocketAddr], workers: usize) -> anyhow::Result<Self> {
+        let mut listeners = Vec::with_capacity(addrs.len());
+        for &addr in addrs {
+            // TCP first and without SO_REUSEPORT: a second server on the same port
+            // fails here even if its UDP sockets could share the port.
+            let tcp =
+                bind_tcp(addr).with_context(|| format!("dns_listen {addr}: cannot bind TCP"))?;
+            // Port 0: every socket takes the port the kernel gave the first one.
+            let addr = SocketAddr::new(addr.ip(), tcp.local_addr()?.port());
+            let udp = (0..workers.max(1))
+                .map(|_| bind_udp(addr))
+                .collect::<std::io::Result<Vec<_>>>()
+                .with_context(|| format!("dns_listen {addr}: cannot bind UDP"))?;
+            listeners.push(Bound { addr, tcp, udp });
+        }
+        Ok(Self { listeners })
+    }
+
+    /// The bound addresses (with the real port when 0 was asked for).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.addr).collect()
     }
 
     /// Starts answering from the snapshots in `snapshots` until `stop` turns true.
+    /// Must be called inside a tokio runtime (TCP runs as tasks).
     pub fn start(
         self,
         snapshots: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Running> {
-        let _ = (snapshots, metrics, stop);
-        Ok(Running {})
+        // The UDP threads poll a flag; a task turns the watch channel into it.
+        let stopping = Arc::new(AtomicBool::new(false));
+        {
+            let stopping = stopping.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                stopping.store(true, Ordering::SeqCst);
+            });
+        }
+        let mut running = Running {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        };
+        for l in self.listeners {
+            let workers = l.udp.len();
+            for (i, sock) in l.udp.into_iter().enumerate() {
+                let worker =
+                    udp::Worker::new(sock, snapshots.clone(), metrics.clone(), stopping.clone())
+                        .with_context(|| format!("dns_listen {}: UDP socket setup", l.addr))?;
+                let handle = std::thread::Builder::new()
+                    .name(format!("gslb-udp-{i}"))
+                    .spawn(move || worker.run())
+                    .context("cannot start a UDP worker thread")?;
+                running.udp.push(handle);
+            }
+            l.tcp
+                .set_nonblocking(true)
+                .with_context(|| format!("dns_listen {}: TCP socket setup", l.addr))?;
+            let listener = tokio::net::TcpListener::from_std(l.tcp)
+                .with_context(|| format!("dns_listen {}: TCP socket setup", l.addr))?;
+            running.tcp.push(tokio::spawn(tcp::serve(
+                listener,
+                snapshots.clone(),
+                metrics.clone(),
+                stop.clone(),
+                tcp::Limits::default(),
+            )));
+            tracing::info!(address = %l.addr, udp_workers = workers, "DNS listening on UDP and TCP");
+        }
+        Ok(running)
     }
 }
 
 impl Running {
     /// Waits until every listener stopped and in-flight answers were sent.
-    pub async fn join(self) {}
+    pub async fn join(self) {
+        for t in self.tcp {
+            let _ = t.await;
+        }
+        let udp = self.udp;
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in udp {
+                let _ = h.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }

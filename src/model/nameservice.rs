@@ -173,7 +173,18 @@ impl NameService {
         let input: NameServiceInput = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            err(path, e.into_inner().to_string())
+            let message = e.into_inner().to_string();
+            // serde names the parent of an unknown field: point at the field itself.
+            let field = match message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                Some(unknown) if path == unknown || path.ends_with(&format!(".{unknown}")) => path,
+                Some(unknown) if path.is_empty() => unknown.to_string(),
+                Some(unknown) => format!("{path}.{unknown}"),
+                None => path,
+            };
+            err(field, message)
         })?;
         Self::validate(input)
     }
@@ -496,6 +507,11 @@ mod tests {
                 json!({"distribute": [{"from": "a", "to": {"b": 1}}]}),
             ),
             ("bogus", json!({"bogus": 1})),
+            ("healthCheck.prot", json!({"healthCheck": {"prot": 1}})),
+            (
+                "targets[0].adress",
+                json!({"targets": [{"name": "a", "adress": "192.0.2.1"}]}),
+            ),
         ];
         for (field, patch) in cases {
             let mut v = minimal();

@@ -1,10 +1,52 @@
 //! Zone files: loading RFC 1035 master files into an immutable, query-ready form.
+//!
+//! Loading ([`ZoneSet::load_dir`]) does all the work once: text is split into
+//! entries with their line numbers ([`lexer`]), record data is parsed by
+//! hickory-proto, the zone is checked (one SOA and some NS at the apex, nothing
+//! outside the origin, no CNAME next to other data) and every RRset is encoded to
+//! wire form. Answering then only hashes lowercase wire names and copies bytes.
+//!
+//! **Architecture Invariant:** a [`ZoneSet`] is never mutated after loading; the DNS
+//! workers read it without locks through the snapshot.
 
+mod lexer;
+mod load;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
 
+/// Record types the query path needs by number.
+pub mod rtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const PTR: u16 = 12;
+    pub const MX: u16 = 15;
+    pub const TXT: u16 = 16;
+    pub const AAAA: u16 = 28;
+    pub const DS: u16 = 43;
+}
+
 /// Every zone served, immutable once loaded.
-#[derive(Debug, Default)]
-pub struct ZoneSet {}
+#[derive(Default)]
+pub struct ZoneSet {
+    /// By lowercase wire-form origin.
+    zones: HashMap<Box<[u8]>, Zone>,
+    origins: Vec<String>,
+    /// Most labels of any origin: longer suffixes of a query name need no lookup.
+    max_labels: usize,
+}
+
+impl fmt::Debug for ZoneSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZoneSet")
+            .field("origins", &self.origins)
+            .finish()
+    }
+}
 
 /// A zone file that cannot be served, with the file and line at fault.
 #[derive(Debug, thiserror::Error)]
@@ -27,24 +69,191 @@ pub enum Collision {
 impl ZoneSet {
     /// Loads every `*.zone` file in `dir`.
     pub fn load_dir(dir: &Path) -> Result<Self, ZoneError> {
-        let _ = dir;
-        Ok(Self::default())
+        load::load_dir(dir)
+    }
+
+    fn from_zones(zones: Vec<Zone>) -> Self {
+        let mut origins: Vec<String> = zones.iter().map(|z| z.origin.clone()).collect();
+        origins.sort();
+        let max_labels = zones
+            .iter()
+            .map(|z| wire::label_count(&z.apex))
+            .max()
+            .unwrap_or(0);
+        Self {
+            zones: zones.into_iter().map(|z| (z.apex.clone(), z)).collect(),
+            origins,
+            max_labels,
+        }
     }
 
     /// The origin (lowercase, no trailing dot) of the most specific zone holding `name`.
     pub fn zone_of(&self, name: &str) -> Option<&str> {
-        let _ = name;
-        None
+        let w = wire::from_dotted(name.strip_suffix('.').unwrap_or(name))?;
+        self.find(&w).map(|z| z.origin.as_str())
     }
 
     /// Whether a NameService at `name` would collide with the zone's static data.
     pub fn collision(&self, name: &str) -> Option<Collision> {
-        let _ = name;
-        None
+        let w = wire::from_dotted(name.strip_suffix('.').unwrap_or(name))?;
+        let zone = self.find(&w)?;
+        if let Some(at) = zone.delegation(&w) {
+            return Some(Collision::Delegation(wire::to_dotted(&w[at..])));
+        }
+        zone.node(&w)
+            .and_then(|n| n.rrset(rtype::CNAME))
+            .map(|_| Collision::Cname)
     }
 
     /// Origins of all zones, sorted.
     pub fn origins(&self) -> Vec<String> {
-        Vec::new()
+        self.origins.clone()
+    }
+
+    /// The most specific zone holding `name` (lowercase wire form).
+    #[inline]
+    pub fn find(&self, name: &[u8]) -> Option<&Zone> {
+        if self.zones.is_empty() {
+            return None;
+        }
+        let skip = wire::label_count(name).saturating_sub(self.max_labels);
+        wire::suffixes(name)
+            .skip(skip)
+            .find_map(|o| self.zones.get(&name[o..]))
     }
 }
+
+/// One zone: its nodes by lowercase wire name, empty non-terminals included.
+pub struct Zone {
+    origin: String,
+    apex: Box<[u8]>,
+    nodes: HashMap<Box<[u8]>, Node>,
+    /// The apex SOA with the negative-caching TTL (RFC 2308 §5: min(TTL, MINIMUM)).
+    negative_soa: Rrset,
+    has_delegations: bool,
+    has_wildcards: bool,
+}
+
+impl Zone {
+    /// Lowercase origin without trailing dot.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Lowercase wire-form origin.
+    pub fn apex(&self) -> &[u8] {
+        &self.apex
+    }
+
+    /// The node at `name` (lowercase wire form); empty non-terminals are nodes too.
+    #[inline]
+    pub fn node(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+
+    /// The apex SOA as it goes into the authority section of negative answers.
+    pub fn negative_soa(&self) -> &Rrset {
+        &self.negative_soa
+    }
+
+    /// Offset in `name` of the highest delegation point at or above it (strictly
+    /// below the apex), if any.
+    #[inline]
+    pub fn delegation(&self, name: &[u8]) -> Option<usize> {
+        if !self.has_delegations {
+            return None;
+        }
+        let apex_at = name.len().checked_sub(self.apex.len())?;
+        let mut found = None;
+        for o in wire::suffixes(name) {
+            if o >= apex_at {
+                break;
+            }
+            if self.nodes.get(&name[o..]).is_some_and(|n| n.delegation) {
+                found = Some(o);
+            }
+        }
+        found
+    }
+
+    /// RFC 4592 source of synthesis for a `name` that has no node: the `*` child of
+    /// its closest encloser, if that exists.
+    pub fn wildcard(&self, name: &[u8]) -> Option<&Node> {
+        if !self.has_wildcards {
+            return None;
+        }
+        let encloser = wire::suffixes(name)
+            .skip(1)
+            .find(|&o| self.nodes.contains_key(&name[o..]))?;
+        let rest = &name[encloser..];
+        let mut buf = [0u8; wire::MAX_NAME + 2];
+        buf[0] = 1;
+        buf[1] = b'*';
+        buf[2..2 + rest.len()].copy_from_slice(rest);
+        self.nodes.get(&buf[..2 + rest.len()])
+    }
+}
+
+/// The records at one name.
+#[derive(Debug, Default)]
+pub struct Node {
+    rrsets: Vec<Rrset>,
+    /// NS records below the apex: a zone cut.
+    delegation: bool,
+}
+
+impl Node {
+    #[inline]
+    pub fn rrset(&self, rtype: u16) -> Option<&Rrset> {
+        self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+
+    pub fn rrsets(&self) -> &[Rrset] {
+        &self.rrsets
+    }
+
+    /// True for an empty non-terminal (a name that only exists because of names below).
+    pub fn is_empty(&self) -> bool {
+        self.rrsets.is_empty()
+    }
+
+    pub fn is_delegation(&self) -> bool {
+        self.delegation
+    }
+}
+
+/// Records of one type at one name, encoded once at load time.
+#[derive(Debug, Clone)]
+pub struct Rrset {
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Vec<Rdata>,
+    /// For NS: the in-zone address records of the name servers (glue).
+    pub glue: Vec<Glue>,
+}
+
+/// Sentinel for an unused slot of [`Rdata::names`].
+pub const NO_NAME: u16 = u16::MAX;
+
+/// One record's data in uncompressed wire form.
+#[derive(Debug, Clone)]
+pub struct Rdata {
+    pub wire: Box<[u8]>,
+    /// Offsets in `wire` of names a response may compress (RFC 3597 §4: only the
+    /// RFC 1035 types), [`NO_NAME`] when unused.
+    pub names: [u16; 2],
+    /// For CNAME and NS: the target in lowercase wire form.
+    pub target: Option<Box<[u8]>>,
+}
+
+/// Address records of one name server name, for the additional section.
+#[derive(Debug, Clone)]
+pub struct Glue {
+    /// Lowercase wire form.
+    pub owner: Box<[u8]>,
+    /// A, then AAAA.
+    pub rrsets: Vec<Rrset>,
+}
+
+#[cfg(test)]
+mod tests;

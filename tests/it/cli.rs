@@ -85,7 +85,13 @@ fn check_names_file_and_line_of_a_bad_config() {
     let d = zones_with(&[]);
     let cfg = d.path().join("gslb.toml");
     std::fs::write(&cfg, "api_listen = \"127.0.0.1:8080\"\n\n[[topology]]\ncidr = \"10.0.0.0/8\"\nlocality = \"bad locality\"\n").unwrap();
-    let o = run(&["check", "--config", cfg.to_str().unwrap(), "--zones-dir", d.path().to_str().unwrap()]);
+    let o = run(&[
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--zones-dir",
+        d.path().to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(e.contains("gslb.toml:5"), "{e}");
@@ -94,7 +100,10 @@ fn check_names_file_and_line_of_a_bad_config() {
 
 #[test]
 fn serve_fails_fast_on_a_bad_zone() {
-    let d = zones_with(&[("x.example.zone", "$ORIGIN x.example.\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS\n")]);
+    let d = zones_with(&[(
+        "x.example.zone",
+        "$ORIGIN x.example.\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS\n",
+    )]);
     let data = TempDir::new("data");
     let args = base_args(d.path(), &data.path().join("d"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -123,7 +132,10 @@ fn serve_fails_fast_when_a_port_is_in_use() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, e) = serve_fails(&args);
     assert_ne!(code, Some(0));
-    assert!(e.contains(&api_busy.local_addr().unwrap().port().to_string()), "{e}");
+    assert!(
+        e.contains(&api_busy.local_addr().unwrap().port().to_string()),
+        "{e}"
+    );
 }
 
 #[test]
@@ -170,12 +182,21 @@ fn flags_override_the_config_file() {
     let unused = free_port();
     let mut srv = Server::start_with(ServerOpts {
         zones_dir: d.path().to_path_buf(),
-        config: Some(format!("api_listen = \"127.0.0.1:{unused}\"\ndns_listen = [\"127.0.0.1:{unused}\"]\n")),
+        config: Some(format!(
+            "api_listen = \"127.0.0.1:{unused}\"\ndns_listen = [\"127.0.0.1:{unused}\"]\n"
+        )),
         ..Default::default()
     });
     // The harness passes --api-listen/--dns-listen, which win over the file.
     assert_eq!(http_get(srv.api, "/healthz", None).unwrap().status, 200);
-    assert!(http_get(format!("127.0.0.1:{unused}").parse().unwrap(), "/healthz", None).is_err());
+    assert!(
+        http_get(
+            format!("127.0.0.1:{unused}").parse().unwrap(),
+            "/healthz",
+            None
+        )
+        .is_err()
+    );
     assert_eq!(srv.terminate(), Some(0));
 }
 
@@ -197,7 +218,14 @@ fn sigterm_and_sigint_exit_zero() {
 fn help_lists_the_contract_flags() {
     let o = run(&["serve", "--help"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    for flag in ["--config", "--dns-listen", "--api-listen", "--data-dir", "--zones-dir", "--api-token"] {
+    for flag in [
+        "--config",
+        "--dns-listen",
+        "--api-listen",
+        "--data-dir",
+        "--zones-dir",
+        "--api-token",
+    ] {
         assert!(out.contains(flag), "{flag} missing from:\n{out}");
     }
 }

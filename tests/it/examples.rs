@@ -31,7 +31,8 @@ fn api_examples_are_valid_nameservices() {
     assert!(!examples.is_empty());
     for p in examples {
         let text = std::fs::read_to_string(&p).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         NameService::from_json(v).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
 }
@@ -69,7 +70,11 @@ fn deploy_parent_zone_delegates_to_gslb() {
 fn deploy_manifests_are_well_formed() {
     for p in files("deploy/kubernetes", "yaml") {
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.contains("apiVersion:") && text.contains("kind:"), "{}", p.display());
+        assert!(
+            text.contains("apiVersion:") && text.contains("kind:"),
+            "{}",
+            p.display()
+        );
         assert!(!text.contains('\t'), "{}: tabs in YAML", p.display());
     }
     let unit = std::fs::read_to_string(Path::new(REPO).join("deploy/gslb.service")).unwrap();

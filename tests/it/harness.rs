@@ -154,10 +154,8 @@ impl Server {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("gslb exited early ({st}):\n{}", self.log_text());
             }
-            if let Ok(r) = http_get(self.api, "/healthz", None) {
-                if r.status == 200 {
-                    return;
-                }
+            if http_get(self.api, "/healthz", None).is_ok_and(|r| r.status == 200) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -1,0 +1,126 @@
+//! `/api/v1/nameservices`: create or replace, read, list, delete.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::{ApiError, AppState, ROUTE_NAMESERVICES, body};
+use crate::model::{NameService, normalize_name};
+use crate::registry::{RegistryError, View};
+
+#[derive(serde::Serialize)]
+pub struct List {
+    pub items: Vec<View>,
+}
+
+/// The `{name}` of the path, as sent (percent-decoded).
+fn raw_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(n)| n)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+/// Runs a blocking registry write (it flushes to disk) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "registry write task failed");
+            Err(ApiError::internal(
+                "the write failed inside the server; nothing was changed",
+            ))
+        }
+    }
+}
+
+/// `PUT /api/v1/nameservices/{name}`: 201 created, 200 replaced.
+pub async fn put(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = raw_name(path)?;
+    let mut value = body::read_json(&headers, body).await?;
+    let name = normalize_name(&raw).map_err(|e| {
+        ApiError::invalid(
+            "name",
+            format!("the name in the path {raw:?} is not a valid DNS name: {e}"),
+        )
+    })?;
+    // A body without a name takes the path's.
+    if let Some(obj) = value.as_object_mut()
+        && obj.get("name").is_none_or(Value::is_null)
+    {
+        obj.insert("name".into(), Value::String(name.clone()));
+    }
+    let ns = NameService::from_json(value)?;
+    if ns.name != name {
+        return Err(ApiError::invalid(
+            "name",
+            format!(
+                "the name in the body {:?} does not match the name in the path {name:?}",
+                ns.name
+            ),
+        ));
+    }
+    let targets = ns.targets.len();
+    let policy = ns.policy;
+    let registry = state.registry.clone();
+    let outcome = blocking(move || registry.put(ns)).await?;
+    let action = if outcome.created {
+        "created"
+    } else {
+        "replaced"
+    };
+    tracing::info!(nameservice = %name, action, ?policy, targets, "NameService {action}");
+    let mut resp = Json(outcome.view).into_response();
+    if outcome.created {
+        *resp.status_mut() = StatusCode::CREATED;
+        if let Ok(loc) = HeaderValue::from_str(&format!("{ROUTE_NAMESERVICES}/{name}")) {
+            resp.headers_mut().insert(header::LOCATION, loc);
+        }
+    }
+    Ok(resp)
+}
+
+/// `GET /api/v1/nameservices/{name}`.
+pub async fn get(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<View>, ApiError> {
+    let raw = raw_name(path)?;
+    // A name that is not valid cannot have been stored: it is simply not there.
+    let view = normalize_name(&raw)
+        .ok()
+        .and_then(|n| state.registry.get(&n))
+        .ok_or_else(|| ApiError::from(RegistryError::NotFound(raw)))?;
+    Ok(Json(view))
+}
+
+/// `GET /api/v1/nameservices`: every NameService, sorted by name.
+pub async fn list(State(state): State<AppState>) -> Json<List> {
+    Json(List {
+        items: state.registry.list(),
+    })
+}
+
+/// `DELETE /api/v1/nameservices/{name}`: 204.
+pub async fn delete(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let raw = raw_name(path)?;
+    let name =
+        normalize_name(&raw).map_err(|_| ApiError::from(RegistryError::NotFound(raw.clone())))?;
+    let registry = state.registry.clone();
+    let n = name.clone();
+    blocking(move || registry.delete(&n)).await?;
+    tracing::info!(nameservice = %name, action = "deleted", "NameService deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

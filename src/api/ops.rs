@@ -1,0 +1,51 @@
+//! Operations endpoints (/healthz, /metrics) and the JSON 404/405 answers.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+
+/// Content type of the Prometheus text exposition format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
+
+/// `GET /healthz`: 200 once every listener is bound and the store is loaded.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        render_metrics(&state),
+    )
+        .into_response()
+}
+
+/// Every metric family, in the text exposition format. Modules that keep their own
+/// numbers append their families here, after the core ones.
+pub fn render_metrics(state: &AppState) -> String {
+    let mut out = String::with_capacity(4096);
+    state.metrics.render(&mut out, state.registry.len());
+    out
+}
+
+/// Any path no route serves.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such path: {}", uri.path()))
+}
+
+/// A served path asked with a method it does not serve (axum adds the `Allow` header).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
