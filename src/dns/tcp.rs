@@ -72,7 +72,9 @@ pub(super) async fn serve(
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = stop.changed() => {}
+            r = stop.changed() => if r.is_err() {
+                break; // the server is gone: stop as well
+            },
         }
     }
     drop(listener);
@@ -136,6 +138,9 @@ async fn connection(
         metrics.dns_query(o.qtype, o.rcode);
         if o.truncated {
             metrics.dns_truncated();
+        }
+        if o.failed_open {
+            metrics.dns_failed_open();
         }
         framed.clear();
         framed.extend_from_slice(&(response.len() as u16).to_be_bytes());

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 
 pub use status::{Condition, Status, TargetStatus};
 
-use crate::health::HealthHub;
+use crate::health::{HealthChange, HealthHub};
 use crate::model::NameService;
 use crate::policy::Topology;
 use crate::snapshot::{ServiceEntry, ServiceMap, Snapshot};
@@ -75,25 +75,32 @@ impl Registry {
         let stored = store.load_all()?;
         let now = crate::timefmt::now_unix();
         let mut conditions = HashMap::new();
+        // Stored names that no zone serves any more stay stored (the zone may come
+        // back) but are neither served nor probed; say so once.
         let changes: Vec<_> = stored
             .into_iter()
+            .filter(|ns| {
+                let served = zones.zone_of(&ns.name).is_some();
+                if !served {
+                    tracing::warn!(nameservice = %ns.name, "stored NameService is outside every served zone; not served");
+                }
+                served
+            })
             .map(|ns| {
-                conditions.insert(ns.name.clone(), status::ReadyMemo::initial(now));
-                let name: Arc<str> = ns.name.as_str().into();
-                let entry = Arc::new(ServiceEntry::compile(Arc::new(ns), |ep| health.cell(ep)));
+                let cells = health.acquire_service(&ns);
+                let spec = Arc::new(ns);
+                // Health may be restored from the store: so is the Ready condition.
+                conditions.insert(
+                    spec.name.clone(),
+                    status::ReadyMemo::restored(&spec, &health, now),
+                );
+                let name: Arc<str> = spec.name.as_str().into();
+                let entry = Arc::new(ServiceEntry::compile(spec, |ep| cells[ep].clone()));
                 (name, Some(entry))
             })
             .collect();
-        // Stored names that no zone serves any more stay stored (the zone may come
-        // back) but are not served; say so once.
         let snapshot = Snapshot {
-            services: ServiceMap::default().with_changes(changes.into_iter().filter(|(n, _)| {
-                let served = zones.zone_of(n).is_some();
-                if !served {
-                    tracing::warn!(nameservice = %n, "stored NameService is outside every served zone; not served");
-                }
-                served
-            })),
+            services: ServiceMap::default().with_changes(changes),
             zones,
             topology,
         };
@@ -104,6 +111,27 @@ impl Registry {
             write: Mutex::new(()),
             conditions: Mutex::new(conditions),
         })
+    }
+
+    /// Records Ready transitions as health changes happen (rather than when someone
+    /// happens to read the status), so `lastTransitionTime` is the time of the change.
+    pub fn watch_health(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        self.health.set_change_hook(move |c| {
+            if let Some(r) = me.upgrade() {
+                r.health_changed(c);
+            }
+        });
+    }
+
+    fn health_changed(&self, change: &HealthChange) {
+        let snap = self.snapshot.load();
+        let mut memos = self.lock_conditions();
+        for name in &change.nameservices {
+            if let (Some(entry), Some(memo)) = (snap.service(name), memos.get_mut(&**name)) {
+                status::compute(&entry.spec, &self.health, memo, change.at);
+            }
+        }
     }
 
     /// The handle DNS workers load snapshots from.
@@ -155,15 +183,24 @@ impl Registry {
             });
         }
         self.store.apply(&[Change::Put((*spec).clone())])?;
-        let entry = Arc::new(ServiceEntry::compile(spec.clone(), |ep| {
-            self.health.cell(ep)
-        }));
+        // Hold the new endpoints before publishing and release the old ones after, so
+        // an endpoint both keep keeps its verdict (and its probe stream).
+        let cells = self.health.acquire_service(&spec);
+        let entry = Arc::new(ServiceEntry::compile(spec.clone(), |ep| cells[ep].clone()));
         let name: Arc<str> = spec.name.as_str().into();
-        drop(existing);
         self.publish(current, [(name, Some(entry))]);
-        self.lock_conditions()
-            .entry(spec.name.clone())
-            .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix()));
+        if let Some(old) = existing {
+            self.health.release_service(&old.spec);
+        }
+        {
+            let now = crate::timefmt::now_unix();
+            let mut memos = self.lock_conditions();
+            let memo = memos
+                .entry(spec.name.clone())
+                .or_insert_with(|| status::ReadyMemo::initial(now));
+            // A new set of targets may change the reason right now.
+            status::compute(&spec, &self.health, memo, now);
+        }
         drop(_w);
         Ok(PutOutcome {
             created,
@@ -175,17 +212,17 @@ impl Registry {
     pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot.load_full();
-        if current.service(name).is_none() {
+        let Some(old) = current.service(name).cloned() else {
             return Err(RegistryError::NotFound(name.to_string()));
-        }
+        };
         self.store.apply(&[Change::Delete(name.to_string())])?;
         self.publish(current, [(name.into(), None)]);
+        self.health.release_service(&old.spec);
         self.lock_conditions().remove(name);
         Ok(())
     }
 
-    /// Swaps in `current` with `changes` applied, then lets the health module drop
-    /// endpoints nobody needs any more.
+    /// Swaps in `current` with `changes` applied.
     fn publish(
         &self,
         current: Arc<Snapshot>,
@@ -197,8 +234,6 @@ impl Registry {
             topology: current.topology.clone(),
         };
         self.snapshot.store(Arc::new(next));
-        drop(current);
-        self.health.endpoints_changed();
     }
 
     fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<String, status::ReadyMemo>> {
@@ -244,3 +279,6 @@ impl Registry {
         Ok(self.store.flush()?)
     }
 }
+
+#[cfg(test)]
+mod tests;
