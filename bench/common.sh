@@ -26,7 +26,7 @@ build_gslb() {
         echo "$GSLB_BIN"
         return
     fi
-    (cd "$BENCH_ROOT" && cargo build --release --quiet >&2)
+    (cd "$BENCH_ROOT" && cargo build --release --bin gslb --quiet >&2)
     echo "${CARGO_TARGET_DIR:-$BENCH_ROOT/target}/release/gslb"
 }
 
