@@ -17,7 +17,10 @@ install_tools() {
             apt-get update -qq
         fi
         # Debian would start knot/gdnsd as services on port 53; we start our own instances.
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2; then
+            apt-get update -qq   # a stale package list: refresh once and retry
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+        fi
     fi
 }
 

@@ -6,7 +6,9 @@
 #   bench/control.sh             full run (~8 min, most of it registering 100,000 names)
 #   QUICK=1 bench/control.sh     smoke run (~1-2 min): 20,000 names, shorter phases
 #   GSLB_BIN=path, BENCH_WORK=dir as for bench/dns.sh (default /var/tmp/gslb-bench/control)
+#   bench/control.sh --qps 30000 ...  extra flags go to bench/lib/controlbench.py (see --help)
 set -euo pipefail
+# shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 WORK="${BENCH_WORK:-/var/tmp/gslb-bench/control}"

@@ -6,9 +6,11 @@
 #   PEERS_ONLY=1 bench/dns.sh    knotd and gdnsd only (no gslb build)
 #   GSLB_BIN=path bench/dns.sh   use an existing gslb binary instead of cargo build --release
 #   BENCH_WORK=dir               work directory (default /var/tmp/gslb-bench/dns)
+#   bench/dns.sh --rounds 5 ...  extra flags go to bench/lib/dnsbench.py (see --help)
 #
 # Prints a Markdown table; also in $BENCH_WORK/results.md (+ results.json, logs).
 set -euo pipefail
+# shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 WORK="${BENCH_WORK:-/var/tmp/gslb-bench/dns}"

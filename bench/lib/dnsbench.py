@@ -199,6 +199,16 @@ class Bench:
         r["cpu_share"] = cpu / wall
         r["q_per_cpu_s"] = r["completed"] / cpu if cpu > 0 else None
         r["lost_pct"] = 100.0 * r["lost"] / r["sent"] if r["sent"] else None
+        # The mix is 95% NOERROR (A and NODATA AAAA) and 5% NXDOMAIN; anything else
+        # (SERVFAIL, REFUSED, a skewed share) means the numbers are not comparable.
+        rc = r["rcodes"]
+        total = sum(rc.values()) or 1
+        odd = {k: v for k, v in rc.items() if k not in ("NOERROR", "NXDOMAIN")}
+        nx = 100.0 * rc.get("NXDOMAIN", 0) / total
+        if odd or abs(nx - 5.0) > 1.0:
+            msg = f"unexpected response codes {rc}"
+            if msg not in s.note:
+                s.note = (s.note + "; " if s.note else "") + msg
         return r
 
     def run_group(self, title, servers):
@@ -250,15 +260,18 @@ class Bench:
             for s in order:
                 rate = max(100, median([m["qps"] for m in s.rounds]) / 2)
                 try:
+                    c0 = common.cpu_seconds(s.pid)
                     m = common.dnsperf(s.addr, DNS_PORT, s.qfile, self.a.lat_seconds, rate=rate,
                                        verbose=True, out=os.path.join(self.work, f"{s.label}.lat"))
+                    cpu = common.cpu_seconds(s.pid) - c0
                 except Exception as e:
                     s.error = f"latency run: {e}"[:200]
                     continue
                 lat = m["latencies"]
                 s.lat_rounds.append({"rate": rate, "n": len(lat), "qps": m["qps"],
                                      "p50": common.percentile(lat, 50),
-                                     "p99": common.percentile(lat, 99)})
+                                     "p99": common.percentile(lat, 99),
+                                     "q_per_cpu_s": m["completed"] / cpu if cpu > 0 else None})
                 self.say(f"  latency round {r + 1} {s.label} @ {rate:.0f} q/s: "
                          f"p50 {s.lat_rounds[-1]['p50'] * 1e6:.0f} us, p99 {s.lat_rounds[-1]['p99'] * 1e6:.0f} us")
         for s in lat_servers:
@@ -266,6 +279,7 @@ class Bench:
                 s.latency = {"rate": s.lat_rounds[0]["rate"],
                              "p50": median([x["p50"] for x in s.lat_rounds]),
                              "p99": median([x["p99"] for x in s.lat_rounds]),
+                             "q_per_cpu_s": median([x["q_per_cpu_s"] for x in s.lat_rounds]),
                              "rounds": s.lat_rounds}
         for s in live:
             self.procs.stop(s.proc)
@@ -315,6 +329,14 @@ class Bench:
         self.say(f"machine: {info}")
         self.start_listeners()
         groups = self.plan()
+        if self.a.groups:
+            keep = set(self.a.groups.split(","))
+            groups = [g for g in groups if g[1] in keep]
+        if self.a.only:
+            want = self.a.only.split(",")
+            groups = [(t, k, [x for x in ss if any(x[0].label.startswith(w) for w in want)])
+                      for t, k, ss in groups]
+            groups = [g for g in groups if g[2]]
         results = []
         try:
             for title, key, servers in groups:
@@ -365,15 +387,15 @@ def render(results, info, a):
            f"{a.seconds} s per server, medians; latency at half of each server's own max QPS, "
            f"{a.rounds} interleaved round(s) x {a.lat_seconds} s, medians of p50 and p99.", ""]
     out.append("| workload | server | QPS | server CPU | q/CPU-s | vs knotd | p50 µs @50% | "
-               "p99 µs @50% | RSS MiB | idle CPU | lost % |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "p99 µs @50% | q/CPU-s @50% | RSS MiB | idle CPU | lost % |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     goals, notes = [], []
     for title, key, servers in results:
         base = next((summarize(s) for s in servers if s.kind == "knot"), None)
         for s in servers:
             m = summarize(s)
             if s.error and not m:
-                out.append(f"| {key} | {s.label} | not measured¹ | | | | | | | | |")
+                out.append(f"| {key} | {s.label} | not measured¹ | | | | | | | | | |")
                 notes.append(f"{s.label}: {s.error}")
                 continue
             ratio = (m["qcpu"] / base["qcpu"]) if (base and m and base["qcpu"]) else None
@@ -382,7 +404,8 @@ def render(results, info, a):
             out.append(
                 f"| {key} | {s.label} | {fmt(m['qps'], ',.0f')} | {fmt(m['cpu'], '.0%')} | "
                 f"{fmt(m['qcpu'], ',.0f')} | {fmt(ratio, '.2f')}x | {fmt(lat.get('p50'), '.0f', 1e6)} | "
-                f"{fmt(lat.get('p99'), '.0f', 1e6)} | {fmt(s.rss, '.1f')} | {fmt(s.idle_cpu, '.1%')} | "
+                f"{fmt(lat.get('p99'), '.0f', 1e6)} | {fmt(lat.get('q_per_cpu_s'), ',.0f')} | "
+                f"{fmt(s.rss, '.1f')} | {fmt(s.idle_cpu, '.1%')} | "
                 f"{fmt(m['lost'], '.2f')} |")
             if s.error or s.note:
                 notes.append(f"{s.label}: {' '.join(x for x in (s.note, s.error) if x)}")
@@ -437,6 +460,8 @@ def main():
     p.add_argument("--lat-seconds", type=int, default=4)
     p.add_argument("--idle-seconds", type=int, default=5, help="idle CPU sample (health checks only)")
     p.add_argument("--big-names", type=int, default=100_000, help="0 skips the big workload")
+    p.add_argument("--groups", help="comma list of workloads to run: 1k,ecs,big (default all)")
+    p.add_argument("--only", help="comma list of server label prefixes, e.g. knotd,gslb-ratio")
     p.add_argument("--put-deadline", type=int, default=240,
                    help="seconds allowed for registering one server's NameServices")
     a = p.parse_args()

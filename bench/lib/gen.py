@@ -230,13 +230,6 @@ def query_wire(qname, qtype, ecs=None):
     return hdr + q + opt
 
 
-def ecs_clients():
-    """ECS sources for the Locality workload: 95% inside the topology (both /24s and
-    addresses covered only by a /16), 5% outside it."""
-    topo = list(topology())
-    return topo
-
-
 def write_queries(path, n_names, count, ecs=False, seed=1):
     """count queries: 90% A on the names, 5% AAAA (NODATA), 5% NXDOMAIN names."""
     rng = random.Random(seed)
