@@ -403,7 +403,7 @@ def render(results, info, a):
             lat = s.latency or {}
             out.append(
                 f"| {key} | {s.label} | {fmt(m['qps'], ',.0f')} | {fmt(m['cpu'], '.0%')} | "
-                f"{fmt(m['qcpu'], ',.0f')} | {fmt(ratio, '.2f')}x | {fmt(lat.get('p50'), '.0f', 1e6)} | "
+                f"{fmt(m['qcpu'], ',.0f')} | {fmt(ratio, '.2f')}{'x' if ratio is not None else ''} | {fmt(lat.get('p50'), '.0f', 1e6)} | "
                 f"{fmt(lat.get('p99'), '.0f', 1e6)} | {fmt(lat.get('q_per_cpu_s'), ',.0f')} | "
                 f"{fmt(s.rss, '.1f')} | {fmt(s.idle_cpu, '.1%')} | "
                 f"{fmt(m['lost'], '.2f')} |")
