@@ -71,8 +71,8 @@ impl Worker {
             stop,
         } = self;
         serve(&sock, &stop, io, |batch| {
-            // One snapshot for the whole batch: a write published meanwhile is seen
-            // by the next batch, a few microseconds later.
+            // One snapshot for the whole batch, loaded after its datagrams arrived:
+            // a query sent after a write's 2xx still sees that write.
             let snapshot = snapshots.load();
             batch.answer_each(|query, peer, cut, response| {
                 let outcome = if cut {
