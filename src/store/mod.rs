@@ -7,6 +7,7 @@
 mod sled_store;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,7 @@ use crate::model::NameService;
 /// The format version written in front of every stored value.
 pub const FORMAT_VERSION: u8 = 1;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {source}")]
     Open {
@@ -56,7 +57,7 @@ pub struct StoredHealth {
 /// One change in a batch written atomically by [`Store::apply`].
 #[derive(Debug, Clone)]
 pub enum Change {
-    Put(NameService),
+    Put(Arc<NameService>),
     Delete(String),
 }
 

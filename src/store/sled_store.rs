@@ -90,7 +90,7 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         for c in changes {
             match c {
-                Change::Put(ns) => batch.insert(ns.name.as_bytes(), encode(ns)),
+                Change::Put(ns) => batch.insert(ns.name.as_bytes(), encode(&**ns)),
                 Change::Delete(name) => batch.remove(name.as_bytes()),
             }
         }
@@ -155,8 +155,11 @@ mod tests {
         let dir = tmpdir("reopen");
         {
             let s = SledStore::open(&dir).unwrap();
-            s.apply(&[Change::Put(ns("b.example")), Change::Put(ns("a.example"))])
-                .unwrap();
+            s.apply(&[
+                Change::Put(ns("b.example").into()),
+                Change::Put(ns("a.example").into()),
+            ])
+            .unwrap();
             s.apply(&[Change::Delete("b.example".into())]).unwrap();
         }
         let s = SledStore::open(&dir).unwrap();
