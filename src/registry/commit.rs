@@ -257,3 +257,6 @@ impl Committer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
