@@ -121,11 +121,7 @@ pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
         std::net::IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
         std::net::IpAddr::V6(v) => u128::from(v),
     };
-    let host_mask = if prefix == 0 {
-        u128::MAX
-    } else {
-        u128::MAX >> prefix
-    };
+    let host_mask = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
     let host_mask = if addr.is_ipv4() {
         host_mask & (u128::MAX << 96)
     } else {
@@ -200,7 +196,8 @@ impl Config {
             let t_in = t.get_ref();
             let (addr, prefix) = parse_cidr(t_in.cidr.get_ref())
                 .map_err(|m| invalid(t_in.cidr.span(), format!("topology: {m}")))?;
-            if !seen.insert((addr, prefix)) {
+            // `::ffff:10.0.0.0/104` and `10.0.0.0/8` are the same network to lookups.
+            if !seen.insert(crate::policy::canonical(addr, prefix)) {
                 return Err(invalid(
                     t_in.cidr.span(),
                     format!("topology: cidr {:?} is listed twice", t_in.cidr.get_ref()),
@@ -307,6 +304,37 @@ mod tests {
                 5,
                 "twice",
             ),
+            (
+                "[[topology]]\ncidr = \"10.0.0.0/8\"\nlocality = \"a\"\n\n[[topology]]\ncidr = \"::ffff:10.0.0.0/104\"\nlocality = \"b\"\n",
+                6,
+                "twice",
+            ),
+            (
+                "[[topology]]\ncidr = \"2001:db8::1/64\"\nlocality = \"a\"\n",
+                2,
+                "host bits",
+            ),
+            (
+                "[[topology]]\ncidr = \"2001:db8::/129\"\nlocality = \"a\"\n",
+                2,
+                "prefix",
+            ),
+            (
+                "[[topology]]\ncidr = \"2001:db8::\"\nlocality = \"a\"\n",
+                2,
+                "ADDRESS/PREFIX",
+            ),
+            ("# header\n[[topology]]\nlocality = \"a\"\n", 2, "cidr"),
+            (
+                "[[topology]]\ncidr = \"10.0.0.0/8\"\nlocality = \"a\"\nweight = 3\n",
+                4,
+                "unknown field",
+            ),
+            (
+                "[[topology]]\ncidr = \"10.0.0.0/8\"\nlocality = \"us west\"\n",
+                3,
+                "invalid part",
+            ),
         ];
         for (i, (text, line, needle)) in cases.into_iter().enumerate() {
             let p = write(&format!("err{i}"), text);
@@ -341,5 +369,50 @@ mod tests {
         assert!(parse_cidr("2001:db8:1::1/48").is_err());
         assert!(parse_cidr("0.0.0.0/0").is_ok());
         assert!(parse_cidr("10.0.0.0").is_err());
+        for ok in [
+            "192.0.2.1/32",
+            "::/0",
+            "::1/128",
+            "2001:db8::1/128",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+            "2001:db8:8000::/33",
+            "::ffff:10.0.0.0/104",
+        ] {
+            assert!(parse_cidr(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "10.0.0.1/31",
+            "1.0.0.0/0",
+            "2001:db8::/129",
+            "2001:db8:8000::/32",
+            "::1/127",
+            "2001:db8::/",
+            "/24",
+            "10.0.0.0/-1",
+            "2001:db8::/4 8",
+            "10.0.0.0/8/8",
+            "example.com/24",
+        ] {
+            assert!(parse_cidr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topology_is_loaded_for_lookups() {
+        let p = write(
+            "topo",
+            "[[topology]]\ncidr = \"10.1.0.0/16\"\nlocality = \"us-west/zone-a\"\n\
+             [[topology]]\ncidr = \"2001:db8:1::/48\"\nlocality = \"us-east/zone-b/rack-3\"\n",
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        std::fs::remove_file(p).unwrap();
+        let (l, len) = c.topology.lookup("10.1.2.3".parse().unwrap()).unwrap();
+        assert_eq!((l.to_string(), len), ("us-west/zone-a".into(), 16));
+        let (l, len) = c
+            .topology
+            .lookup("2001:db8:1:2::3".parse().unwrap())
+            .unwrap();
+        assert_eq!((l.to_string(), len), ("us-east/zone-b/rack-3".into(), 48));
+        assert!(c.topology.lookup("10.2.0.0".parse().unwrap()).is_none());
     }
 }

@@ -58,6 +58,10 @@ pub struct DistributeEntry {
     pub from: LocalityPattern,
     /// (pattern, weight), in the resource's (sorted) order.
     pub to: Vec<(LocalityPattern, u32)>,
+    /// For each `to` pattern, which targets it matches: bit `i` of `[v4, v6]` is
+    /// `v4[i]` / `v6[i]`. Health changes all the time, localities only with the
+    /// resource, so the policy intersects these with the eligible set per query.
+    pub to_targets: Vec<[u64; 2]>,
 }
 
 /// A NameService compiled for answering: targets split by address family, patterns
@@ -72,6 +76,9 @@ pub struct ServiceEntry {
     pub v6: Vec<TargetEntry>,
     /// `failover` as (from region, to region) in order.
     pub failover: Vec<(String, String)>,
+    /// For each `failover` rule, the targets in its `to` region, as bitmasks `[v4, v6]`
+    /// (see [`DistributeEntry::to_targets`]).
+    pub failover_targets: Vec<[u64; 2]>,
     pub distribute: Vec<DistributeEntry>,
     /// Rotation for RoundRobin and Locality answers: advanced by one per query.
     pub rotation: AtomicUsize,
@@ -101,22 +108,39 @@ impl ServiceEntry {
                 v6.push(entry)
             }
         }
-        let failover = spec
+        // Bit i set when target i of the family has a locality and it passes `f`.
+        let masks = |f: &dyn Fn(&Locality) -> bool| -> [u64; 2] {
+            let of = |list: &[TargetEntry]| {
+                list.iter()
+                    .take(64)
+                    .enumerate()
+                    .filter(|(_, t)| t.locality.as_ref().is_some_and(f))
+                    .fold(0u64, |m, (i, _)| m | 1 << i)
+            };
+            [of(&v4), of(&v6)]
+        };
+        let failover: Vec<(String, String)> = spec
             .failover
             .iter()
             .map(|r| (r.from.clone(), r.to.clone()))
+            .collect();
+        let failover_targets = failover
+            .iter()
+            .map(|(_, to)| masks(&|l| l.region() == to))
             .collect();
         let distribute = spec
             .distribute
             .iter()
             .filter_map(|r| {
+                let to: Vec<(LocalityPattern, u32)> =
+                    r.to.iter()
+                        .filter_map(|(p, w)| Some((LocalityPattern::parse(p).ok()?, *w)))
+                        .collect();
+                let to_targets = to.iter().map(|(p, _)| masks(&|l| p.matches(l))).collect();
                 Some(DistributeEntry {
                     from: LocalityPattern::parse(&r.from).ok()?,
-                    to: r
-                        .to
-                        .iter()
-                        .filter_map(|(p, w)| Some((LocalityPattern::parse(p).ok()?, *w)))
-                        .collect(),
+                    to,
+                    to_targets,
                 })
             })
             .collect();
@@ -127,6 +151,7 @@ impl ServiceEntry {
             v4,
             v6,
             failover,
+            failover_targets,
             distribute,
             rotation: AtomicUsize::new(0),
             spec,

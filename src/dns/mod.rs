@@ -161,3 +161,109 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     s.bind(&addr.into())?;
     Ok(s.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, UdpSocket};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::zone::ZoneSet;
+
+    fn snapshots() -> Arc<ArcSwap<Snapshot>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+        Arc::new(ArcSwap::from_pointee(Snapshot {
+            zones: Arc::new(ZoneSet::load_dir(&dir).unwrap()),
+            ..Default::default()
+        }))
+    }
+
+    /// A query for www.gslb.example A with id 0x4242.
+    const QUERY: &[u8] = b"\x42\x42\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x04gslb\x07example\x00\x00\x01\x00\x01";
+
+    fn udp_ask(addr: SocketAddr) -> Option<Vec<u8>> {
+        let bind = if addr.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let s = UdpSocket::bind(bind).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.send_to(QUERY, addr).unwrap();
+        let mut buf = [0u8; 1500];
+        s.recv_from(&mut buf).ok().map(|(n, _)| buf[..n].to_vec())
+    }
+
+    fn tcp_ask(s: &mut TcpStream) -> Vec<u8> {
+        let mut m = (QUERY.len() as u16).to_be_bytes().to_vec();
+        m.extend_from_slice(QUERY);
+        s.write_all(&m).unwrap();
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn serves_v4_and_v6_then_stops() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut want: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
+        if UdpSocket::bind("[::1]:0").is_ok() {
+            want.push("[::1]:0".parse().unwrap());
+        }
+        let server = DnsServer::bind_with_workers(&want, 2).unwrap();
+        let addrs = server.local_addrs();
+        assert!(addrs.iter().all(|a| a.port() != 0));
+        // The same address again: an error naming it.
+        let err = DnsServer::bind(&addrs[..1]).err().unwrap();
+        assert!(
+            format!("{err:#}").contains(&addrs[0].to_string()),
+            "{err:#}"
+        );
+
+        let metrics = Arc::new(Metrics::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let running = rt
+            .block_on(async { server.start(snapshots(), metrics.clone(), stop_rx) })
+            .unwrap();
+        let mut idle = Vec::new();
+        for &a in &addrs {
+            let r = udp_ask(a).expect("UDP answer");
+            assert_eq!(&r[..2], b"\x42\x42");
+            assert_eq!(r[3] & 0x0f, 0);
+            assert!(r.ends_with(&[192, 0, 2, 80]), "{r:?}");
+            let mut s = TcpStream::connect(a).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            for _ in 0..3 {
+                assert!(tcp_ask(&mut s).ends_with(&[192, 0, 2, 80]));
+            }
+            idle.push(s);
+        }
+        let mut m = String::new();
+        metrics.render(&mut m, 0);
+        let n = 4 * addrs.len();
+        assert!(
+            m.contains(&format!(
+                "gslb_dns_queries_total{{qtype=\"A\",rcode=\"NOERROR\"}} {n}"
+            )),
+            "{m}"
+        );
+
+        // Stop: open idle connections are closed and join returns.
+        stop_tx.send(true).unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), running.join())
+                .await
+                .expect("join after stop");
+        });
+        for mut s in idle {
+            let mut b = [0u8; 1];
+            assert_eq!(s.read(&mut b).unwrap_or(0), 0, "connection closed at stop");
+        }
+        for &a in &addrs {
+            assert!(TcpStream::connect(a).is_err(), "no more TCP on {a}");
+        }
+    }
+}

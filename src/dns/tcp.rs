@@ -72,7 +72,9 @@ pub(super) async fn serve(
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = stop.changed() => {}
+            r = stop.changed() => if r.is_err() {
+                break; // the server is gone: stop as well
+            },
         }
     }
     drop(listener);

@@ -87,6 +87,10 @@ pub const MAX_TTL: u32 = 86_400;
 pub const MAX_TARGETS: usize = 64;
 pub const MAX_RATIO: u32 = 10_000;
 pub const MAX_WEIGHT: u32 = 10_000;
+/// At most this many `failover` rules, `distribute` rules, and patterns in one
+/// `distribute.to`: DNS workers scan them per query, so they stay bounded (and a
+/// rule's patterns fit the policy's 64-bit sets).
+pub const MAX_RULES: usize = 64;
 
 // The request body as a client may send it: everything optional so that a missing
 // field becomes a precise 422 instead of a serde message.
@@ -319,6 +323,17 @@ impl NameService {
                 ));
             }
         }
+        for (field, n) in [
+            ("failover", failover.len()),
+            ("distribute", distribute.len()),
+        ] {
+            if n > MAX_RULES {
+                return Err(err(
+                    field,
+                    format!("{field} may have at most {MAX_RULES} rules, got {n}"),
+                ));
+            }
+        }
         for (i, rule) in failover.iter().enumerate() {
             for (k, v) in [("from", &rule.from), ("to", &rule.to)] {
                 let field = format!("failover[{i}].{k}");
@@ -331,10 +346,13 @@ impl NameService {
         for (i, rule) in distribute.iter().enumerate() {
             LocalityPattern::parse(&rule.from)
                 .map_err(|m| err(format!("distribute[{i}].from"), m))?;
-            if rule.to.is_empty() {
+            if rule.to.is_empty() || rule.to.len() > MAX_RULES {
                 return Err(err(
                     format!("distribute[{i}].to"),
-                    "distribute to needs at least one pattern",
+                    format!(
+                        "distribute[{i}].to must have 1 to {MAX_RULES} patterns, got {}",
+                        rule.to.len()
+                    ),
                 ));
             }
             let mut sum = 0u64;
@@ -551,6 +569,120 @@ mod tests {
             NameService::from_json(v).unwrap_err().field,
             "distribute[0].from"
         );
+    }
+
+    #[test]
+    fn failover_and_distribute_cases() {
+        let rules_64: Vec<_> = (0..64)
+            .map(|i| json!({"from": format!("r{i}"), "to": "x"}))
+            .collect();
+        let rules_65: Vec<_> = (0..65)
+            .map(|i| json!({"from": format!("r{i}"), "to": "x"}))
+            .collect();
+        let to_65: serde_json::Map<String, serde_json::Value> =
+            (0..65).map(|i| (format!("r{i}"), json!(1))).collect();
+        // (expected error field or None for accepted, patch)
+        let cases: Vec<(Option<&str>, serde_json::Value)> = vec![
+            (
+                None,
+                json!({"failover": [{"from": "r1", "to": "r2"}, {"from": "r1", "to": "r3"}]}),
+            ),
+            (None, json!({"failover": rules_64})),
+            (Some("failover"), json!({"failover": rules_65})),
+            (
+                Some("failover[0].from"),
+                json!({"failover": [{"from": "*", "to": "r2"}]}),
+            ),
+            (
+                Some("failover[0].from"),
+                json!({"failover": [{"from": "", "to": "r2"}]}),
+            ),
+            (
+                Some("failover[1].to"),
+                json!({"failover": [{"from": "a", "to": "b"}, {"from": "a", "to": "b/c"}]}),
+            ),
+            (Some("failover[0]"), json!({"failover": [{"from": "a"}]})),
+            (
+                Some("failover[0].to"),
+                json!({"failover": [{"from": "a", "to": 3}]}),
+            ),
+            (
+                Some("failover"),
+                json!({"failover": {"from": "a", "to": "b"}}),
+            ),
+            (
+                None,
+                json!({"distribute": [{"from": "*", "to": {"*/*/*": 1}}]}),
+            ),
+            (
+                None,
+                json!({"distribute": [{"from": "r1/*/s1", "to": {"r2": 10000, "r3": 0}}]}),
+            ),
+            (
+                Some("distribute[0].from"),
+                json!({"distribute": [{"from": "r1/*/s1/x", "to": {"r2": 1}}]}),
+            ),
+            (
+                Some("distribute[0].from"),
+                json!({"distribute": [{"from": "r1//s1", "to": {"r2": 1}}]}),
+            ),
+            (
+                Some("distribute[0].from"),
+                json!({"distribute": [{"from": "r*", "to": {"r2": 1}}]}),
+            ),
+            (
+                Some("distribute[0].to.r2/"),
+                json!({"distribute": [{"from": "*", "to": {"r2/": 1}}]}),
+            ),
+            (
+                Some("distribute[0].to.r2"),
+                json!({"distribute": [{"from": "*", "to": {"r2": 10001}}]}),
+            ),
+            (
+                Some("distribute[0].to.r2"),
+                json!({"distribute": [{"from": "*", "to": {"r2": -1}}]}),
+            ),
+            (
+                Some("distribute[0].to.r2"),
+                json!({"distribute": [{"from": "*", "to": {"r2": 1.5}}]}),
+            ),
+            (
+                Some("distribute[0].to"),
+                json!({"distribute": [{"from": "*", "to": {}}]}),
+            ),
+            (
+                Some("distribute[0].to"),
+                json!({"distribute": [{"from": "*", "to": to_65}]}),
+            ),
+            (
+                Some("distribute[1].to"),
+                json!({"distribute": [{"from": "*", "to": {"a": 1}}, {"from": "*", "to": {"a": 0, "b": 0}}]}),
+            ),
+            (
+                Some("distribute[0]"),
+                json!({"distribute": [{"from": "*"}]}),
+            ),
+        ];
+        for (want, patch) in cases {
+            let mut v = json!({"name": "app.gslb.example", "policy": "Locality",
+                               "targets": [{"name": "dc1", "address": "192.0.2.10"}]});
+            for (k, val) in patch.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            match (want, NameService::from_json(v.clone())) {
+                (None, Ok(_)) => {}
+                (Some(field), Err(e)) => assert_eq!(e.field, field, "{patch}: {e}"),
+                (want, got) => panic!("{patch}: want {want:?}, got {got:?}"),
+            }
+            // The same rules are refused outright with any other policy.
+            if want.is_none() {
+                let key = patch.as_object().unwrap().keys().next().unwrap().clone();
+                for policy in ["RoundRobin", "Ratio"] {
+                    v["policy"] = json!(policy);
+                    assert_eq!(NameService::from_json(v.clone()).unwrap_err().field, key);
+                }
+            }
+        }
     }
 
     #[test]

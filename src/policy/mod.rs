@@ -8,9 +8,9 @@ mod topology;
 
 use std::net::IpAddr;
 
-pub use topology::{Topology, TopologyEntry, TopologyError};
+pub use topology::{Topology, TopologyEntry, TopologyError, canonical};
 
-use crate::model::{AllDown, Policy};
+use crate::model::{AllDown, Locality, Policy};
 use crate::snapshot::{ServiceEntry, TargetEntry};
 
 /// Who is asking, as far as the policies care.
@@ -32,10 +32,52 @@ pub struct Selection {
     pub failed_open: bool,
 }
 
-/// Eligible = enabled and Healthy or Unchecked.
+// Candidate sets are `u64` bitmasks over a family's targets (bit i = `targets[i]`):
+// a query reads every health cell exactly once, and the rest of the decision works on
+// that one consistent view without allocating.
+const _: () = assert!(crate::model::MAX_TARGETS <= 64);
+
+/// The targets of the family `select` may answer, read once per query:
+/// `(eligible, enabled)`. Eligible = enabled and Healthy or Unchecked. With `ratio_only`
+/// (the Ratio policy) a target with ratio 0 is in neither set: it never gets Ratio
+/// traffic, not even when failing open.
 #[inline]
-fn eligible(t: &TargetEntry) -> bool {
-    t.enabled && t.health().is_up()
+fn candidate_masks(targets: &[TargetEntry], ratio_only: bool) -> (u64, u64) {
+    let mut eligible = 0u64;
+    let mut enabled = 0u64;
+    for (i, t) in targets.iter().take(64).enumerate() {
+        if !t.enabled || (ratio_only && t.ratio == 0) {
+            continue;
+        }
+        enabled |= 1 << i;
+        if t.health().is_up() {
+            eligible |= 1 << i;
+        }
+    }
+    (eligible, enabled)
+}
+
+/// Iterates over the set bits of a mask, lowest first.
+#[derive(Clone, Copy)]
+struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
+}
+
+#[inline]
+fn push_set(targets: &[TargetEntry], set: u64, out: &mut Vec<IpAddr>) {
+    out.extend(Bits(set).map(|i| targets[i].address));
 }
 
 /// Fills `out` with the addresses of `entry`'s targets of one family (`v6`) that the
@@ -51,26 +93,28 @@ pub fn select(
     out.clear();
     let targets = entry.family(v6);
     let mut sel = Selection::default();
-    let any_eligible = targets.iter().any(eligible);
-    let pick: fn(&TargetEntry) -> bool = if any_eligible {
+    let (eligible, enabled) = candidate_masks(targets, entry.policy == Policy::Ratio);
+    let candidates = if eligible != 0 {
         eligible
     } else {
         match entry.all_down {
             AllDown::NoData => return sel,
             AllDown::AnswerAll => {
-                sel.failed_open = targets.iter().any(|t| t.enabled);
-                |t: &TargetEntry| t.enabled
+                sel.failed_open = enabled != 0;
+                enabled
             }
         }
     };
     match entry.policy {
         Policy::RoundRobin => {
-            out.extend(targets.iter().filter(|t| pick(t)).map(|t| t.address));
+            push_set(targets, candidates, out);
             rotate(out, entry.next_rotation());
         }
-        Policy::Ratio => ratio(targets, pick, rng, out),
+        Policy::Ratio => ratio(targets, candidates, rng, out),
         Policy::Locality => {
-            sel.ecs_scope = locality(entry, targets, pick, client, topology, rng, out);
+            let (set, scope) = locality(entry, v6, candidates, client, topology, rng);
+            sel.ecs_scope = scope;
+            push_set(targets, set, out);
             rotate(out, entry.next_rotation());
         }
     }
@@ -84,29 +128,107 @@ fn rotate(out: &mut [IpAddr], by: usize) {
     }
 }
 
-/// One address drawn with probability ratio / sum of the candidates' ratios.
-fn ratio(
-    targets: &[TargetEntry],
-    pick: fn(&TargetEntry) -> bool,
-    rng: &mut fastrand::Rng,
-    out: &mut Vec<IpAddr>,
-) {
-    let _ = (targets, pick, rng, out);
-    // Implemented by the Ratio policy issue.
+/// Index into `set` drawn with probability weight / (sum of the weights in `set`), or
+/// `None` when that sum is 0.
+#[inline]
+fn draw(set: u64, weight: impl Fn(usize) -> u32, rng: &mut fastrand::Rng) -> Option<usize> {
+    let sum: u64 = Bits(set).map(|i| u64::from(weight(i))).sum();
+    if sum == 0 {
+        return None;
+    }
+    let mut r = rng.u64(..sum);
+    for i in Bits(set) {
+        let w = u64::from(weight(i));
+        if r < w {
+            return Some(i);
+        }
+        r -= w;
+    }
+    unreachable!("r < sum of the weights")
 }
 
-/// The Locality policy; returns the ECS scope prefix length.
+/// One address drawn with probability ratio / sum of the candidates' ratios (the
+/// candidates all have a ratio above 0, see [`candidate_masks`]).
+fn ratio(targets: &[TargetEntry], set: u64, rng: &mut fastrand::Rng, out: &mut Vec<IpAddr>) {
+    if let Some(i) = draw(set, |i| targets[i].ratio, rng) {
+        out.push(targets[i].address);
+    }
+}
+
+/// The Locality policy over `candidates` (the eligible targets, or every enabled one
+/// when failing open): the chosen subset, and the ECS scope prefix length.
 fn locality(
     entry: &ServiceEntry,
-    targets: &[TargetEntry],
-    pick: fn(&TargetEntry) -> bool,
+    v6: bool,
+    candidates: u64,
     client: &ClientInfo,
     topology: &Topology,
     rng: &mut fastrand::Rng,
-    out: &mut Vec<IpAddr>,
-) -> u8 {
-    let _ = (entry, client, topology, rng);
-    // Implemented by the Locality policy issue: until then every candidate.
-    out.extend(targets.iter().filter(|t| pick(t)).map(|t| t.address));
-    0
+) -> (u64, u8) {
+    match topology.lookup(client.addr) {
+        // Nothing is known about the client: everyone, and a scope as wide as the
+        // question (the answer would be the same for any address in the source prefix
+        // that has no topology entry either).
+        None => (candidates, client.ecs_source_prefix.unwrap_or(0)),
+        Some((loc, prefix)) => (
+            nearest(entry, usize::from(v6), candidates, loc, rng),
+            prefix,
+        ),
+    }
 }
+
+/// Steps 1 and 2 of CONTRACT §5 "Locality" for a client at `loc`.
+fn nearest(
+    entry: &ServiceEntry,
+    family: usize,
+    candidates: u64,
+    loc: &Locality,
+    rng: &mut fastrand::Rng,
+) -> u64 {
+    let targets = entry.family(family == 1);
+    // 1. The first distribute rule that matches the client, if one of its patterns
+    //    has a candidate. Only the first matching rule is ever consulted; when none of
+    //    its patterns has a candidate, the client is served as if it had no rule.
+    if let Some(rule) = entry.distribute.iter().find(|r| r.from.matches(loc)) {
+        let mut live = 0u64;
+        for (k, m) in rule.to_targets.iter().enumerate().take(64) {
+            if m[family] & candidates != 0 {
+                live |= 1 << k;
+            }
+        }
+        if let Some(k) = draw(live, |k| rule.to[k].1, rng) {
+            return rule.to_targets[k][family] & candidates;
+        }
+    }
+    // 2. The candidates sharing the most leading parts with the client (region, then
+    //    zone, then subzone) ...
+    let mut best_depth = 0;
+    let mut best = 0u64;
+    for i in Bits(candidates) {
+        let Some(tl) = &targets[i].locality else {
+            continue;
+        };
+        let d = loc.shared_depth(tl);
+        if d > best_depth {
+            best_depth = d;
+            best = 0;
+        }
+        if d == best_depth && d > 0 {
+            best |= 1 << i;
+        }
+    }
+    if best != 0 {
+        return best;
+    }
+    // ... else the failover regions of the client's region, in order ...
+    for ((from, _), m) in entry.failover.iter().zip(&entry.failover_targets) {
+        if from == loc.region() && m[family] & candidates != 0 {
+            return m[family] & candidates;
+        }
+    }
+    // ... else everyone.
+    candidates
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,12 @@
 //! Client networks -> locality, looked up by longest prefix.
+//!
+//! The table is flattened at build time into a sorted list of disjoint address
+//! ranges, each labelled with the most specific entry covering it (or none). A lookup
+//! is one binary search over that list: O(log n) with no hashing, no allocation and
+//! no dependence on how many distinct prefix lengths the config uses, so 100,000
+//! prefixes cost about 17 comparisons. IPv4 and IPv6 have separate tables; an
+//! IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack socket reports for an
+//! IPv4 client) is looked up in the IPv4 table.
 
 use std::net::IpAddr;
 
@@ -22,16 +30,168 @@ pub enum TopologyError {
     Duplicate(String),
 }
 
+/// Label of a range that no entry covers.
+const NONE: u32 = u32::MAX;
+
+/// Disjoint ranges of one address family: range `i` is `starts[i] ..= starts[i+1]-1`
+/// (the last one runs to the end of the address space) and belongs to entry
+/// `labels[i]`, or to none. `starts[0]` is always 0.
+#[derive(Debug, Clone)]
+struct RangeTable<K> {
+    starts: Vec<K>,
+    labels: Vec<u32>,
+}
+
+impl<K> Default for RangeTable<K> {
+    fn default() -> Self {
+        Self {
+            starts: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// An unsigned integer wide enough to hold an address of one family.
+trait Key: Copy + Ord + std::fmt::Debug {
+    const ZERO: Self;
+    const MAX: Self;
+    fn add_one(self) -> Self;
+    /// The last address of the prefix `self/len` (host bits all ones).
+    fn last_of(self, len: u8) -> Self;
+}
+
+macro_rules! key {
+    ($t:ty) => {
+        impl Key for $t {
+            const ZERO: Self = 0;
+            const MAX: Self = <$t>::MAX;
+            #[inline]
+            fn add_one(self) -> Self {
+                self + 1
+            }
+            #[inline]
+            fn last_of(self, len: u8) -> Self {
+                self | <$t>::MAX.checked_shr(u32::from(len)).unwrap_or(0)
+            }
+        }
+    };
+}
+key!(u32);
+key!(u128);
+
+impl<K: Key> RangeTable<K> {
+    /// Builds the table from `(first address, prefix length, entry index)`; host bits
+    /// of the first address must be zero. For a prefix listed twice the first wins.
+    fn build(mut prefixes: Vec<(K, u8, u32)>) -> Self {
+        // Enclosing prefixes sort before the prefixes they contain; a stable sort keeps
+        // duplicates in input order so that `dedup` keeps the first.
+        prefixes.sort_by_key(|&(start, len, _)| (start, len));
+        prefixes.dedup_by_key(|&mut (start, len, _)| (start, len));
+
+        let mut t = Self {
+            starts: vec![K::ZERO],
+            labels: vec![NONE],
+        };
+        // Open prefixes, innermost last: (last address, entry). Prefixes either nest or
+        // are disjoint, so the stack is ordered by containment.
+        let mut open: Vec<(K, u32)> = Vec::new();
+        for (start, len, label) in prefixes {
+            while let Some(&(last, _)) = open.last() {
+                if last >= start {
+                    break;
+                }
+                open.pop();
+                let outer = open.last().map_or(NONE, |&(_, l)| l);
+                t.push(last.add_one(), outer);
+            }
+            open.push((start.last_of(len), label));
+            t.push(start, label);
+        }
+        while let Some((last, _)) = open.pop() {
+            if last == K::MAX {
+                break;
+            }
+            let outer = open.last().map_or(NONE, |&(_, l)| l);
+            t.push(last.add_one(), outer);
+        }
+        t.starts.shrink_to_fit();
+        t.labels.shrink_to_fit();
+        t
+    }
+
+    /// Starts a new range at `start` labelled `label` (replacing a range that would be
+    /// empty, merging with an equally labelled predecessor).
+    fn push(&mut self, start: K, label: u32) {
+        let n = self.starts.len();
+        if self.starts[n - 1] == start {
+            self.labels[n - 1] = label;
+            if n >= 2 && self.labels[n - 2] == label {
+                self.starts.pop();
+                self.labels.pop();
+            }
+        } else if self.labels[n - 1] != label {
+            self.starts.push(start);
+            self.labels.push(label);
+        }
+    }
+
+    #[inline]
+    fn lookup(&self, key: K) -> u32 {
+        // Index of the last range starting at or before `key`.
+        let i = self.starts.partition_point(|&s| s <= key);
+        if i == 0 { NONE } else { self.labels[i - 1] }
+    }
+}
+
 /// The topology table. Lookups return the locality and the prefix length of the entry
 /// that decided.
 #[derive(Debug, Default, Clone)]
 pub struct Topology {
     entries: Vec<TopologyEntry>,
+    v4: RangeTable<u32>,
+    v6: RangeTable<u128>,
+}
+
+/// `addr/prefix` in canonical form: an IPv4-mapped IPv6 prefix of length 96 or more
+/// (`::ffff:10.0.0.0/104`) is the IPv4 prefix it covers (`10.0.0.0/8`), because
+/// lookups treat IPv4-mapped addresses as IPv4.
+pub fn canonical(addr: IpAddr, prefix: u8) -> (IpAddr, u8) {
+    match addr {
+        IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => (IpAddr::V4(v4), prefix - 96),
+            None => (addr, prefix),
+        },
+        _ => (addr, prefix),
+    }
 }
 
 impl Topology {
+    /// Builds the table. Entries are expected to be valid CIDRs (host bits zero, as
+    /// `config::parse_cidr` ensures); stray host bits are ignored. For a network listed
+    /// twice the first entry wins.
     pub fn new(entries: Vec<TopologyEntry>) -> Self {
-        Self { entries }
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let label = u32::try_from(i).expect("fewer than 2^32 topology entries");
+            match canonical(e.addr, e.prefix) {
+                (IpAddr::V4(a), p) => {
+                    let p = p.min(32);
+                    let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+                    v4.push((u32::from(a) & mask, p, label));
+                }
+                (IpAddr::V6(a), p) => {
+                    let p = p.min(128);
+                    let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+                    v6.push((u128::from(a) & mask, p, label));
+                }
+            }
+        }
+        Self {
+            v4: RangeTable::build(v4),
+            v6: RangeTable::build(v6),
+            entries,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -42,9 +202,257 @@ impl Topology {
         self.entries.is_empty()
     }
 
-    /// Longest-prefix match of `addr`.
+    pub fn entries(&self) -> &[TopologyEntry] {
+        &self.entries
+    }
+
+    /// Longest-prefix match of `addr`: the locality and the prefix length of the entry
+    /// that decided, as a prefix of `addr` (what an ECS scope for `addr` must say). An
+    /// IPv4-mapped IPv6 address is matched against the IPv4 entries, and the length
+    /// returned for it is then 96 + the IPv4 entry's length.
+    #[inline]
     pub fn lookup(&self, addr: IpAddr) -> Option<(&Locality, u8)> {
-        let _ = addr;
-        None
+        let (label, offset) = match addr {
+            IpAddr::V4(a) => (self.v4.lookup(u32::from(a)), 0),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => (self.v4.lookup(u32::from(v4)), 96),
+                None => (self.v6.lookup(u128::from(a)), 0),
+            },
+        };
+        if label == NONE {
+            return None;
+        }
+        let e = &self.entries[label as usize];
+        Some((&e.locality, canonical(e.addr, e.prefix).1 + offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo(list: &[(&str, &str)]) -> Topology {
+        Topology::new(
+            list.iter()
+                .map(|(cidr, loc)| {
+                    let (a, p) = cidr.split_once('/').unwrap();
+                    TopologyEntry {
+                        addr: a.parse().unwrap(),
+                        prefix: p.parse().unwrap(),
+                        locality: Locality::parse(loc).unwrap(),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn look(t: &Topology, addr: &str) -> Option<(String, u8)> {
+        t.lookup(addr.parse().unwrap())
+            .map(|(l, p)| (l.to_string(), p))
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let t = topo(&[
+            ("10.0.0.0/8", "r/ten"),
+            ("10.1.0.0/16", "r/ten-one"),
+            ("10.1.2.0/24", "r/ten-one-two"),
+            ("10.1.2.3/32", "r/host"),
+            ("10.255.0.0/16", "r/ten-top"),
+            ("192.168.0.0/16", "lan"),
+            ("2001:db8::/32", "v6/doc"),
+            ("2001:db8:1::/48", "v6/doc/one"),
+            ("::/0", "v6-default"),
+            ("::ffff:172.16.0.0/108", "mapped/written-as-v6"),
+        ]);
+        let cases: &[(&str, Option<(&str, u8)>)] = &[
+            ("10.0.0.1", Some(("r/ten", 8))),
+            ("10.1.0.1", Some(("r/ten-one", 16))),
+            ("10.1.2.4", Some(("r/ten-one-two", 24))),
+            ("10.1.2.3", Some(("r/host", 32))),
+            ("10.1.3.0", Some(("r/ten-one", 16))),
+            ("10.2.0.0", Some(("r/ten", 8))),
+            ("10.255.255.255", Some(("r/ten-top", 16))),
+            ("11.0.0.0", None),
+            ("9.255.255.255", None),
+            ("0.0.0.0", None),
+            ("255.255.255.255", None),
+            ("192.168.77.1", Some(("lan", 16))),
+            ("172.16.5.5", Some(("mapped/written-as-v6", 12))),
+            ("172.32.0.0", None),
+            // IPv4-mapped IPv6 sources match IPv4 entries, never the IPv6 default.
+            ("::ffff:10.1.2.9", Some(("r/ten-one-two", 120))),
+            ("::ffff:11.0.0.1", None),
+            ("2001:db8::1", Some(("v6/doc", 32))),
+            ("2001:db8:1:ffff::1", Some(("v6/doc/one", 48))),
+            ("2001:db9::1", Some(("v6-default", 0))),
+            ("::", Some(("v6-default", 0))),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                Some(("v6-default", 0)),
+            ),
+        ];
+        for (addr, want) in cases {
+            let want = want.map(|(l, p)| (l.to_string(), p));
+            assert_eq!(look(&t, addr), want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn edges_of_the_address_space() {
+        let t = topo(&[
+            ("0.0.0.0/0", "all"),
+            ("255.255.255.255/32", "top"),
+            ("0.0.0.0/32", "bottom"),
+            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", "v6top"),
+            ("::/128", "v6bottom"),
+        ]);
+        assert_eq!(look(&t, "255.255.255.255"), Some(("top".into(), 32)));
+        assert_eq!(look(&t, "255.255.255.254"), Some(("all".into(), 0)));
+        assert_eq!(look(&t, "0.0.0.0"), Some(("bottom".into(), 32)));
+        assert_eq!(look(&t, "0.0.0.1"), Some(("all".into(), 0)));
+        assert_eq!(
+            look(&t, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            Some(("v6top".into(), 128))
+        );
+        assert_eq!(look(&t, "::"), Some(("v6bottom".into(), 128)));
+        assert_eq!(look(&t, "::1"), None);
+        assert!(
+            Topology::default()
+                .lookup("10.0.0.1".parse().unwrap())
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn first_of_duplicates_wins() {
+        let t = topo(&[("10.0.0.0/8", "first"), ("10.0.0.0/8", "second")]);
+        assert_eq!(look(&t, "10.9.9.9"), Some(("first".into(), 8)));
+    }
+
+    /// Brute force: the longest of all matching entries (first one on ties).
+    fn reference(entries: &[(u32, u8)], key: u32) -> Option<usize> {
+        let mut best: Option<(usize, u8)> = None;
+        for (i, &(a, p)) in entries.iter().enumerate() {
+            let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+            if key & mask == a && best.is_none_or(|(_, bp)| p > bp) {
+                best = Some((i, p));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    #[test]
+    fn matches_brute_force_on_random_data() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for round in 0..20 {
+            // Few distinct high bits so that prefixes nest and collide often.
+            let n = rng.usize(1..300);
+            let entries: Vec<(u32, u8)> = (0..n)
+                .map(|_| {
+                    let p = rng.u8(0..=32);
+                    let a = (rng.u32(..) & 0xC3C3_C3C3)
+                        & u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+                    (a, p)
+                })
+                .collect();
+            let t = Topology::new(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(a, p))| TopologyEntry {
+                        addr: IpAddr::V4(a.into()),
+                        prefix: p,
+                        locality: Locality::parse(&format!("e{i}")).unwrap(),
+                    })
+                    .collect(),
+            );
+            for _ in 0..2000 {
+                let key = if rng.bool() {
+                    rng.u32(..) & 0xC3C3_C3C3
+                } else {
+                    // Right at the edges of some entry.
+                    let (a, p) = entries[rng.usize(..n)];
+                    let last = a | u32::MAX.checked_shr(u32::from(p)).unwrap_or(0);
+                    match rng.u8(0..4) {
+                        0 => a,
+                        1 => a.wrapping_sub(1),
+                        2 => last,
+                        _ => last.wrapping_add(1),
+                    }
+                };
+                let got = t
+                    .lookup(IpAddr::V4(key.into()))
+                    .map(|(l, p)| (l.to_string(), p));
+                let want = reference(&entries, key).map(|i| (format!("e{i}"), entries[i].1));
+                assert_eq!(got, want, "round {round}, key {key:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_matches_brute_force_on_random_data() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let n = 500;
+        let entries: Vec<(u128, u8)> = (0..n)
+            .map(|_| {
+                let p = rng.u8(0..=128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+                (
+                    (rng.u128(..) & 0xF00F_0000_0000_0000_0000_0000_0000_00FF) & mask,
+                    p,
+                )
+            })
+            .collect();
+        let t = Topology::new(
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, p))| TopologyEntry {
+                    addr: IpAddr::V6(a.into()),
+                    prefix: p,
+                    locality: Locality::parse(&format!("e{i}")).unwrap(),
+                })
+                .collect(),
+        );
+        for _ in 0..20_000 {
+            let key = rng.u128(..) & 0xF00F_0000_0000_0000_0000_0000_0000_00FF;
+            let mut best: Option<(usize, u8)> = None;
+            for (i, &(a, p)) in entries.iter().enumerate() {
+                let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+                if key & mask == a && best.is_none_or(|(_, bp)| p > bp) {
+                    best = Some((i, p));
+                }
+            }
+            let want = best.map(|(i, p)| (format!("e{i}"), p));
+            let addr = std::net::Ipv6Addr::from(key);
+            if addr.to_ipv4_mapped().is_some() {
+                continue;
+            }
+            let got = t.lookup(IpAddr::V6(addr)).map(|(l, p)| (l.to_string(), p));
+            assert_eq!(got, want, "key {addr}");
+        }
+    }
+
+    #[test]
+    fn hundred_thousand_prefixes() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let loc = Locality::parse("r/z").unwrap();
+        let entries: Vec<TopologyEntry> = (0..100_000u32)
+            .map(|i| {
+                let p = rng.u8(8..=28);
+                let a = (i.rotate_left(13) ^ rng.u32(..)) & u32::MAX << (32 - p);
+                TopologyEntry {
+                    addr: IpAddr::V4(a.into()),
+                    prefix: p,
+                    locality: loc.clone(),
+                }
+            })
+            .collect();
+        let first = (entries[0].addr, entries[0].prefix);
+        let t = Topology::new(entries);
+        // Each entry adds at most two boundaries.
+        assert!(t.v4.starts.len() <= 2 * 100_000 + 1);
+        assert!(t.lookup(first.0).is_some_and(|(_, p)| p >= first.1));
     }
 }

@@ -167,7 +167,19 @@ impl Reader {
                 format!("class {c} is not supported (only IN)"),
             ));
         }
-        let rdata = parse_rdata(rtype, &rest[idx..], &scope.origin)
+        let data = &rest[idx..];
+        if data.is_empty() {
+            return Err(self.error(scope.file, line, format!("{rtype} record has no data")));
+        }
+        // hickory ignores surplus fields; a stray one is usually a mistake.
+        if let Some(n) = fixed_fields(rtype).filter(|&n| n != data.len()) {
+            return Err(self.error(
+                scope.file,
+                line,
+                format!("{rtype} record takes {n} field(s), found {}", data.len()),
+            ));
+        }
+        let rdata = parse_rdata(rtype, data, &scope.origin)
             .map_err(|m| self.error(scope.file, line, format!("bad {rtype} record: {m}")))?;
         let ttl = match (ttl, self.default_ttl, self.last_ttl) {
             (Some(t), _, _) => {
@@ -304,6 +316,19 @@ impl Reader {
     }
 }
 
+/// Number of fields of the record types whose data has a fixed shape.
+fn fixed_fields(rtype: RecordType) -> Option<usize> {
+    match rtype {
+        RecordType::A | RecordType::AAAA | RecordType::CNAME | RecordType::NS | RecordType::PTR => {
+            Some(1)
+        }
+        RecordType::MX => Some(2),
+        RecordType::SRV => Some(4),
+        RecordType::SOA => Some(7),
+        _ => None,
+    }
+}
+
 /// Parses one record's data with hickory, as a one-record zone whose owner is the
 /// origin (so that relative names in the data resolve against it).
 fn parse_rdata(rtype: RecordType, tokens: &[Token], origin: &Name) -> Result<RData, String> {
@@ -371,7 +396,7 @@ fn load_file(path: &Path) -> Result<(Zone, usize), ZoneError> {
 }
 
 /// Encodes one record's data, noting where compressible names sit.
-fn encode(rtype: RecordType, rdata: &RData) -> Result<Rdata, String> {
+fn encode(rdata: &RData) -> Result<Rdata, String> {
     let mut buf = Vec::new();
     {
         let mut enc = BinEncoder::new(&mut buf);
@@ -389,7 +414,6 @@ fn encode(rtype: RecordType, rdata: &RData) -> Result<Rdata, String> {
         RData::SOA(soa) => ([0, wire::from_name(&soa.mname).len() as u16], None),
         _ => ([NO_NAME, NO_NAME], None),
     };
-    let _ = rtype;
     Ok(Rdata {
         wire: buf.into(),
         names,
@@ -488,8 +512,7 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
             continue;
         }
         seen.push(p.rdata.clone());
-        let rd =
-            encode(p.rtype, &p.rdata).map_err(|m| at(p, format!("bad {} record: {m}", p.rtype)))?;
+        let rd = encode(&p.rdata).map_err(|m| at(p, format!("bad {} record: {m}", p.rtype)))?;
         let node = nodes.entry(p.owner.clone()).or_default();
         match node.rrsets.iter_mut().find(|r| r.rtype == code) {
             Some(rs) => rs.rdata.push(rd),

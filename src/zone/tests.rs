@@ -263,7 +263,31 @@ fn errors_name_file_and_line() {
             "unknown record type BOGUS",
         ),
         ("a.zone", &format!("{HEAD}x CH TXT hi\n"), 5, "only IN"),
-        ("a.zone", &format!("{HEAD}x A\n"), 5, "bad A record"),
+        ("a.zone", &format!("{HEAD}x A\n"), 5, "A record has no data"),
+        (
+            "a.zone",
+            &format!("{HEAD}x TXT\n"),
+            5,
+            "TXT record has no data",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}x A 192.0.2.1 300\n"),
+            5,
+            "takes 1 field(s), found 2",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}x MX 10\n"),
+            5,
+            "takes 2 field(s), found 1",
+        ),
+        (
+            "a.zone",
+            &format!("{HEAD}@ SOA ns h ( 1 2 3\n 4 )\n"),
+            5,
+            "takes 7 field(s), found 6",
+        ),
         ("a.zone", &format!("{HEAD}x 60\n"), 5, "no type"),
         (
             "a.zone",
