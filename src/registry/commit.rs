@@ -69,7 +69,7 @@ pub(super) struct Committer {
     pub store: Arc<dyn Store>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub health: Arc<HealthHub>,
-    pub conditions: Arc<Mutex<HashMap<String, status::ReadyMemo>>>,
+    pub conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
     /// Replaced snapshots that some reader may still hold; dropped here once we hold
     /// the last reference.
     pub retired: Vec<Arc<Snapshot>>,
@@ -238,7 +238,7 @@ impl Committer {
             for (name, s) in changed {
                 if s.after.is_some() {
                     memos
-                        .entry(name.to_string())
+                        .entry(name.clone())
                         .or_insert_with(|| status::ReadyMemo::initial(now));
                 } else {
                     memos.remove(&**name);

