@@ -11,6 +11,9 @@ pub struct SledStore {
     db: sled::Db,
     nameservices: sled::Tree,
     health: sled::Tree,
+    /// Makes the next NameService flush fail (tests of the failure path).
+    #[cfg(test)]
+    fail_flush: std::sync::atomic::AtomicBool,
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -64,7 +67,25 @@ impl SledStore {
             db,
             nameservices,
             health,
+            #[cfg(test)]
+            fail_flush: Default::default(),
         })
+    }
+}
+
+impl SledStore {
+    fn flush_nameservices(&self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self
+            .fail_flush
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Io(sled::Error::Io(std::io::Error::other(
+                "injected flush failure",
+            ))));
+        }
+        self.db.flush()?;
+        Ok(())
     }
 }
 
@@ -102,14 +123,31 @@ impl Store for SledStore {
 
     fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        let mut undo = sled::Batch::default();
         for c in changes {
+            let key = match c {
+                Change::Put(ns) => ns.name.as_bytes(),
+                Change::Delete(name) => name.as_bytes(),
+            };
+            match self.nameservices.get(key)? {
+                Some(old) => undo.insert(key, old),
+                None => undo.remove(key),
+            }
             match c {
-                Change::Put(ns) => batch.insert(ns.name.as_bytes(), encode(&**ns)),
-                Change::Delete(name) => batch.remove(name.as_bytes()),
+                Change::Put(ns) => batch.insert(key, encode(&**ns)),
+                Change::Delete(_) => batch.remove(key),
             }
         }
         self.nameservices.apply_batch(batch)?;
-        self.db.flush()?;
+        if let Err(e) = self.flush_nameservices() {
+            // The batch sits in sled's memory: take it out again, so that no later
+            // flush (sled's own, or the next write's) makes durable what the caller
+            // is told failed.
+            if let Err(undo_err) = self.nameservices.apply_batch(undo) {
+                tracing::error!(error = %undo_err, "cannot undo a batch whose flush failed");
+            }
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -195,6 +233,44 @@ mod tests {
         let s = reopen(&dir);
         let all = s.load_all().unwrap();
         assert_eq!(all, vec![ns("a.example")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_flush_leaves_nothing_behind() {
+        let dir = tmpdir("failflush");
+        let mut a2 = ns("a.example");
+        a2.ttl = 60;
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.apply(&[
+                Change::Put(ns("a.example").into()),
+                Change::Put(ns("c.example").into()),
+            ])
+            .unwrap();
+            s.fail_flush
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let failed = s.apply(&[
+                Change::Put(a2.clone().into()),
+                Change::Put(ns("b.example").into()),
+                Change::Delete("c.example".into()),
+            ]);
+            assert!(matches!(failed, Err(StoreError::Io(_))));
+            assert_eq!(
+                s.load_all().unwrap(),
+                vec![ns("a.example"), ns("c.example")]
+            );
+            // A later flush (here the shutdown one) must not bring the batch back.
+            s.flush().unwrap();
+        }
+        let s = reopen(&dir);
+        assert_eq!(
+            s.load_all().unwrap(),
+            vec![ns("a.example"), ns("c.example")]
+        );
+        s.apply(&[Change::Put(a2.clone().into())]).unwrap();
+        assert_eq!(s.load_all().unwrap(), vec![a2, ns("c.example")]);
+        drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
