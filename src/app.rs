@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::health::HealthHub;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::store::SledStore;
+use crate::store::{SledStore, Store};
 use crate::zone::ZoneSet;
 
 /// `gslb check`: validate the config (already loaded) and every zone file.
@@ -77,14 +77,23 @@ pub async fn run(
     std::fs::write(&probe, b"ok")
         .with_context(|| format!("data dir {}: not writable", config.data_dir.display()))?;
     let _ = std::fs::remove_file(&probe);
-    let store = Arc::new(SledStore::open(&config.data_dir)?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
+    // Persisted health first, so the registry's targets start from their last known
+    // verdicts instead of Pending: a restart neither revives a dead target nor takes
+    // a healthy one out of the answers.
     let health = Arc::new(HealthHub::new());
+    health.restore(
+        store
+            .load_health()
+            .context("loading the stored health state")?,
+    );
     let registry = Arc::new(Registry::open(
-        store,
+        store.clone(),
         zones,
         Arc::new(config.topology.clone()),
         health.clone(),
     )?);
+    registry.watch_health();
     let metrics = Arc::new(Metrics::new());
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -102,6 +111,8 @@ pub async fn run(
         ready: ready.clone(),
     };
     let api_task = tokio::spawn(crate::api::serve(api_listener, api_state, stop_rx.clone()));
+    // Probes run here, on the control-plane runtime.
+    let prober = health.start(Some(store));
 
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
@@ -116,6 +127,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let api_result = api_task.await;
     dns_task.join().await;
+    if let Err(e) = prober.shutdown().await {
+        tracing::warn!(error = %e, "cannot write the health state at shutdown");
+    }
     registry.flush().context("flushing the store at shutdown")?;
     match api_result {
         Ok(Ok(())) => {}

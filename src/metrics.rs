@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const DNS_QUERIES: &str = "gslb_dns_queries_total";
 pub const DNS_TRUNCATED: &str = "gslb_dns_truncated_total";
 pub const DNS_DROPPED: &str = "gslb_dns_dropped_total";
+pub const DNS_FAILED_OPEN: &str = "gslb_dns_failed_open_answers_total";
 pub const API_REQUESTS: &str = "gslb_api_requests_total";
 pub const NAMESERVICES: &str = "gslb_nameservices";
 
@@ -58,6 +59,7 @@ pub struct Metrics {
     dns: [[AtomicU64; RCODES.len()]; QTYPES.len()],
     truncated: AtomicU64,
     dropped: AtomicU64,
+    failed_open: AtomicU64,
     api: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
 }
 
@@ -82,6 +84,14 @@ impl Metrics {
     #[inline]
     pub fn dns_dropped(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One NameService answer that failed open: no enabled target of the family was
+    /// eligible, so every enabled one was answered (`allDown: AnswerAll`; the DNS side
+    /// calls this when `policy::Selection::failed_open` is set).
+    #[inline]
+    pub fn dns_failed_open(&self) {
+        self.failed_open.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One API request, by route template (e.g. `/api/v1/nameservices/{name}`).
@@ -129,6 +139,17 @@ impl Metrics {
         );
         header(
             out,
+            DNS_FAILED_OPEN,
+            "counter",
+            "NameService answers that failed open to every enabled target because none was healthy.",
+        );
+        let _ = writeln!(
+            out,
+            "{DNS_FAILED_OPEN} {}",
+            self.failed_open.load(Ordering::Relaxed)
+        );
+        header(
+            out,
             API_REQUESTS,
             "counter",
             "REST API requests, by route, method and status.",
@@ -170,6 +191,7 @@ mod tests {
         m.dns_query(1, 0);
         m.dns_query(99, 16);
         m.api_request("/api/v1/nameservices/{name}", "PUT", 201);
+        m.dns_failed_open();
         let mut s = String::new();
         m.render(&mut s, 3);
         assert!(
@@ -179,5 +201,9 @@ mod tests {
         assert!(s.contains("gslb_dns_queries_total{qtype=\"OTHER\",rcode=\"BADVERS\"} 1\n"));
         assert!(s.contains("gslb_api_requests_total{route=\"/api/v1/nameservices/{name}\",method=\"PUT\",status=\"201\"} 1\n"));
         assert!(s.contains("# TYPE gslb_nameservices gauge\ngslb_nameservices 3\n"));
+        assert!(
+            s.contains("\ngslb_dns_failed_open_answers_total 1\n"),
+            "{s}"
+        );
     }
 }

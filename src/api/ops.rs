@@ -34,6 +34,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub fn render_metrics(state: &AppState) -> String {
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out, state.registry.len());
+    state.registry.health().render_metrics(&mut out);
     out
 }
 

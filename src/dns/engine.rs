@@ -52,6 +52,8 @@ pub struct Outcome {
     pub rcode: u16,
     /// Sent with TC=1.
     pub truncated: bool,
+    /// A NameService answer that failed open (no eligible target, `allDown: AnswerAll`).
+    pub failed_open: bool,
 }
 
 /// Per-worker buffers reused across queries.
@@ -97,6 +99,7 @@ pub fn answer(
     };
     let mut w = Writer::new(out, query, &header, question);
     let mut ecs_out: Option<Ecs> = None;
+    let mut failed_open = false;
     let rcode = match (question, &edns) {
         _ if header.opcode != 0 => rcode::NOTIMP,
         (None, _) => rcode::FORMERR,
@@ -121,8 +124,10 @@ pub fn answer(
                 rng,
                 addrs: &mut scratch.addrs,
                 scope: 0,
+                failed_open: false,
             };
             let rcode = ctx.resolve(&mut w, q);
+            failed_open = ctx.failed_open;
             ecs_out = ecs.map(|mut e| {
                 e.scope = if e.source == 0 {
                     0
@@ -153,6 +158,7 @@ pub fn answer(
         qtype: question.map_or(0, |q| q.qtype),
         rcode,
         truncated,
+        failed_open,
     })
 }
 
@@ -164,6 +170,8 @@ struct Ctx<'s, 'r> {
     addrs: &'r mut Vec<IpAddr>,
     /// ECS scope decided by the policies (largest seen).
     scope: u8,
+    /// Some policy answer failed open.
+    failed_open: bool,
 }
 
 impl<'s> Ctx<'s, '_> {
@@ -317,6 +325,7 @@ impl<'s> Ctx<'s, '_> {
             self.addrs,
         );
         self.scope = self.scope.max(sel.ecs_scope);
+        self.failed_open |= sel.failed_open;
         for &a in self.addrs.iter() {
             w.address(Section::Answer, owner, a, svc.ttl);
         }

@@ -139,6 +139,9 @@ async fn connection(
         if o.truncated {
             metrics.dns_truncated();
         }
+        if o.failed_open {
+            metrics.dns_failed_open();
+        }
         framed.clear();
         framed.extend_from_slice(&(response.len() as u16).to_be_bytes());
         framed.extend_from_slice(&response);

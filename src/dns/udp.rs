@@ -80,6 +80,9 @@ impl Worker {
                     if o.truncated {
                         self.metrics.dns_truncated();
                     }
+                    if o.failed_open {
+                        self.metrics.dns_failed_open();
+                    }
                     // A failed send (peer gone, port 0) loses this answer only.
                     let _ = self.sock.send_to(&response, peer);
                 }

@@ -391,12 +391,17 @@ impl NameService {
             port: t.port.unwrap_or(hc.port),
             period_seconds: hc.period_seconds,
             timeout_seconds: hc.timeout_seconds,
+            failure_threshold: hc.failure_threshold,
+            success_threshold: hc.success_threshold,
         })
     }
 }
 
-/// What is probed: one probe per distinct endpoint per period, however many
-/// NameServices share it.
+/// What a health verdict is kept for. The TCP probe itself is shared by every
+/// endpoint with the same (address, port, period, timeout) — one probe per period
+/// however many NameServices point at it — while the verdict is kept per
+/// (probe, failureThreshold, successThreshold), because two services that read the
+/// same probe stream with different thresholds may disagree about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
@@ -404,6 +409,8 @@ pub struct Endpoint {
     pub port: u16,
     pub period_seconds: u32,
     pub timeout_seconds: u32,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
 }
 
 #[cfg(test)]

@@ -218,13 +218,16 @@ impl Committer {
     /// Swaps in `current` with `changed` applied; keeps `current` to drop it here.
     fn publish(&mut self, current: Arc<Snapshot>, changed: &[(Arc<str>, Slot)]) {
         let health = &self.health;
+        // Hold the new endpoints before publishing and release the old ones after, so
+        // an endpoint both keep keeps its verdict (and its probe stream).
         let next = Snapshot {
             zones: current.zones.clone(),
             services: current
                 .services
                 .with_changes(changed.iter().map(|(name, s)| {
                     let entry = s.after.as_ref().map(|spec| {
-                        Arc::new(ServiceEntry::compile(spec.clone(), |ep| health.cell(ep)))
+                        let cells = health.acquire_service(spec);
+                        Arc::new(ServiceEntry::compile(spec.clone(), |ep| cells[ep].clone()))
                     });
                     (name.clone(), entry)
                 })),
@@ -232,29 +235,32 @@ impl Committer {
         };
         self.snapshot.store(Arc::new(next));
         self.retired.push(current);
-        {
-            let now = crate::timefmt::now_unix();
-            let mut memos = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
-            for (name, s) in changed {
-                if s.after.is_some() {
-                    memos
+        for (_, s) in changed {
+            if let Some(old) = &s.before {
+                self.health.release_service(&old.spec);
+            }
+        }
+        let now = crate::timefmt::now_unix();
+        let mut memos = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, s) in changed {
+            match &s.after {
+                Some(spec) => {
+                    let memo = memos
                         .entry(name.clone())
                         .or_insert_with(|| status::ReadyMemo::initial(now));
-                } else {
+                    // A new set of targets may change the reason right now.
+                    status::compute(spec, health, memo, now);
+                }
+                None => {
                     memos.remove(&**name);
                 }
             }
         }
     }
 
-    /// Drops the old snapshots no reader holds any more (here, not on a DNS worker),
-    /// then lets the health module forget endpoints nobody references.
+    /// Drops the old snapshots no reader holds any more (here, not on a DNS worker).
     fn reap(&mut self) {
-        let before = self.retired.len();
         self.retired.retain(|s| Arc::strong_count(s) > 1);
-        if self.retired.len() < before {
-            self.health.endpoints_changed();
-        }
     }
 }
 

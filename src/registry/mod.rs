@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 pub use status::{Condition, Status, TargetStatus};
 
-use crate::health::HealthHub;
+use crate::health::{HealthChange, HealthHub};
 use crate::model::NameService;
 use crate::policy::Topology;
 use crate::snapshot::{ServiceEntry, ServiceMap, Snapshot};
@@ -110,14 +110,20 @@ impl Registry {
         let mut entries = Vec::new();
         store.load_each(&mut |ns| {
             // Stored names that no zone serves any more stay stored (the zone may come
-            // back) but are not served; say so once.
+            // back) but are neither served nor probed; say so once.
             if zones.zone_of(&ns.name).is_none() {
                 tracing::warn!(nameservice = %ns.name, "stored NameService is outside every served zone; not served");
                 return;
             }
-            let name: Arc<str> = ns.name.as_str().into();
-            let entry = Arc::new(ServiceEntry::compile(Arc::new(ns), |ep| health.cell(ep)));
-            conditions.insert(name.clone(), status::ReadyMemo::initial(now));
+            let cells = health.acquire_service(&ns);
+            let spec = Arc::new(ns);
+            let name: Arc<str> = spec.name.as_str().into();
+            // Health may be restored from the store: so is the Ready condition.
+            conditions.insert(
+                name.clone(),
+                status::ReadyMemo::restored(&spec, &health, now),
+            );
+            let entry = Arc::new(ServiceEntry::compile(spec, |ep| cells[ep].clone()));
             entries.push((name, Some(entry)));
         })?;
         let snapshot = Snapshot {
@@ -147,6 +153,27 @@ impl Registry {
             committer: Some(committer),
             conditions,
         })
+    }
+
+    /// Records Ready transitions as health changes happen (rather than when someone
+    /// happens to read the status), so `lastTransitionTime` is the time of the change.
+    pub fn watch_health(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        self.health.set_change_hook(move |c| {
+            if let Some(r) = me.upgrade() {
+                r.health_changed(c);
+            }
+        });
+    }
+
+    fn health_changed(&self, change: &HealthChange) {
+        let snap = self.snapshot.load();
+        let mut memos = self.lock_conditions();
+        for name in &change.nameservices {
+            if let (Some(entry), Some(memo)) = (snap.service(name), memos.get_mut(&**name)) {
+                status::compute(&entry.spec, &self.health, memo, change.at);
+            }
+        }
     }
 
     /// The handle DNS workers load snapshots from.
@@ -295,3 +322,6 @@ impl Drop for Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -49,8 +49,29 @@ impl ReadyMemo {
             since: now,
         }
     }
+
+    /// The memo of a NameService loaded at startup, whose targets' verdicts may have
+    /// been restored from the store: the condition is dated by the latest verdict
+    /// change among its enabled targets (the change that set the current reason, as
+    /// far as can be known without storing conditions), else now.
+    pub(crate) fn restored(spec: &NameService, health: &HealthHub, now: u64) -> Self {
+        let since = spec
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.enabled)
+            .filter_map(|(i, _)| health.status(&spec.endpoint(i)?)?.last_change_time)
+            .max()
+            .map_or(now, |t| t.min(now));
+        let mut memo = Self { reason: "", since };
+        compute(spec, health, &mut memo, now);
+        memo
+    }
 }
 
+/// The status of `spec` now; records in `memo` a change of the Ready reason as
+/// happening at `now` (the time of the health change when called from the change
+/// hook).
 pub(crate) fn compute(
     spec: &NameService,
     health: &HealthHub,

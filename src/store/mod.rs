@@ -45,6 +45,11 @@ pub struct StoredHealth {
     pub port: u16,
     pub period_seconds: u32,
     pub timeout_seconds: u32,
+    /// The verdict is kept per (probe, thresholds): see `model::Endpoint`.
+    #[serde(default)]
+    pub failure_threshold: u32,
+    #[serde(default)]
+    pub success_threshold: u32,
     /// "Pending", "Healthy" or "Unhealthy".
     pub health: String,
     pub consecutive_failures: u32,

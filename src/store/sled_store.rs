@@ -42,8 +42,13 @@ fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T,
 
 fn health_key(h: &StoredHealth) -> Vec<u8> {
     format!(
-        "{}|{}|{}|{}",
-        h.address, h.port, h.period_seconds, h.timeout_seconds
+        "{}|{}|{}|{}|{}|{}",
+        h.address,
+        h.port,
+        h.period_seconds,
+        h.timeout_seconds,
+        h.failure_threshold,
+        h.success_threshold
     )
     .into_bytes()
 }
@@ -300,6 +305,8 @@ mod tests {
             port: 443,
             period_seconds: 5,
             timeout_seconds: 2,
+            failure_threshold: 3,
+            success_threshold: 1,
             health: "Healthy".into(),
             consecutive_failures: 0,
             consecutive_successes: 4,

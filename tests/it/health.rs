@@ -1,1 +1,705 @@
-//! Integration tests: health.
+//! Integration tests: health checks (CONTRACT §4, §5 eligibility, the status block).
+//!
+//! Fake gateway VIPs are TCP listeners on 127.0.0.x that the test opens and closes.
+//! Health checks use periodSeconds 1 to keep the tests short; deadlines are generous
+//! except the failover bound, which is the contract's (period x failureThreshold + 1 s).
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use serde_json::{Value, json};
+
+use crate::harness::{Server, ServerOpts, TempDir, addrs, wait_until};
+
+const ZONE: &str = "$ORIGIN hc.example.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
+
+/// A server serving the zone `hc.example` (kept alive as long as the server).
+struct Hc {
+    srv: Server,
+    _zones: TempDir,
+}
+
+impl std::ops::Deref for Hc {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.srv
+    }
+}
+
+impl std::ops::DerefMut for Hc {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.srv
+    }
+}
+
+fn server() -> Hc {
+    let zones = TempDir::new("hc-zones");
+    std::fs::write(zones.path().join("hc.example.zone"), ZONE).unwrap();
+    let srv = Server::start_with(ServerOpts {
+        zones_dir: zones.path().to_path_buf(),
+        ..ServerOpts::default()
+    });
+    Hc { srv, _zones: zones }
+}
+
+/// A fake gateway VIP: accepts (and counts) connections until closed.
+struct Vip {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Vip {
+    fn open(ip: &str) -> Vip {
+        Self::open_at(format!("{ip}:0").parse().unwrap())
+    }
+
+    fn open_at(addr: SocketAddr) -> Vip {
+        let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (accepted.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok(_) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Vip {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn ip(&self) -> String {
+        self.addr.ip().to_string()
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn count(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting: the port refuses connections from now on.
+    fn close(mut self) -> SocketAddr {
+        self.shut();
+        self.addr
+    }
+
+    fn shut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Vip {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+/// A port on `ip` with nothing listening (refuses at once).
+fn closed_port(ip: &str) -> u16 {
+    let l = TcpListener::bind(format!("{ip}:0")).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn hc(period: u32, failure: u32, success: u32) -> Value {
+    json!({"port": 9, "periodSeconds": period, "timeoutSeconds": 1,
+           "failureThreshold": failure, "successThreshold": success})
+}
+
+fn target(name: &str, address: &str, port: u16) -> Value {
+    json!({"name": name, "address": address, "port": port})
+}
+
+fn a_answers(s: &Server, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = addrs(&s.udp(name, RecordType::A))
+        .iter()
+        .map(IpAddr::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn status(s: &Server, name: &str) -> Value {
+    let r = s.get(&format!("/api/v1/nameservices/{name}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["status"].clone()
+}
+
+fn target_status(s: &Server, name: &str, target: &str) -> Value {
+    status(s, name)["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == target)
+        .unwrap_or_else(|| panic!("no target {target}"))
+        .clone()
+}
+
+fn health_of(s: &Server, name: &str, target: &str) -> String {
+    target_status(s, name, target)["health"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn ready(s: &Server, name: &str) -> Value {
+    status(s, name)["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone()
+}
+
+fn metrics(s: &Server) -> String {
+    let r = s.get("/metrics");
+    assert_eq!(r.status, 200);
+    r.body
+}
+
+/// The value of the first sample line starting with `prefix` (name and labels).
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn wait_health(s: &Server, name: &str, target: &str, want: &str, within: Duration) {
+    assert!(
+        wait_until(within, || health_of(s, name, target) == want),
+        "{name}/{target} not {want} within {within:?}: {}",
+        status(s, name)
+    );
+}
+
+#[test]
+fn failover_within_period_times_failure_threshold_and_recovery() {
+    let s = server();
+    let a = Vip::open("127.0.0.21");
+    let b = Vip::open("127.0.0.22");
+    s.put_ns(&json!({
+        "name": "fo.hc.example", "policy": "RoundRobin", "ttl": 5,
+        "healthCheck": hc(1, 2, 1),
+        "targets": [target("dc1", &a.ip(), a.port()), target("dc2", &b.ip(), b.port())]
+    }));
+    assert!(wait_until(Duration::from_secs(5), || a_answers(
+        &s,
+        "fo.hc.example"
+    ) == [
+        "127.0.0.21",
+        "127.0.0.22"
+    ]));
+    wait_health(
+        &s,
+        "fo.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    wait_health(
+        &s,
+        "fo.hc.example",
+        "dc2",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    let before = ready(&s, "fo.hc.example");
+    assert_eq!(before["reason"], "AllTargetsHealthy");
+
+    // dc1's VIP stops accepting: it leaves the answers within 1 s x 2 + 1 s.
+    let a_addr = a.close();
+    let down = Instant::now();
+    while a_answers(&s, "fo.hc.example") != ["127.0.0.22"] {
+        assert!(
+            down.elapsed() < Duration::from_secs(3),
+            "dc1 still answered after {:?}: {}",
+            down.elapsed(),
+            status(&s, "fo.hc.example")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = target_status(&s, "fo.hc.example", "dc1");
+    assert_eq!(t["health"], "Unhealthy");
+    assert_eq!(t["lastError"], "connection refused");
+    assert!(t["consecutiveFailures"].as_u64().unwrap() >= 2, "{t}");
+    assert_eq!(t["consecutiveSuccesses"], 0);
+    let after = ready(&s, "fo.hc.example");
+    assert_eq!(
+        (after["status"].as_str(), after["reason"].as_str()),
+        (Some("True"), Some("SomeTargetsUnhealthy"))
+    );
+    assert!(after["lastTransitionTime"].as_str() >= before["lastTransitionTime"].as_str());
+
+    // It accepts again: back within a period or two.
+    let a = Vip::open_at(a_addr);
+    assert!(wait_until(Duration::from_secs(4), || a_answers(
+        &s,
+        "fo.hc.example"
+    ) == [
+        "127.0.0.21",
+        "127.0.0.22"
+    ]));
+    assert!(a.count() >= 1);
+    let t = target_status(&s, "fo.hc.example", "dc1");
+    assert_eq!(t["health"], "Healthy");
+    assert_eq!(t["lastError"], Value::Null);
+    assert_eq!(ready(&s, "fo.hc.example")["reason"], "AllTargetsHealthy");
+    // One log line per change, naming the target and the transition.
+    let log = s.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("fo.hc.example/dc1")
+            && l.contains("Healthy -> Unhealthy")
+            && l.contains("127.0.0.21")
+            && l.contains("connection refused")),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("fo.hc.example/dc1") && l.contains("Healthy -> Unhealthy"))
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn a_new_target_is_pending_until_proven() {
+    let s = server();
+    let old = Vip::open("127.0.0.31");
+    let new = Vip::open("127.0.0.32");
+    let mut ns = json!({
+        "name": "pend.hc.example", "policy": "RoundRobin",
+        "healthCheck": hc(1, 3, 3),
+        "targets": [target("old", &old.ip(), old.port())]
+    });
+    let v = s.put_ns(&ns);
+    assert_eq!(v["status"]["targets"][0]["health"], "Pending");
+    assert_eq!(v["status"]["conditions"][0]["reason"], "Pending");
+    assert_eq!(v["status"]["conditions"][0]["status"], "False");
+    wait_health(
+        &s,
+        "pend.hc.example",
+        "old",
+        "Healthy",
+        Duration::from_secs(6),
+    );
+
+    // A new data center joins: it gets no traffic until 3 probes in a row succeeded,
+    // which takes at least 2 s at a 1 s period.
+    ns["targets"]
+        .as_array_mut()
+        .unwrap()
+        .push(target("new", &new.ip(), new.port()));
+    let put_at = Instant::now();
+    let v = s.put_ns(&ns);
+    let health: Vec<&str> = v["status"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["health"].as_str().unwrap())
+        .collect();
+    assert_eq!(health, ["Healthy", "Pending"]);
+    assert_eq!(
+        v["status"]["conditions"][0]["reason"],
+        "SomeTargetsUnhealthy"
+    );
+    while put_at.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(a_answers(&s, "pend.hc.example"), ["127.0.0.31"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(wait_until(Duration::from_secs(5), || a_answers(
+        &s,
+        "pend.hc.example"
+    ) == [
+        "127.0.0.31",
+        "127.0.0.32"
+    ]));
+    assert!(new.count() >= 3);
+    let t = target_status(&s, "pend.hc.example", "new");
+    assert!(t["consecutiveSuccesses"].as_u64().unwrap() >= 3, "{t}");
+    assert!(t["lastProbeTime"].as_str().unwrap().ends_with('Z'), "{t}");
+    drop(old);
+}
+
+#[test]
+fn fail_open_nodata_and_drained_targets() {
+    let s = server();
+    let dead1 = closed_port("127.0.0.41");
+    let dead2 = closed_port("127.0.0.42");
+    let live = Vip::open("127.0.0.43");
+    // Every enabled target down, AnswerAll: every enabled target is answered, the
+    // drained one (although its VIP is healthy) never.
+    s.put_ns(&json!({
+        "name": "open.hc.example", "policy": "RoundRobin",
+        "healthCheck": hc(1, 1, 1),
+        "targets": [target("a", "127.0.0.41", dead1), target("b", "127.0.0.42", dead2),
+                    {"name": "drained", "address": "127.0.0.43", "port": live.port(), "enabled": false}]
+    }));
+    s.put_ns(&json!({
+        "name": "nodata.hc.example", "policy": "RoundRobin", "allDown": "NoData",
+        "healthCheck": hc(1, 1, 1),
+        "targets": [target("a", "127.0.0.41", dead1)]
+    }));
+    wait_health(
+        &s,
+        "open.hc.example",
+        "a",
+        "Unhealthy",
+        Duration::from_secs(4),
+    );
+    wait_health(
+        &s,
+        "open.hc.example",
+        "b",
+        "Unhealthy",
+        Duration::from_secs(4),
+    );
+    wait_health(
+        &s,
+        "open.hc.example",
+        "drained",
+        "Healthy",
+        Duration::from_secs(4),
+    );
+    wait_health(
+        &s,
+        "nodata.hc.example",
+        "a",
+        "Unhealthy",
+        Duration::from_secs(4),
+    );
+    let failed_open_before =
+        metric(&metrics(&s), "gslb_dns_failed_open_answers_total ").expect("fail-open counter");
+    for _ in 0..4 {
+        assert_eq!(
+            a_answers(&s, "open.hc.example"),
+            ["127.0.0.41", "127.0.0.42"]
+        );
+    }
+    let failed_open = metric(&metrics(&s), "gslb_dns_failed_open_answers_total ").unwrap();
+    assert!(failed_open >= failed_open_before + 4.0, "{failed_open}");
+    let r = ready(&s, "open.hc.example");
+    assert_eq!(
+        (r["status"].as_str(), r["reason"].as_str()),
+        (Some("False"), Some("NoHealthyTargets"))
+    );
+
+    let m = s.udp("nodata.hc.example", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty(), "{m:?}");
+    assert_eq!(ready(&s, "nodata.hc.example")["reason"], "NoHealthyTargets");
+
+    // One enabled target comes back: only it is answered (no more failing open), and
+    // the drained one still not.
+    let _back = Vip::open_at(format!("127.0.0.42:{dead2}").parse().unwrap());
+    assert!(wait_until(Duration::from_secs(4), || a_answers(
+        &s,
+        "open.hc.example"
+    ) == ["127.0.0.42"]));
+    assert_eq!(
+        ready(&s, "open.hc.example")["reason"],
+        "SomeTargetsUnhealthy"
+    );
+}
+
+#[test]
+fn one_probe_per_shared_endpoint_and_none_after_delete() {
+    let s = server();
+    let vip = Vip::open("127.0.0.51");
+    // Three NameServices (one with other thresholds, one with two targets on the
+    // same VIP) share one probe endpoint.
+    for (name, f) in [("s1", 3), ("s2", 3), ("s3", 2)] {
+        let mut targets = vec![target("dc1", &vip.ip(), vip.port())];
+        if name == "s2" {
+            targets.push(json!({"name": "dc1b", "address": "192.0.2.7",
+                                "probeAddress": vip.ip(), "port": vip.port()}));
+        }
+        s.put_ns(&json!({
+            "name": format!("{name}.hc.example"), "policy": "RoundRobin",
+            "healthCheck": hc(1, f, 1), "targets": targets
+        }));
+    }
+    wait_health(
+        &s,
+        "s3.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    let c0 = vip.count();
+    std::thread::sleep(Duration::from_millis(4000));
+    let n = vip.count() - c0;
+    // One per second: 4 (3 to 5 with the accept thread's lag); per target it would be 16.
+    assert!((3..=5).contains(&n), "{n} probes in 4 s");
+    assert_eq!(
+        metric(&metrics(&s), "gslb_health_probe_streams "),
+        Some(1.0)
+    );
+
+    // Deleting all three stops the probes at once.
+    for name in ["s1", "s2", "s3"] {
+        assert_eq!(
+            s.delete(&format!("/api/v1/nameservices/{name}.hc.example"))
+                .status,
+            204
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let c1 = vip.count();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(vip.count(), c1, "probes continued after the delete");
+    assert_eq!(
+        metric(&metrics(&s), "gslb_health_probe_streams "),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn probe_address_is_probed_instead_of_address() {
+    let s = server();
+    let health_vip = Vip::open("127.0.0.61");
+    s.put_ns(&json!({
+        "name": "nat.hc.example", "policy": "RoundRobin",
+        "healthCheck": {"port": health_vip.port(), "periodSeconds": 1, "timeoutSeconds": 1,
+                        "failureThreshold": 1, "successThreshold": 1},
+        "targets": [{"name": "dc1", "address": "192.0.2.10", "probeAddress": "127.0.0.61"},
+                    target("dc2", "127.0.0.62", closed_port("127.0.0.62"))]
+    }));
+    wait_health(
+        &s,
+        "nat.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    assert!(health_vip.count() >= 1);
+    assert_eq!(a_answers(&s, "nat.hc.example"), ["192.0.2.10"]);
+    health_vip.close();
+    wait_health(
+        &s,
+        "nat.hc.example",
+        "dc1",
+        "Unhealthy",
+        Duration::from_secs(3),
+    );
+}
+
+#[test]
+fn health_survives_kill9_and_sigterm_and_put_keeps_history() {
+    let mut s = server();
+    let up = Vip::open("127.0.0.71");
+    let down = closed_port("127.0.0.72");
+    // A long period: after a restart nothing is probed for a while, so what the
+    // status shows is what was restored.
+    let mut ns = json!({
+        "name": "keep.hc.example", "policy": "RoundRobin",
+        "healthCheck": {"port": 9, "periodSeconds": 60, "timeoutSeconds": 1,
+                        "failureThreshold": 1, "successThreshold": 1},
+        "targets": [target("up", "127.0.0.71", up.port()), target("down", "127.0.0.72", down)]
+    });
+    s.put_ns(&ns);
+    wait_health(
+        &s,
+        "keep.hc.example",
+        "up",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    wait_health(
+        &s,
+        "keep.hc.example",
+        "down",
+        "Unhealthy",
+        Duration::from_secs(3),
+    );
+    let probe_time = target_status(&s, "keep.hc.example", "up")["lastProbeTime"].clone();
+    let transition = ready(&s, "keep.hc.example")["lastTransitionTime"].clone();
+    // Health is written within about a second of a change.
+    std::thread::sleep(Duration::from_millis(2000));
+
+    for how in ["kill -9", "SIGTERM"] {
+        let stopped_at = gslb::timefmt::rfc3339(gslb::timefmt::now_unix());
+        if how == "kill -9" {
+            s.kill9_and_restart();
+        } else {
+            assert_eq!(s.terminate(), Some(0));
+            s.restart_same_data();
+        }
+        let up_st = target_status(&s, "keep.hc.example", "up");
+        assert_eq!(up_st["health"], "Healthy", "{how}: {up_st}");
+        // The probe history came back too (a new probe may have happened since).
+        assert!(
+            up_st["lastProbeTime"].as_str() >= probe_time.as_str(),
+            "{how}: {up_st}"
+        );
+        assert!(
+            up_st["consecutiveSuccesses"].as_u64().unwrap() >= 1,
+            "{how}: {up_st}"
+        );
+        let down_st = target_status(&s, "keep.hc.example", "down");
+        assert_eq!(down_st["health"], "Unhealthy", "{how}: {down_st}");
+        assert_eq!(down_st["lastError"], "connection refused", "{how}");
+        assert!(
+            down_st["consecutiveFailures"].as_u64().unwrap() >= 1,
+            "{how}: {down_st}"
+        );
+        // Neither revived nor failed open: only the healthy target is answered.
+        assert_eq!(a_answers(&s, "keep.hc.example"), ["127.0.0.71"], "{how}");
+        // The condition is dated from the stored health changes, not the restart.
+        let r = ready(&s, "keep.hc.example");
+        assert_eq!(r["reason"], "SomeTargetsUnhealthy", "{how}");
+        let t = r["lastTransitionTime"].as_str().unwrap();
+        assert!(
+            t >= transition.as_str().unwrap() && t < stopped_at.as_str(),
+            "{how}: {r}"
+        );
+    }
+
+    // A PUT that keeps the endpoints keeps their verdicts (no trip through Pending).
+    ns["ttl"] = json!(7);
+    let v = s.put_ns(&ns);
+    assert_eq!(v["status"]["targets"][0]["health"], "Healthy");
+    assert_eq!(v["status"]["targets"][1]["health"], "Unhealthy");
+    assert_eq!(a_answers(&s, "keep.hc.example"), ["127.0.0.71"]);
+    // Delete and re-create: a new resource starts from Pending.
+    assert_eq!(s.delete("/api/v1/nameservices/keep.hc.example").status, 204);
+    let v = s.put_ns(&ns);
+    assert_eq!(v["status"]["targets"][0]["health"], "Pending");
+}
+
+#[test]
+fn status_and_metrics_fields() {
+    let s = server();
+    let vip = Vip::open("127.0.0.81");
+    let v = s.put_ns(&json!({
+        "name": "st.hc.example", "policy": "RoundRobin",
+        "healthCheck": hc(1, 1, 1),
+        "targets": [target("dc1", "127.0.0.81", vip.port())]
+    }));
+    let written = Instant::now();
+    let t0 = &v["status"]["targets"][0];
+    assert_eq!(t0["name"], "dc1");
+    assert_eq!(t0["address"], "127.0.0.81");
+    assert_eq!(t0["health"], "Pending");
+    assert_eq!(t0["consecutiveFailures"], 0);
+    assert_eq!(t0["consecutiveSuccesses"], 0);
+    assert_eq!(t0["lastProbeTime"], Value::Null);
+    assert_eq!(t0["lastError"], Value::Null);
+    // The first probe goes out within a second of the write.
+    while vip.count() == 0 {
+        assert!(
+            written.elapsed() < Duration::from_millis(1200),
+            "no probe within {:?} of the write",
+            written.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_health(
+        &s,
+        "st.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    let r1 = ready(&s, "st.hc.example");
+    assert_eq!(
+        (r1["status"].as_str(), r1["reason"].as_str()),
+        (Some("True"), Some("AllTargetsHealthy"))
+    );
+    assert_eq!(r1["message"], "1 of 1 targets healthy");
+    // Reading again does not move the transition time.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        ready(&s, "st.hc.example")["lastTransitionTime"],
+        r1["lastTransitionTime"]
+    );
+
+    vip.close();
+    let closed_at = gslb::timefmt::rfc3339(gslb::timefmt::now_unix());
+    wait_health(
+        &s,
+        "st.hc.example",
+        "dc1",
+        "Unhealthy",
+        Duration::from_secs(3),
+    );
+    let r2 = ready(&s, "st.hc.example");
+    assert_eq!(
+        (r2["status"].as_str(), r2["reason"].as_str()),
+        (Some("False"), Some("NoHealthyTargets"))
+    );
+    // The transition is dated when the health changed (not before the VIP closed).
+    assert!(r2["lastTransitionTime"].as_str().unwrap() >= closed_at.as_str());
+
+    let m = metrics(&s);
+    for family in [
+        "gslb_health_probes_total",
+        "gslb_health_probe_duration_seconds",
+        "gslb_health_probe_lateness_seconds",
+        "gslb_health_transitions_total",
+        "gslb_health_endpoint_healthy",
+        "gslb_health_endpoints",
+        "gslb_health_probe_streams",
+        "gslb_health_probes_in_flight",
+        "gslb_dns_failed_open_answers_total",
+    ] {
+        assert!(
+            m.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{m}"
+        );
+    }
+    assert!(metric(&m, "gslb_health_probes_total{result=\"success\"}").unwrap() >= 1.0);
+    assert!(metric(&m, "gslb_health_probes_total{result=\"refused\"}").unwrap() >= 1.0);
+    assert_eq!(
+        metric(
+            &m,
+            "gslb_health_transitions_total{from=\"Pending\",to=\"Healthy\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "gslb_health_transitions_total{from=\"Healthy\",to=\"Unhealthy\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(metric(&m, "gslb_health_probe_duration_seconds_count").unwrap() >= 2.0);
+    assert_eq!(
+        metric(
+            &m,
+            &format!(
+                "gslb_health_endpoint_healthy{{address=\"127.0.0.81\",port=\"{}\"",
+                vip_port_of(&s)
+            )
+        ),
+        Some(0.0)
+    );
+}
+
+fn vip_port_of(s: &Server) -> u16 {
+    let r = s.get("/api/v1/nameservices/st.hc.example");
+    r.json()["targets"][0]["port"].as_u64().unwrap() as u16
+}

@@ -1,0 +1,366 @@
+//! Prober scale benchmark: N distinct loopback endpoints probed by the real
+//! `gslb::health` prober, measuring probe start lateness, prober CPU and RSS.
+//!
+//! The fake VIPs run in a child process (this binary with `--serve-vips`) so that the
+//! CPU and memory measured here are the prober's alone. Endpoints are spread over
+//! `--addresses` addresses 127.1.x.y and consecutive ports from `--base-port`; the
+//! first `--listening-ports` ports of the port range listen on every address (they
+//! accept and drop), the next `--blackhole-ports` are black holes (a listener with a
+//! full accept queue: SYNs are never answered, the probe times out), and all other
+//! ports are closed and refuse at once.
+//!
+//! Run through `bench/probe/run.sh`; see docs/performance.md.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gslb::health::stats::{LATENESS_BOUNDS, quantile};
+use gslb::health::{Health, HealthCell, HealthHub, Holder};
+use gslb::model::Endpoint;
+
+struct Opts {
+    endpoints: usize,
+    addresses: usize,
+    base_port: u16,
+    listening_ports: usize,
+    blackhole_ports: usize,
+    period: u32,
+    timeout: u32,
+    warmup: u64,
+    measure: u64,
+    shared_names: usize,
+    serve_vips: bool,
+}
+
+fn parse() -> Opts {
+    let mut o = Opts {
+        endpoints: 30_000,
+        addresses: 100,
+        base_port: 20_000,
+        listening_ports: 10,
+        blackhole_ports: 0,
+        period: 5,
+        timeout: 2,
+        warmup: 15,
+        measure: 60,
+        shared_names: 10_000,
+        serve_vips: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "--serve-vips" {
+            o.serve_vips = true;
+            i += 1;
+            continue;
+        }
+        let v = args
+            .get(i + 1)
+            .unwrap_or_else(|| panic!("{a} needs a value"))
+            .as_str();
+        let n = |v: &str| -> u64 { v.parse().unwrap_or_else(|_| panic!("{a}: bad number {v}")) };
+        match a {
+            "--endpoints" => o.endpoints = n(v) as usize,
+            "--addresses" => o.addresses = n(v) as usize,
+            "--base-port" => o.base_port = n(v) as u16,
+            "--listening-ports" => o.listening_ports = n(v) as usize,
+            "--blackhole-ports" => o.blackhole_ports = n(v) as usize,
+            "--period" => o.period = n(v) as u32,
+            "--timeout" => o.timeout = n(v) as u32,
+            "--warmup" => o.warmup = n(v),
+            "--measure" => o.measure = n(v),
+            "--shared-names" => o.shared_names = n(v) as usize,
+            _ => panic!("unknown option {a}"),
+        }
+        i += 2;
+    }
+    o
+}
+
+fn address(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8))
+}
+
+/// Endpoint `i`: address-major, so consecutive endpoints differ in address.
+fn endpoint(o: &Opts, i: usize) -> Endpoint {
+    Endpoint {
+        address: address(i % o.addresses),
+        port: o.base_port + (i / o.addresses) as u16,
+        period_seconds: o.period,
+        timeout_seconds: o.timeout,
+        failure_threshold: 3,
+        success_threshold: 1,
+    }
+}
+
+fn ports_per_address(o: &Opts) -> usize {
+    o.endpoints.div_ceil(o.addresses)
+}
+
+/// Child: listen on the first `listening_ports` ports of every address, accept and drop.
+fn serve_vips(o: &Opts) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut n = 0;
+        for a in 0..o.addresses {
+            for p in 0..o.listening_ports.min(ports_per_address(o)) {
+                let addr = SocketAddr::new(address(a), o.base_port + p as u16);
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+                n += 1;
+                tokio::spawn(async move {
+                    loop {
+                        if let Ok((s, _)) = l.accept().await {
+                            drop(s);
+                        }
+                    }
+                });
+            }
+        }
+        // Black holes: backlog 0 and never accepted; our own connections fill the
+        // queue, so the kernel drops every further SYN.
+        let mut fillers = Vec::new();
+        let first = o.listening_ports.min(ports_per_address(o));
+        let last = (o.listening_ports + o.blackhole_ports).min(ports_per_address(o));
+        for a in 0..o.addresses {
+            for p in first..last {
+                let addr = SocketAddr::new(address(a), o.base_port + p as u16);
+                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                sock.bind(&addr.into())
+                    .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+                sock.listen(0).unwrap();
+                // Backlog 0 queues one connection: this one, never accepted.
+                fillers.push(std::net::TcpStream::connect(addr).unwrap());
+                fillers.push(std::net::TcpStream::from(sock));
+            }
+        }
+        println!("ready {n}");
+        std::io::stdout().flush().unwrap();
+        // Until the parent closes our stdin.
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut s = String::new();
+            let _ = std::io::stdin().read_line(&mut s);
+        })
+        .await;
+    });
+}
+
+fn cpu_seconds() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| format!("{:.3} ms", s * 1e3))
+}
+
+fn main() {
+    let o = parse();
+    if o.serve_vips {
+        serve_vips(&o);
+        return;
+    }
+    assert!(
+        ports_per_address(&o) <= usize::from(u16::MAX - o.base_port),
+        "too many endpoints per address"
+    );
+    let listening_per_addr = o.listening_ports.min(ports_per_address(&o));
+    let listening: usize = (0..o.endpoints)
+        .filter(|i| i / o.addresses < listening_per_addr)
+        .count();
+    let blackholed: usize = (0..o.endpoints)
+        .filter(|i| {
+            let p = i / o.addresses;
+            p >= listening_per_addr && p < o.listening_ports + o.blackhole_ports
+        })
+        .count();
+    println!(
+        "endpoints {} ({} addresses x {} ports), {listening} listening, {blackholed} black-holed (time out), the rest refuse; period {} s, timeout {} s",
+        o.endpoints,
+        o.addresses,
+        ports_per_address(&o),
+        o.period,
+        o.timeout
+    );
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(std::env::args().skip(1))
+        .arg("--serve-vips")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the VIP process");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready"), "VIP process: {line:?}");
+
+    // The prober runs on a runtime shaped like gslb's control plane.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gslb-ctl")
+        .build()
+        .unwrap();
+    let rss_base = status_kb("VmRSS:");
+    let hub = Arc::new(HealthHub::new());
+    let cells: Vec<Arc<HealthCell>> = (0..o.endpoints)
+        .map(|i| {
+            hub.acquire(
+                &endpoint(&o, i),
+                Holder::new(&format!("n{i}.bench.example"), "dc1"),
+            )
+        })
+        .collect();
+    // Thousands of names behind a few VIPs add holders, not probes.
+    for i in 0..o.shared_names {
+        hub.acquire(
+            &endpoint(&o, i % 4),
+            Holder::new(&format!("shared{i}.bench.example"), "dc1"),
+        );
+    }
+    assert_eq!(hub.probe_streams(), o.endpoints);
+    println!(
+        "{} names share the first 4 endpoints: still {} probe streams",
+        o.shared_names,
+        hub.probe_streams()
+    );
+
+    let t0 = Instant::now();
+    let prober = rt.block_on(async { hub.start(None) });
+    let stats = hub.stats();
+
+    // Probes started per 100 ms: shows the spread over the period.
+    let sample = |secs: u64| -> Vec<u64> {
+        let mut per_tick = Vec::new();
+        let mut last = stats.probes_total();
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = stats.probes_total();
+            per_tick.push(now - last);
+            last = now;
+        }
+        per_tick
+    };
+
+    let startup = sample(o.warmup);
+    let first_second: u64 = startup.iter().take(10).sum();
+    let healthy = cells.iter().filter(|c| c.get() == Health::Healthy).count();
+    let unhealthy = cells
+        .iter()
+        .filter(|c| c.get() == Health::Unhealthy)
+        .count();
+    let pending = cells.iter().filter(|c| c.get() == Health::Pending).count();
+    let lat0 = stats.lateness.counts();
+    println!(
+        "startup: {first_second} probes in the first second ({} endpoints new, each due within 1 s); lateness over the first {} s p50 {}, p99 {}; then {healthy} Healthy, {unhealthy} Unhealthy, {pending} Pending",
+        o.endpoints,
+        o.warmup,
+        ms(quantile(&LATENESS_BOUNDS, &lat0, 0.5)),
+        ms(quantile(&LATENESS_BOUNDS, &lat0, 0.99)),
+    );
+
+    let probes0 = stats.probes_total();
+    let cpu0 = cpu_seconds();
+    let w0 = Instant::now();
+    let ticks = sample(o.measure);
+    let wall = w0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let probes = stats.probes_total() - probes0;
+    let lat: Vec<u64> = stats
+        .lateness
+        .counts()
+        .iter()
+        .zip(&lat0)
+        .map(|(a, b)| a - b)
+        .collect();
+    let expected = o.endpoints as f64 * wall / f64::from(o.period);
+    let mean = ticks.iter().sum::<u64>() as f64 / ticks.len() as f64;
+    let max = *ticks.iter().max().unwrap_or(&0);
+    let min = *ticks.iter().min().unwrap_or(&0);
+    let late_10ms: u64 = lat[LATENESS_BOUNDS.iter().position(|b| *b >= 0.01).unwrap() + 1..]
+        .iter()
+        .sum();
+
+    println!("steady state over {wall:.1} s:");
+    println!(
+        "  probes        {probes} ({:.0}/s; expected {:.0} = endpoints x window / period)",
+        probes as f64 / wall,
+        expected
+    );
+    println!("  per 100 ms    min {min}, mean {mean:.0}, max {max} (spread over the period)");
+    println!(
+        "  lateness      p50 {}, p99 {}, p99.9 {}, > 10 ms: {late_10ms}",
+        ms(quantile(&LATENESS_BOUNDS, &lat, 0.5)),
+        ms(quantile(&LATENESS_BOUNDS, &lat, 0.99)),
+        ms(quantile(&LATENESS_BOUNDS, &lat, 0.999)),
+    );
+    println!(
+        "  prober CPU    {:.1}% of one core ({cpu:.2} s CPU in {wall:.1} s)",
+        100.0 * cpu / wall
+    );
+    println!(
+        "  RSS           {} MiB (before endpoints: {} MiB, peak {} MiB)",
+        status_kb("VmRSS:") / 1024,
+        rss_base / 1024,
+        status_kb("VmHWM:") / 1024
+    );
+    let healthy = cells.iter().filter(|c| c.get() == Health::Healthy).count();
+    println!(
+        "  verdicts      {healthy} Healthy (expected {listening}), {} Unhealthy",
+        cells
+            .iter()
+            .filter(|c| c.get() == Health::Unhealthy)
+            .count()
+    );
+    let results: Vec<String> = gslb::health::probe::RESULT_LABELS
+        .iter()
+        .zip(&stats.probes)
+        .map(|(l, c)| format!("{l} {}", c.load(std::sync::atomic::Ordering::Relaxed)))
+        .collect();
+    println!("  results       {} (whole run)", results.join(", "));
+    let lat_line: Vec<String> = LATENESS_BOUNDS
+        .iter()
+        .map(|b| format!("{}", b * 1e3))
+        .chain(["+Inf".to_string()])
+        .zip(&lat)
+        .map(|(b, c)| format!("<={b}ms:{c}"))
+        .collect();
+    println!("  lateness hist {}", lat_line.join(" "));
+    let mut metrics = String::new();
+    let r0 = Instant::now();
+    hub.render_metrics(&mut metrics);
+    println!(
+        "  /metrics      health part {} KiB, rendered in {:.1} ms",
+        metrics.len() / 1024,
+        r0.elapsed().as_secs_f64() * 1e3
+    );
+    rt.block_on(prober.shutdown()).unwrap();
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("total run {:.0} s", t0.elapsed().as_secs_f64());
+    assert_eq!(healthy, listening, "verdicts disagree with the VIPs");
+}

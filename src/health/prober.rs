@@ -1,0 +1,358 @@
+//! The prober: one task per probe stream, each sleeping until its next slot, probing
+//! and feeding the result to the hub; and the writer that persists changed verdicts.
+//!
+//! Schedule: a stream's probes fall on a grid `epoch + phase + k * period` where
+//! `phase` is drawn uniformly from the period when the stream is created, so streams
+//! created together (a restart, a bulk load) still spread evenly over the period. A
+//! new stream's first probe goes out within a second (a uniformly random instant in
+//! `[0, min(1 s, period))`), and from then on it follows its grid, never probing
+//! twice within one period. A stream restored from the store with a recent probe
+//! simply waits for its slot.
+//!
+//! Every stream has its own task, and a probe is bounded by the stream's timeout, so
+//! a probe that hangs delays nobody else. A global semaphore caps the probes in flight
+//! below the file-descriptor limit (raised to its hard limit at start) so that a mass
+//! outage of black-holed VIPs cannot exhaust descriptors; a probe waiting for it shows
+//! up in `gslb_health_probe_lateness_seconds`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{HealthHub, Stream, probe};
+use crate::store::{Store, StoreError};
+
+/// Descriptors kept free for everything else (DNS over TCP, the API, the store).
+const FD_RESERVE: u64 = 2048;
+/// At most this many probes in flight, whatever the descriptor limit.
+const MAX_IN_FLIGHT: u64 = 65_536;
+/// Changed verdicts are written at most this often (and at shutdown).
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a stream task needs besides its stream; set once by [`HealthHub::start`].
+pub(crate) struct Runtime {
+    handle: Handle,
+    sem: Arc<Semaphore>,
+    epoch: Instant,
+    hub: Weak<HealthHub>,
+}
+
+/// The first instant of the grid `base + k * period` (k >= 0) at or after `t`.
+fn grid_at_or_after(base: Instant, period: Duration, t: Instant) -> Instant {
+    if t <= base {
+        return base;
+    }
+    let p = period.as_nanos().max(1);
+    let since = (t - base).as_nanos();
+    let k = since.div_ceil(p);
+    base + Duration::from_nanos(u64::try_from(k * p).unwrap_or(u64::MAX))
+}
+
+impl Runtime {
+    /// Starts the probe task of `stream`. Called with the table locked, so a release
+    /// cannot slip between the spawn and the abort handle being stored.
+    pub(crate) fn spawn(&self, stream: &Arc<Stream>) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let period = stream.key.period();
+        let base = self.epoch + stream.phase;
+        // A recent restored probe means the verdict is current: wait for the slot.
+        // Anything else is probed within a second.
+        let recent = stream
+            .lock()
+            .last_probe_time
+            .is_some_and(|t| crate::timefmt::now_unix().saturating_sub(t) <= period.as_secs());
+        let first = if recent {
+            grid_at_or_after(base, period, now)
+        } else {
+            now + period.min(Duration::from_secs(1)).mul_f64(fastrand::f64())
+        };
+        let task = self
+            .handle
+            .spawn(run(hub, stream.clone(), self.sem.clone(), base, first));
+        *stream.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+    }
+}
+
+/// Decrements the in-flight gauge even when the probe is cancelled.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(g: &'a AtomicU64) -> Self {
+        g.fetch_add(1, Ordering::Relaxed);
+        Self(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn run(
+    hub: Arc<HealthHub>,
+    stream: Arc<Stream>,
+    sem: Arc<Semaphore>,
+    base: Instant,
+    first: Instant,
+) {
+    let key = stream.key;
+    let (addr, period, timeout) = (key.socket_addr(), key.period(), key.timeout());
+    let mut at = first;
+    loop {
+        tokio::time::sleep_until(at).await;
+        let Ok(permit) = sem.acquire().await else {
+            return;
+        };
+        hub.stats
+            .lateness
+            .observe(Instant::now().saturating_duration_since(at));
+        let (result, took) = {
+            let _g = InFlight::new(&hub.stats.in_flight);
+            probe::probe(addr, timeout).await
+        };
+        drop(permit);
+        hub.record(&stream, &result, took);
+        // The next slot at least a period after this one; if we somehow overran it
+        // (a probe as long as the period), the next one from now.
+        at = grid_at_or_after(base, period, at + period);
+        let now = Instant::now();
+        if at < now {
+            at = grid_at_or_after(base, period, now);
+        }
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the resulting soft limit.
+fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    // rlim_t is u64 on Linux but not everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = lim.rlim_cur as u64;
+    soft
+}
+
+/// How many probes may be in flight with `nofile` descriptors.
+fn in_flight_cap(nofile: u64) -> usize {
+    let cap = if nofile > 2 * FD_RESERVE {
+        nofile - FD_RESERVE
+    } else {
+        nofile / 2
+    };
+    cap.clamp(16, MAX_IN_FLIGHT) as usize
+}
+
+/// The running prober; [`Prober::shutdown`] stops it and writes the final state.
+pub struct Prober {
+    hub: Arc<HealthHub>,
+    store: Option<Arc<dyn Store>>,
+    stop: watch::Sender<bool>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl HealthHub {
+    /// Starts probing every stream (and every stream created from now on) on the
+    /// current tokio runtime — the control plane's, never the DNS workers'. With a
+    /// `store`, changed verdicts are written to it at most once per
+    /// [`FLUSH_INTERVAL`], and records restored but claimed by no NameService are
+    /// deleted. Call once, after [`HealthHub::restore`] and the registry's opening.
+    pub fn start(self: &Arc<Self>, store: Option<Arc<dyn Store>>) -> Prober {
+        let nofile = raise_nofile_limit();
+        let cap = in_flight_cap(nofile);
+        let rt = Runtime {
+            handle: Handle::current(),
+            sem: Arc::new(Semaphore::new(cap)),
+            epoch: Instant::now(),
+            hub: Arc::downgrade(self),
+        };
+        let streams;
+        {
+            let mut t = self.lock();
+            let stale: Vec<_> = t.restored.drain().flat_map(|(_, rs)| rs).collect();
+            if !stale.is_empty() {
+                tracing::info!(
+                    records = stale.len(),
+                    "forgetting stored health of endpoints no NameService uses"
+                );
+                t.removed.extend(stale);
+                self.flush.notify_one();
+            }
+            if self.prober.set(rt).is_err() {
+                panic!("HealthHub::start called twice");
+            }
+            let rt = self.prober.get().expect("just set");
+            for s in t.streams.values() {
+                rt.spawn(s);
+            }
+            streams = t.streams.len();
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let writer = store
+            .clone()
+            .map(|store| tokio::spawn(writer(self.clone(), store, stop_rx)));
+        tracing::info!(
+            streams,
+            max_in_flight = cap,
+            nofile,
+            "health prober started"
+        );
+        Prober {
+            hub: self.clone(),
+            store,
+            stop,
+            writer,
+        }
+    }
+
+    /// Writes the changed verdicts (every verdict with `all`) to `store`.
+    async fn write_to(&self, store: &Arc<dyn Store>, all: bool) -> Result<usize, StoreError> {
+        let (upsert, removed) = self.take_dirty(all);
+        if upsert.is_empty() && removed.is_empty() {
+            return Ok(0);
+        }
+        let n = upsert.len() + removed.len();
+        let store = store.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = store.save_health(&upsert, &removed);
+            (removed, r)
+        })
+        .await;
+        match joined {
+            Ok((_, Ok(()))) => {
+                self.stats.store_writes_ok.fetch_add(1, Ordering::Relaxed);
+                Ok(n)
+            }
+            Ok((removed, Err(e))) => {
+                self.stats
+                    .store_writes_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                self.requeue(removed);
+                Err(e)
+            }
+            Err(join) => {
+                self.stats
+                    .store_writes_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                self.requeue(Vec::new());
+                Err(StoreError::Decode {
+                    key: "health".into(),
+                    reason: format!("health write task failed: {join}"),
+                })
+            }
+        }
+    }
+}
+
+/// Writes changed verdicts as soon as something changes, then at most once per
+/// [`FLUSH_INTERVAL`]: a verdict change is durable within about a second without
+/// one store write per probe.
+async fn writer(hub: Arc<HealthHub>, store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = hub.flush.notified() => {}
+            _ = stop.changed() => return,
+        }
+        match hub.write_to(&store, false).await {
+            Ok(_) => {
+                if failing {
+                    tracing::info!("health state written to the store again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot write health state to the store; will retry");
+                }
+                failing = true;
+                hub.flush.notify_one();
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(FLUSH_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+impl Prober {
+    /// Stops every probe, then writes the full state of every verdict (consecutive
+    /// counts and last probe times included) to the store.
+    pub async fn shutdown(mut self) -> Result<(), StoreError> {
+        self.hub.stopped.store(true, Ordering::Release);
+        {
+            let t = self.hub.lock();
+            for s in t.streams.values() {
+                s.abort();
+            }
+        }
+        let _ = self.stop.send(true);
+        if let Some(w) = self.writer.take() {
+            let _ = w.await;
+        }
+        if let Some(store) = &self.store {
+            let n = self.hub.write_to(store, true).await?;
+            tracing::debug!(records = n, "health state written at shutdown");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_points() {
+        let base = Instant::now();
+        let p = Duration::from_secs(5);
+        assert_eq!(
+            grid_at_or_after(base, p, base - Duration::from_secs(1)),
+            base
+        );
+        assert_eq!(grid_at_or_after(base, p, base), base);
+        assert_eq!(
+            grid_at_or_after(base, p, base + Duration::from_millis(1)),
+            base + p
+        );
+        assert_eq!(grid_at_or_after(base, p, base + p), base + p);
+        assert_eq!(
+            grid_at_or_after(base, p, base + 2 * p + Duration::from_nanos(1)),
+            base + 3 * p
+        );
+    }
+
+    #[test]
+    fn in_flight_cap_leaves_descriptors() {
+        assert_eq!(in_flight_cap(20_000), 20_000 - 2048);
+        assert_eq!(in_flight_cap(1024), 512);
+        assert_eq!(in_flight_cap(10), 16);
+        assert_eq!(in_flight_cap(u64::MAX), 65_536);
+    }
+}

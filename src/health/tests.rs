@@ -1,0 +1,436 @@
+//! The hub and the prober driven in-process against listeners on 127.0.0.1.
+//! Deadlines are generous: these check behaviour, not speed (that is bench/probe).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::store::{Change, Store, StoreError};
+
+fn ep(addr: SocketAddr, failure: u32, success: u32) -> Endpoint {
+    Endpoint {
+        address: addr.ip(),
+        port: addr.port(),
+        period_seconds: 1,
+        timeout_seconds: 1,
+        failure_threshold: failure,
+        success_threshold: success,
+    }
+}
+
+/// A fake gateway VIP: a listener that accepts (and counts) connections until dropped.
+struct Vip {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Vip {
+    fn bind(addr: &str) -> Vip {
+        let l = TcpListener::bind(addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (accepted.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok(_) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Vip {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting: the port refuses from now on.
+    fn close(mut self) -> SocketAddr {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        self.addr
+    }
+}
+
+impl Drop for Vip {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+#[derive(Default)]
+struct MemStore {
+    health: Mutex<Vec<StoredHealth>>,
+    writes: AtomicUsize,
+}
+
+impl Store for MemStore {
+    fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn apply(&self, _: &[Change]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
+        Ok(self.health.lock().unwrap().clone())
+    }
+    fn save_health(
+        &self,
+        upsert: &[StoredHealth],
+        removed: &[StoredHealth],
+    ) -> Result<(), StoreError> {
+        let same = |a: &StoredHealth, b: &StoredHealth| {
+            (
+                a.address,
+                a.port,
+                a.period_seconds,
+                a.timeout_seconds,
+                a.failure_threshold,
+                a.success_threshold,
+            ) == (
+                b.address,
+                b.port,
+                b.period_seconds,
+                b.timeout_seconds,
+                b.failure_threshold,
+                b.success_threshold,
+            )
+        };
+        let mut h = self.health.lock().unwrap();
+        h.retain(|x| !removed.iter().any(|r| same(x, r)));
+        for u in upsert {
+            h.retain(|x| !same(x, u));
+            h.push(u.clone());
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_until_proven_then_fails_over_and_recovers() {
+    let vip = Vip::bind("127.0.0.1:0");
+    let e = ep(vip.addr, 2, 2);
+    let hub = Arc::new(HealthHub::new());
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let c2 = changes.clone();
+    hub.set_change_hook(move |c| {
+        c2.lock()
+            .unwrap()
+            .push((c.old, c.new, c.nameservices.clone()))
+    });
+    let cell = hub.acquire(&e, Holder::new("app.example", "dc1"));
+    assert_eq!(cell.get(), Health::Pending);
+    let prober = hub.start(None);
+
+    // The first probe goes out within a second; two successes are needed.
+    assert!(eventually(Duration::from_millis(1500), || vip.count() >= 1).await);
+    assert!(eventually(Duration::from_secs(5), || cell.get() == Health::Healthy).await);
+    // (The accept thread may lag the kernel's handshake by a few ms.)
+    assert!(
+        eventually(Duration::from_millis(500), || vip.count() >= 2).await,
+        "Healthy after {} probes",
+        vip.count()
+    );
+    let st = hub.status(&e).unwrap();
+    assert!(st.consecutive_successes >= 2 && st.consecutive_failures == 0);
+    assert!(st.last_probe_time.is_some() && st.last_error.is_none());
+
+    // The VIP stops accepting: Unhealthy after two failed probes (period 1 s).
+    let addr = vip.close();
+    let down = Instant::now();
+    assert!(eventually(Duration::from_secs(5), || cell.get() == Health::Unhealthy).await);
+    assert!(
+        down.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        down.elapsed()
+    );
+    let st = hub.status(&e).unwrap();
+    assert_eq!(st.last_error.as_deref(), Some("connection refused"));
+    assert!(st.consecutive_failures >= 2 && st.consecutive_successes == 0);
+
+    // It comes back on the same address: Healthy after two successes.
+    let vip = Vip::bind(&addr.to_string());
+    assert!(eventually(Duration::from_secs(5), || cell.get() == Health::Healthy).await);
+    assert!(eventually(Duration::from_millis(500), || vip.count() >= 2).await);
+    let got = changes.lock().unwrap().clone();
+    let app: Vec<Arc<str>> = vec!["app.example".into()];
+    assert_eq!(
+        got,
+        vec![
+            (Health::Pending, Health::Healthy, app.clone()),
+            (Health::Healthy, Health::Unhealthy, app.clone()),
+            (Health::Unhealthy, Health::Healthy, app),
+        ]
+    );
+    let mut m = String::new();
+    hub.render_metrics(&mut m);
+    assert!(
+        m.contains("gslb_health_transitions_total{from=\"Healthy\",to=\"Unhealthy\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gslb_health_probes_total{result=\"refused\"} "),
+        "{m}"
+    );
+    assert!(m.contains(&format!(
+        "gslb_health_endpoint_healthy{{address=\"127.0.0.1\",port=\"{}\",period_seconds=\"1\",timeout_seconds=\"1\",failure_threshold=\"2\",success_threshold=\"2\"}} 1\n",
+        addr.port()
+    )), "{m}");
+    assert!(
+        m.contains("gslb_health_endpoints{health=\"Healthy\"} 1\n"),
+        "{m}"
+    );
+    prober.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_probe_per_shared_endpoint_and_cancel_on_release() {
+    let vip = Vip::bind("127.0.0.1:0");
+    let hub = Arc::new(HealthHub::new());
+    let prober = hub.start(None);
+    // Three NameServices (two targets each on the same VIP) and a fourth with other
+    // thresholds: one probe stream.
+    let e = ep(vip.addr, 3, 1);
+    let other = ep(vip.addr, 1, 2);
+    let mut holders = Vec::new();
+    for ns in ["a.example", "b.example", "c.example"] {
+        for t in ["dc1", "dc2"] {
+            let h = Holder::new(ns, t);
+            hub.acquire(&e, h.clone());
+            holders.push(h);
+        }
+    }
+    let d = Holder::new("d.example", "dc1");
+    let cell_d = hub.acquire(&other, d.clone());
+    assert_eq!(hub.probe_streams(), 1);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let n = vip.count();
+    // First probe in [0, 1) s, then one per second: 4 or 5 in 4.2 s. Per holder it
+    // would be seven times that.
+    assert!((3..=5).contains(&n), "{n} probes in {:?}", start.elapsed());
+    assert_eq!(cell_d.get(), Health::Healthy);
+
+    // Releasing all but one holder keeps the stream; releasing the last stops it.
+    for h in &holders {
+        hub.release(&e, h);
+    }
+    assert_eq!(hub.probe_streams(), 1);
+    assert!(hub.status(&e).is_none());
+    hub.release(&other, &d);
+    assert_eq!(hub.probe_streams(), 0);
+    let n = vip.count();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(vip.count(), n, "probes went on after the last release");
+    prober.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_probe_delays_nobody() {
+    // A VIP whose SYNs are never answered: a listener with a full accept queue.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.listen(0).unwrap();
+    let black: SocketAddr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        fill.push(std::net::TcpStream::connect_timeout(
+            &black,
+            Duration::from_millis(200),
+        ));
+    }
+    let vip = Vip::bind("127.0.0.1:0");
+    let hub = Arc::new(HealthHub::new());
+    let prober = hub.start(None);
+    // Ten hanging streams (different periods make them distinct) and one healthy one.
+    let mut hanging = Vec::new();
+    for p in 1..=10u32 {
+        let e = Endpoint {
+            period_seconds: p,
+            timeout_seconds: 1,
+            ..ep(black, 1, 1)
+        };
+        hanging.push((e, hub.acquire(&e, Holder::new("x.example", "a"))));
+    }
+    let good = ep(vip.addr, 1, 1);
+    let cell = hub.acquire(&good, Holder::new("y.example", "a"));
+    assert!(
+        eventually(Duration::from_millis(1500), || cell.get()
+            == Health::Healthy)
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || hanging
+            .iter()
+            .all(|(_, c)| c.get() == Health::Unhealthy))
+        .await
+    );
+    let st = hub.status(&hanging[0].0).unwrap();
+    assert_eq!(
+        st.last_error.as_deref(),
+        Some("no connection within the 1s timeout")
+    );
+    assert!(hub.stats().probes[4].load(Ordering::Relaxed) >= 10);
+    prober.shutdown().await.unwrap();
+    drop(fill);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_persist_coalesced_and_restore() {
+    let vip = Vip::bind("127.0.0.1:0");
+    let store = Arc::new(MemStore::default());
+    let e = ep(vip.addr, 3, 1);
+    let gone = ep("127.0.0.1:1".parse().unwrap(), 3, 1);
+    {
+        let hub = Arc::new(HealthHub::new());
+        let cell = hub.acquire(&e, Holder::new("app.example", "dc1"));
+        let prober = hub.start(Some(store.clone()));
+        assert!(eventually(Duration::from_secs(3), || cell.get() == Health::Healthy).await);
+        // Written shortly after the change, without waiting for shutdown.
+        assert!(
+            eventually(Duration::from_secs(3), || store
+                .load_health()
+                .unwrap()
+                .iter()
+                .any(|r| r.port == e.port && r.health == "Healthy"))
+            .await
+        );
+        // Steady success writes nothing more.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let writes = store.writes.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(store.writes.load(Ordering::SeqCst), writes);
+        prober.shutdown().await.unwrap();
+    }
+    // A stale record of an endpoint nobody uses any more.
+    let mut rec = store.load_health().unwrap()[0].clone();
+    rec.port = gone.port;
+    store.save_health(&[rec], &[]).unwrap();
+    let saved = store.load_health().unwrap();
+    let healthy = saved.iter().find(|r| r.port == e.port).unwrap().clone();
+    assert!(healthy.consecutive_successes >= 2, "{healthy:?}");
+
+    // Restart with the VIP gone: the verdict is restored (not Pending), then the
+    // probes take it down as usual.
+    let addr = vip.close();
+    let hub = Arc::new(HealthHub::new());
+    hub.restore(store.load_health().unwrap());
+    let cell = hub.acquire(&e, Holder::new("app.example", "dc1"));
+    assert_eq!(cell.get(), Health::Healthy);
+    let st = hub.status(&e).unwrap();
+    assert_eq!(st.consecutive_successes, healthy.consecutive_successes);
+    assert_eq!(st.last_probe_time, healthy.last_probe_time);
+    let prober = hub.start(Some(store.clone()));
+    assert!(
+        eventually(Duration::from_secs(2), || !store
+            .load_health()
+            .unwrap()
+            .iter()
+            .any(|r| r.port == gone.port))
+        .await,
+        "stale record not removed"
+    );
+    assert!(eventually(Duration::from_secs(6), || cell.get() == Health::Unhealthy).await);
+    prober.shutdown().await.unwrap();
+    let r = store.load_health().unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].port, r[0].health.as_str()),
+        (addr.port(), "Unhealthy")
+    );
+    assert!(r[0].consecutive_failures >= 3 && r[0].last_error.is_some());
+    assert!(r[0].last_change_time.is_some());
+}
+
+#[test]
+fn new_thresholds_on_a_known_stream_are_seeded() {
+    let hub = HealthHub::new();
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let e31 = ep(addr, 3, 1);
+    let c31 = hub.acquire(&e31, Holder::new("a.example", "dc1"));
+    // Drive the stream by hand: three successes.
+    let stream = hub.lock().streams.values().next().unwrap().clone();
+    for _ in 0..3 {
+        hub.record(&stream, &ProbeResult::Success, Duration::ZERO);
+    }
+    assert_eq!(c31.get(), Health::Healthy);
+    // A PUT that only changes thresholds keeps the target in service.
+    let e22 = ep(addr, 2, 2);
+    let c22 = hub.acquire(&e22, Holder::new("a.example", "dc1"));
+    assert_eq!(c22.get(), Health::Healthy);
+    hub.release(&e31, &Holder::new("a.example", "dc1"));
+    assert_eq!(hub.probe_streams(), 1);
+    // One failure: not enough for either; two: enough for f=2.
+    hub.record(&stream, &ProbeResult::Refused, Duration::ZERO);
+    assert_eq!(c22.get(), Health::Healthy);
+    hub.record(&stream, &ProbeResult::Timeout, Duration::ZERO);
+    assert_eq!(c22.get(), Health::Unhealthy);
+    // A local error says nothing about the target.
+    hub.record(
+        &stream,
+        &ProbeResult::LocalError("EMFILE".into()),
+        Duration::ZERO,
+    );
+    assert_eq!(hub.status(&e22).unwrap().consecutive_failures, 2);
+    // A brand-new stream is Pending, whatever the thresholds.
+    let fresh = ep("127.0.0.2:9".parse().unwrap(), 1, 1);
+    assert_eq!(
+        hub.acquire(&fresh, Holder::new("b.example", "x")).get(),
+        Health::Pending
+    );
+    // The same holder twice (old and new resource during a PUT) needs two releases.
+    let h = Holder::new("b.example", "x");
+    hub.acquire(&fresh, h.clone());
+    hub.release(&fresh, &h);
+    assert!(hub.status(&fresh).is_some());
+    hub.release(&fresh, &h);
+    assert!(hub.status(&fresh).is_none());
+    assert_eq!(hub.probe_streams(), 1);
+    // Removed verdicts are deleted from the store at the next write.
+    let (_, removed) = hub.take_dirty(false);
+    assert_eq!(removed.len(), 2);
+}
+
+#[test]
+fn holder_summary_is_bounded() {
+    let holders: BTreeMap<Holder, u32> = (0..8)
+        .map(|i| (Holder::new(&format!("n{i}.example"), "dc1"), 1))
+        .collect();
+    assert_eq!(
+        holder_summary(&holders),
+        "n0.example/dc1, n1.example/dc1, n2.example/dc1, n3.example/dc1, n4.example/dc1 (+3 more)"
+    );
+}
