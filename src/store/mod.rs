@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** a write method returns only after the data is flushed
 //! to disk, so a 2xx built on it survives `kill -9`.
 
+mod codec;
 mod sled_store;
 
 use std::net::IpAddr;
@@ -15,8 +16,12 @@ pub use sled_store::SledStore;
 
 use crate::model::NameService;
 
-/// The format version written in front of every stored value.
+/// The format version in front of every stored value: JSON. Health records are
+/// written in it; NameServices were, and are still read in it.
 pub const FORMAT_VERSION: u8 = 1;
+/// The format version of NameServices as written now: a compact binary form
+/// (`codec.rs`), a fifth of the JSON, so startup with 100,000 names reads less.
+pub const FORMAT_NAMESERVICE: u8 = 2;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -31,7 +36,7 @@ pub enum StoreError {
     #[error("stored value for key {key:?} cannot be decoded: {reason}")]
     Decode { key: String, reason: String },
     #[error(
-        "stored value for key {key:?} has format version {found}, this gslb reads version {FORMAT_VERSION}"
+        "stored value for key {key:?} has format version {found}, this gslb reads versions {FORMAT_VERSION} and {FORMAT_NAMESERVICE}"
     )]
     Version { key: String, found: u8 },
 }
