@@ -94,6 +94,32 @@ impl Metrics {
         self.failed_open.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds a worker's counts (see [`DnsTally`]) and clears them.
+    pub fn add_dns(&self, tally: &mut DnsTally) {
+        let mut cells = tally.touched;
+        while cells != 0 {
+            let c = cells.trailing_zeros() as usize;
+            cells &= cells - 1;
+            let (qi, ri) = (c / RCODES.len(), c % RCODES.len());
+            self.dns[qi][ri].fetch_add(tally.dns[qi][ri], Ordering::Relaxed);
+            tally.dns[qi][ri] = 0;
+        }
+        tally.touched = 0;
+        if tally.truncated > 0 {
+            self.truncated.fetch_add(tally.truncated, Ordering::Relaxed);
+            tally.truncated = 0;
+        }
+        if tally.dropped > 0 {
+            self.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
+            tally.dropped = 0;
+        }
+        if tally.failed_open > 0 {
+            self.failed_open
+                .fetch_add(tally.failed_open, Ordering::Relaxed);
+            tally.failed_open = 0;
+        }
+    }
+
     /// One API request, by route template (e.g. `/api/v1/nameservices/{name}`).
     pub fn api_request(&self, route: &str, method: &'static str, status: u16) {
         let mut m = self.api.lock().unwrap_or_else(|e| e.into_inner());
@@ -168,6 +194,49 @@ impl Metrics {
     }
 }
 
+/// DNS counts kept by one worker without atomics and added to [`Metrics`] in bulk
+/// ([`Metrics::add_dns`]), e.g. once per batch of datagrams: the shared counters
+/// are then touched a few times per batch instead of once per query.
+#[derive(Debug, Default)]
+pub struct DnsTally {
+    dns: [[u64; RCODES.len()]; QTYPES.len()],
+    /// Bit `qtype_index * RCODES.len() + rcode_index` set for each non-zero cell.
+    touched: u128,
+    truncated: u64,
+    dropped: u64,
+    failed_open: u64,
+}
+
+const _: () = assert!(QTYPES.len() * RCODES.len() <= 128);
+
+impl DnsTally {
+    /// One answered query (see [`Metrics::dns_query`]).
+    #[inline]
+    pub fn query(&mut self, qtype: u16, rcode: u16) {
+        let (qi, ri) = (qtype_index(qtype), rcode_index(rcode));
+        self.dns[qi][ri] += 1;
+        self.touched |= 1 << (qi * RCODES.len() + ri);
+    }
+
+    /// One answer sent truncated.
+    #[inline]
+    pub fn truncated(&mut self) {
+        self.truncated += 1;
+    }
+
+    /// One message dropped.
+    #[inline]
+    pub fn dropped(&mut self) {
+        self.dropped += 1;
+    }
+
+    /// One NameService answer that failed open (see [`Metrics::dns_failed_open`]).
+    #[inline]
+    pub fn failed_open(&mut self) {
+        self.failed_open += 1;
+    }
+}
+
 /// Writes the `# HELP` and `# TYPE` lines of a metric family.
 pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -205,5 +274,31 @@ mod tests {
             s.contains("\ngslb_dns_failed_open_answers_total 1\n"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn tallies_add_up_like_single_counts() {
+        let (bulk, single) = (Metrics::new(), Metrics::new());
+        let mut t = DnsTally::default();
+        for (qtype, rcode) in [(1, 0), (1, 0), (28, 3), (65535, 16), (255, 99)] {
+            t.query(qtype, rcode);
+            single.dns_query(qtype, rcode);
+        }
+        t.truncated();
+        single.dns_truncated();
+        t.failed_open();
+        single.dns_failed_open();
+        bulk.add_dns(&mut t);
+        t.query(1, 0);
+        t.dropped();
+        single.dns_query(1, 0);
+        single.dns_dropped();
+        bulk.add_dns(&mut t);
+        bulk.add_dns(&mut t); // cleared: adds nothing
+        let (mut a, mut b) = (String::new(), String::new());
+        bulk.render(&mut a, 0);
+        single.render(&mut b, 0);
+        assert_eq!(a, b);
+        assert!(a.contains("gslb_dns_queries_total{qtype=\"A\",rcode=\"NOERROR\"} 3\n"));
     }
 }

@@ -6,7 +6,7 @@
 //! the end. The only interior mutability reachable from here is the per-endpoint
 //! [`HealthCell`] and the per-service rotation counter, both lock-free atomics.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +15,7 @@ use crate::health::{Health, HealthCell};
 use crate::model::{AllDown, Locality, LocalityPattern, NameService, Policy};
 use crate::policy::Topology;
 use crate::zone::ZoneSet;
+use crate::zone::wire::{NameHash, NameMap};
 
 /// Everything a DNS worker needs to answer, swapped atomically as a whole.
 #[derive(Debug, Default)]
@@ -175,39 +176,74 @@ impl ServiceEntry {
 
 const SHARDS: usize = 256;
 
+/// Names in lowercase DNS wire form (length-prefixed labels, the root label last):
+/// the form the query path has in hand, so a lookup hashes the query's bytes as
+/// they are.
+type Shard<V> = Arc<NameMap<Box<[u8]>, V>>;
+
 /// NameServices by name, split into shards so that a write copies one shard (a few
 /// hundred entries at 100,000 names) instead of the whole map.
+///
+/// Besides the entries it counts, for every proper ancestor of a NameService name,
+/// how many NameServices lie below it (`a.b.gslb.example` counts for
+/// `b.gslb.example`, `gslb.example` and `example`): such a name exists in the DNS
+/// tree (an empty non-terminal unless the zone has records there), so a query for
+/// it is NODATA rather than NXDOMAIN. The counts are sharded and copied on write
+/// the same way.
 #[derive(Debug, Clone)]
 pub struct ServiceMap {
-    #[allow(clippy::type_complexity)]
-    shards: Arc<[Arc<HashMap<Arc<str>, Arc<ServiceEntry>>>]>,
+    shards: Arc<[Shard<Arc<ServiceEntry>>]>,
+    ancestors: Arc<[Shard<u32>]>,
     len: usize,
 }
 
 impl Default for ServiceMap {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Arc::default()).collect(),
+            ancestors: (0..SHARDS).map(|_| Arc::default()).collect(),
             len: 0,
         }
     }
 }
 
-/// FNV-1a over the name: cheap, and shard placement needs no DoS resistance (the
-/// per-shard `HashMap` keeps its randomized hasher).
+/// The shard of a wire-form name: bits of the name hash that neither the bucket
+/// index (low bits) nor the tag (top 7 bits) of the per-shard map uses, so entries
+/// of one shard still spread over its buckets and tags.
 #[inline]
-fn shard_of(name: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    h as usize % SHARDS
+fn shard_of(wire: &[u8]) -> usize {
+    (NameHash::default().hash_one(wire) >> 32) as usize % SHARDS
+}
+
+/// Lowercase wire form of a dotted name; `None` for names no NameService can have.
+fn to_wire(name: &str) -> Option<Vec<u8>> {
+    crate::zone::wire::from_dotted(name.strip_suffix('.').unwrap_or(name))
+}
+
+/// Proper ancestors of a wire-form name, nearest first, the root excluded.
+fn ancestors_of(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    crate::zone::wire::suffixes(wire)
+        .skip(1)
+        .map(move |o| &wire[o..])
+        .filter(|a| a.len() > 1)
 }
 
 impl ServiceMap {
-    #[inline]
+    /// The NameService at `name` (dotted, case-insensitive, trailing dot optional).
     pub fn get(&self, name: &str) -> Option<&Arc<ServiceEntry>> {
+        self.get_wire(&to_wire(name)?)
+    }
+
+    /// The NameService at `name`, in lowercase wire form (the query path).
+    #[inline]
+    pub fn get_wire(&self, name: &[u8]) -> Option<&Arc<ServiceEntry>> {
         self.shards[shard_of(name)].get(name)
+    }
+
+    /// True when some NameService lies strictly below `name` (lowercase wire form).
+    #[inline]
+    pub fn has_descendants(&self, name: &[u8]) -> bool {
+        self.ancestors[shard_of(name)].contains_key(name)
     }
 
     pub fn len(&self) -> usize {
@@ -218,36 +254,64 @@ impl ServiceMap {
         self.len == 0
     }
 
-    /// Iterates over every entry (in no particular order).
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<ServiceEntry>)> {
-        self.shards.iter().flat_map(|s| s.iter())
+    /// Iterates over every entry (in no particular order), with its name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<ServiceEntry>)> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.values())
+            .map(|e| (e.spec.name.as_str(), e))
     }
 
-    /// A new map with `changes` applied: `Some(entry)` inserts or replaces, `None` removes.
-    /// Only the touched shards are copied.
+    /// A new map with `changes` applied: `Some(entry)` inserts or replaces, `None`
+    /// removes. Names are dotted, as in [`ServiceMap::get`]. Only the touched
+    /// shards are copied.
     pub fn with_changes(
         &self,
         changes: impl IntoIterator<Item = (Arc<str>, Option<Arc<ServiceEntry>>)>,
     ) -> Self {
-        let mut shards: Vec<Arc<HashMap<Arc<str>, Arc<ServiceEntry>>>> = self.shards.to_vec();
+        let mut shards: Vec<Shard<Arc<ServiceEntry>>> = self.shards.to_vec();
+        let mut ancestors: Vec<Shard<u32>> = self.ancestors.to_vec();
         let mut len = self.len;
         for (name, entry) in changes {
-            let shard = Arc::make_mut(&mut shards[shard_of(&name)]);
+            let Some(wire) = to_wire(&name) else {
+                // Not a DNS name: it cannot be in the map, nor be added (the model
+                // validates names long before they get here).
+                debug_assert!(entry.is_none(), "invalid NameService name {name:?}");
+                continue;
+            };
+            let slot = &mut shards[shard_of(&wire)];
             match entry {
                 Some(e) => {
-                    if shard.insert(name, e).is_none() {
+                    if Arc::make_mut(slot).insert(wire.clone().into(), e).is_none() {
                         len += 1;
+                        for a in ancestors_of(&wire) {
+                            let counts = Arc::make_mut(&mut ancestors[shard_of(a)]);
+                            *counts.entry(a.into()).or_insert(0) += 1;
+                        }
                     }
                 }
                 None => {
-                    if shard.remove(&name).is_some() {
+                    // Removing an absent name copies nothing.
+                    if slot.contains_key(&wire[..])
+                        && Arc::make_mut(slot).remove(&wire[..]).is_some()
+                    {
                         len -= 1;
+                        for a in ancestors_of(&wire) {
+                            let counts = Arc::make_mut(&mut ancestors[shard_of(a)]);
+                            if let Some(n) = counts.get_mut(a) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    counts.remove(a);
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
         Self {
             shards: shards.into(),
+            ancestors: ancestors.into(),
             len,
         }
     }
@@ -282,6 +346,48 @@ mod tests {
         assert_eq!(m2.len(), 999);
         assert!(m2.get("n1.example").is_none() && m1.get("n1.example").is_some());
         assert_eq!(m2.iter().count(), 999);
+        // The untouched shards are shared, not copied.
+        let shared = (0..SHARDS)
+            .filter(|&i| Arc::ptr_eq(&m1.shards[i], &m2.shards[i]))
+            .count();
+        assert_eq!(shared, SHARDS - 1);
+    }
+
+    #[test]
+    fn ancestors_are_counted_and_released() {
+        let put = |m: &ServiceMap, n: &str| m.with_changes([(n.into(), Some(entry(n)))]);
+        let m = put(&ServiceMap::default(), "a.b.gslb.example");
+        let m = put(&m, "c.b.gslb.example");
+        let m = put(&m, "c.b.gslb.example"); // a replacement counts once
+        let below = |m: &ServiceMap, n: &str| m.has_descendants(&to_wire(n).unwrap());
+        for (name, want) in [
+            ("b.gslb.example", true),
+            ("gslb.example", true),
+            ("example", true),
+            ("", false),
+            ("a.b.gslb.example", false),
+            ("x.b.gslb.example", false),
+            ("gslb", false),
+        ] {
+            assert_eq!(below(&m, name), want, "{name}");
+        }
+        assert!(
+            m.get("A.b.gslb.example.").is_some(),
+            "any case, trailing dot"
+        );
+        assert!(m.get_wire(b"\x01a\x01b\x04gslb\x07example\x00").is_some());
+        let mut names: Vec<&str> = m.iter().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, ["a.b.gslb.example", "c.b.gslb.example"]);
+        let m = m.with_changes([("a.b.gslb.example".into(), None)]);
+        assert!(below(&m, "b.gslb.example"));
+        let m = m.with_changes([
+            ("c.b.gslb.example".into(), None),
+            ("nope.example".into(), None),
+        ]);
+        assert!(!below(&m, "b.gslb.example") && !below(&m, "example"));
+        assert!(m.ancestors.iter().all(|s| s.is_empty()));
+        assert!(m.is_empty());
     }
 
     #[test]

@@ -57,15 +57,17 @@ pub struct Outcome {
 }
 
 /// Per-worker buffers reused across queries.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Scratch {
     addrs: Vec<IpAddr>,
+    question: Question,
 }
 
 impl Scratch {
     pub fn new() -> Self {
         Self {
             addrs: Vec::with_capacity(64),
+            question: Question::default(),
         }
     }
 }
@@ -85,12 +87,9 @@ pub fn answer(
     if header.qr {
         return None;
     }
-    let parsed = wire::parse(query, header);
-    let question = if header.qdcount == 1 {
-        parsed.question.as_ref()
-    } else {
-        None
-    };
+    let Scratch { addrs, question } = scratch;
+    let parsed = wire::parse(query, header, question);
+    let question = (parsed.question && header.qdcount == 1).then_some(&*question);
     let edns = parsed.edns;
     let limit = match (transport, &edns) {
         (Transport::Tcp, _) => usize::from(u16::MAX),
@@ -122,7 +121,7 @@ pub fn answer(
                 snap,
                 client,
                 rng,
-                addrs: &mut scratch.addrs,
+                addrs,
                 scope: 0,
                 failed_open: false,
             };
@@ -159,6 +158,25 @@ pub fn answer(
         rcode,
         truncated,
         failed_open,
+    })
+}
+
+/// Answers a datagram that was longer than the receive buffer, of which `head` is
+/// the beginning: FORMERR without a question (nothing after the header can be
+/// trusted), or `None` (drop) as [`answer`] would for a short or response message.
+pub fn answer_cut(head: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
+    let header = Header::read(head)?;
+    if header.qr {
+        return None;
+    }
+    let mut w = Writer::new(out, head, &header, None);
+    w.set_rcode(rcode::FORMERR);
+    w.finish();
+    Some(Outcome {
+        qtype: 0,
+        rcode: rcode::FORMERR,
+        truncated: false,
+        failed_open: false,
     })
 }
 
@@ -217,9 +235,20 @@ impl<'s> Ctx<'s, '_> {
                 self.service_answer(w, zone, name, owner, svc, qtype);
                 return rcode::NOERROR;
             }
-            let Some(node) = zone.node(name).or_else(|| zone.wildcard(name)) else {
-                negative(w, zone);
-                return rcode::NXDOMAIN;
+            let node = match zone.node(name) {
+                Some(n) => n,
+                // A name with NameServices below it exists (an empty non-terminal).
+                None if self.has_services_below(name) => {
+                    negative(w, zone);
+                    return rcode::NOERROR;
+                }
+                None => match zone.wildcard(name, |n| self.exists_by_services(n)) {
+                    Some(n) => n,
+                    None => {
+                        negative(w, zone);
+                        return rcode::NXDOMAIN;
+                    }
+                },
             };
             if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| qtype != rtype::CNAME) {
                 let at = w.rrset(Section::Answer, owner, cname);
@@ -263,9 +292,19 @@ impl<'s> Ctx<'s, '_> {
     /// The NameService at `name` (lowercase wire form), if any.
     #[inline]
     fn service(&self, name: &[u8]) -> Option<&'s std::sync::Arc<ServiceEntry>> {
-        let mut buf = [0u8; name_wire::MAX_NAME];
-        let dotted = dotted(name, &mut buf)?;
-        self.snap.service(dotted)
+        self.snap.services.get_wire(name)
+    }
+
+    /// True when NameServices lie below `name` (lowercase wire form).
+    #[inline]
+    fn has_services_below(&self, name: &[u8]) -> bool {
+        self.snap.services.has_descendants(name)
+    }
+
+    /// True when `name` exists in the DNS tree because of NameServices: one is at
+    /// `name` or below it (for the RFC 4592 closest encloser).
+    fn exists_by_services(&self, name: &[u8]) -> bool {
+        self.service(name).is_some() || self.has_services_below(name)
     }
 
     /// Answers at a NameService name: A/AAAA from the policy, other types from the
@@ -279,7 +318,6 @@ impl<'s> Ctx<'s, '_> {
         svc: &ServiceEntry,
         qtype: u16,
     ) {
-        let node = zone.node(name);
         let mut any = false;
         match qtype {
             rtype::A | rtype::AAAA => {
@@ -288,7 +326,7 @@ impl<'s> Ctx<'s, '_> {
             QTYPE_ANY => {
                 any |= self.addresses(w, owner, svc, false);
                 any |= self.addresses(w, owner, svc, true);
-                for rs in node.map(|n| n.rrsets()).unwrap_or_default() {
+                for rs in zone.node(name).map(|n| n.rrsets()).unwrap_or_default() {
                     if rs.rtype != rtype::A && rs.rtype != rtype::AAAA {
                         w.rrset(Section::Answer, owner, rs);
                         any = true;
@@ -296,7 +334,7 @@ impl<'s> Ctx<'s, '_> {
                 }
             }
             _ => {
-                if let Some(rs) = node.and_then(|n| n.rrset(qtype)) {
+                if let Some(rs) = zone.node(name).and_then(|n| n.rrset(qtype)) {
                     w.rrset(Section::Answer, owner, rs);
                     glue(w, rs);
                     any = true;
@@ -333,14 +371,24 @@ impl<'s> Ctx<'s, '_> {
     }
 }
 
-/// The zone SOA in the authority section (NXDOMAIN and NODATA, RFC 2308).
+/// The zone SOA in the authority section (NXDOMAIN and NODATA, RFC 2308). The
+/// question name is at or below the zone apex (that is how the zone was found), so
+/// the apex is its tail: the ready-made record points there.
 #[inline]
 fn negative(w: &mut Writer<'_>, zone: &Zone) {
-    w.rrset(
-        Section::Authority,
-        Owner::Name(zone.apex()),
-        zone.negative_soa(),
-    );
+    match (zone.negative_record(), w.question_name_len()) {
+        (Some(rec), Some(qlen)) if qlen >= zone.apex().len() => {
+            let at = wire::HEADER_LEN + qlen - zone.apex().len();
+            w.negative_soa(Section::Authority, rec, at as u16);
+        }
+        _ => {
+            w.rrset(
+                Section::Authority,
+                Owner::Name(zone.apex()),
+                zone.negative_soa(),
+            );
+        }
+    }
 }
 
 /// Address records of in-zone name servers of an NS RRset.
@@ -353,35 +401,11 @@ fn glue(w: &mut Writer<'_>, rs: &Rrset) {
     }
 }
 
-/// A lowercase wire name as the dotted text NameServices are keyed by, written into
-/// `buf`; `None` when it cannot be a NameService name (odd bytes, the root).
-#[inline]
-fn dotted<'b>(name: &[u8], buf: &'b mut [u8; name_wire::MAX_NAME]) -> Option<&'b str> {
-    let mut n = 0usize;
-    for o in name_wire::suffixes(name) {
-        let len = name[o] as usize;
-        if len == 0 {
-            break;
-        }
-        if n > 0 {
-            buf[n] = b'.';
-            n += 1;
-        }
-        let label = &name[o + 1..o + 1 + len];
-        if !label
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
-        {
-            return None;
-        }
-        buf[n..n + len].copy_from_slice(label);
-        n += len;
-    }
-    if n == 0 {
-        return None;
-    }
-    std::str::from_utf8(&buf[..n]).ok()
-}
-
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod profile;
+
+#[cfg(test)]
+mod differential;

@@ -3,7 +3,8 @@
 //! - [`engine`]: the pure answer function (snapshot + query bytes -> response bytes).
 //! - [`wire`]: reading queries and writing responses on the hot path.
 //! - `udp`: one blocking worker thread per core and address, each with its own
-//!   `SO_REUSEPORT` socket, loading the snapshot per query.
+//!   `SO_REUSEPORT` socket, moving datagrams in batches (`recvmmsg`/`sendmmsg`)
+//!   and loading the snapshot once per batch.
 //! - `tcp`: tokio tasks, many pipelined queries per connection (RFC 7766).
 
 pub mod engine;
@@ -152,12 +153,17 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// Receive buffer asked for on each UDP socket.
+const UDP_RECV_BUFFER: usize = 1 << 20;
+
 fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
     s.set_reuse_port(true)?;
+    // Room for bursts (the kernel caps it at net.core.rmem_max): a full queue drops.
+    let _ = s.set_recv_buffer_size(UDP_RECV_BUFFER);
     s.bind(&addr.into())?;
     Ok(s.into())
 }

@@ -6,7 +6,7 @@
 //! appends to the caller's buffer, which keeps its capacity between queries.
 
 use crate::zone::wire::MAX_NAME;
-use crate::zone::{NO_NAME, Rdata, Rrset};
+use crate::zone::{NO_NAME, NegativeSoa, Rdata, Rrset};
 
 pub const HEADER_LEN: usize = 12;
 /// EDNS option code of Client Subnet (RFC 7871).
@@ -51,7 +51,9 @@ impl Header {
 
 /// The question of a query. The name is kept both as sent (a byte range of the
 /// query, echoed verbatim so that its letter case is preserved) and lowercased.
-#[derive(Clone, Copy)]
+/// Large (the name buffer): kept in the caller's reused [`Scratch`](super::engine::Scratch)
+/// and filled in place rather than moved around.
+#[derive(Clone)]
 pub struct Question {
     /// Byte range of the whole question (name, type, class) in the query.
     pub start: usize,
@@ -60,6 +62,19 @@ pub struct Question {
     pub qclass: u16,
     name: [u8; MAX_NAME],
     name_len: u8,
+}
+
+impl Default for Question {
+    fn default() -> Self {
+        Self {
+            start: 0,
+            end: 0,
+            qtype: 0,
+            qclass: 0,
+            name: [0; MAX_NAME],
+            name_len: 0,
+        }
+    }
 }
 
 impl Question {
@@ -110,34 +125,38 @@ pub struct Edns {
     pub bad_ecs: bool,
 }
 
-/// What could be read of a query.
+/// What could be read of a query (the question itself goes to the caller's
+/// [`Question`]).
 pub struct Parsed {
     pub header: Header,
-    /// The first question, if it could be read.
-    pub question: Option<Question>,
+    /// The first question could be read (into the caller's [`Question`]).
+    pub question: bool,
     /// The OPT record, if one could be read.
     pub edns: Option<Edns>,
     /// Something in the message is malformed (FORMERR).
     pub malformed: bool,
 }
 
-/// Reads everything we need from a query of at least 12 bytes. Never fails: what
-/// cannot be read is reported through `malformed`.
-pub fn parse(msg: &[u8], header: Header) -> Parsed {
+/// Reads everything we need from a query of at least 12 bytes; the first question
+/// goes into `q`. Never fails: what cannot be read is reported through `malformed`.
+pub fn parse(msg: &[u8], header: Header, q: &mut Question) -> Parsed {
     let mut p = Parsed {
         header,
-        question: None,
+        question: false,
         edns: None,
         malformed: false,
     };
     let mut pos = HEADER_LEN;
     for i in 0..header.qdcount {
-        match read_question(msg, pos) {
-            Some(q) => {
-                pos = q.end;
-                if i == 0 {
-                    p.question = Some(q);
-                }
+        let end = if i == 0 {
+            read_question(msg, pos, q)
+        } else {
+            skip_question(msg, pos)
+        };
+        match end {
+            Some(end) => {
+                pos = end;
+                p.question |= i == 0;
             }
             None => {
                 p.malformed = true;
@@ -180,47 +199,49 @@ pub fn parse(msg: &[u8], header: Header) -> Parsed {
     p
 }
 
-/// Reads an uncompressed name (a question name cannot point anywhere useful) into
-/// `out`, lowercased; returns the position after it and its length.
-fn read_name_lower(msg: &[u8], mut pos: usize, out: &mut [u8; MAX_NAME]) -> Option<(usize, usize)> {
-    let mut n = 0usize;
+/// The end of an uncompressed name (a question name cannot point anywhere useful)
+/// starting at `start`, if it is one of at most [`MAX_NAME`] bytes.
+#[inline]
+fn name_end(msg: &[u8], start: usize) -> Option<usize> {
+    let mut pos = start;
     loop {
         let len = *msg.get(pos)? as usize;
         if len & 0xc0 != 0 {
             return None;
         }
-        if n + 1 + len > MAX_NAME {
+        pos += 1 + len;
+        if pos - start > MAX_NAME {
             return None;
         }
-        out[n] = len as u8;
-        let label = msg.get(pos + 1..pos + 1 + len)?;
-        for (d, s) in out[n + 1..n + 1 + len].iter_mut().zip(label) {
-            *d = s.to_ascii_lowercase();
-        }
-        n += 1 + len;
-        pos += 1 + len;
         if len == 0 {
-            return Some((pos, n));
+            return (pos <= msg.len()).then_some(pos);
         }
     }
 }
 
-fn read_question(msg: &[u8], start: usize) -> Option<Question> {
-    let mut q = Question {
-        start,
-        end: 0,
-        qtype: 0,
-        qclass: 0,
-        name: [0; MAX_NAME],
-        name_len: 0,
-    };
-    let (pos, len) = read_name_lower(msg, start, &mut q.name)?;
-    q.name_len = len as u8;
+/// Reads the question at `start` into `q` (the name lowercased); returns its end.
+#[inline]
+fn read_question(msg: &[u8], start: usize, q: &mut Question) -> Option<usize> {
+    let pos = name_end(msg, start)?;
     let tc = msg.get(pos..pos + 4)?;
+    let n = pos - start;
+    // Length bytes are at most 63, below 'A': lowercasing the whole name at once
+    // only touches letters.
+    q.name[..n].copy_from_slice(&msg[start..pos]);
+    q.name[..n].make_ascii_lowercase();
+    q.name_len = n as u8;
+    q.start = start;
     q.qtype = u16::from_be_bytes([tc[0], tc[1]]);
     q.qclass = u16::from_be_bytes([tc[2], tc[3]]);
     q.end = pos + 4;
-    Some(q)
+    Some(q.end)
+}
+
+/// Skips a question after the first (FORMERR follows anyway: QDCOUNT > 1).
+fn skip_question(msg: &[u8], start: usize) -> Option<usize> {
+    let pos = name_end(msg, start)?;
+    msg.get(pos..pos + 4)?;
+    Some(pos + 4)
 }
 
 /// Skips a possibly compressed name; returns the position after it.
@@ -365,6 +386,8 @@ pub struct Writer<'b> {
     question_end: usize,
     /// Table entries that belong to the question.
     question_entries: usize,
+    /// Length of the question name (at offset 12), when there is a question.
+    question_name: Option<usize>,
 }
 
 /// Section of a record.
@@ -387,9 +410,9 @@ impl<'b> Writer<'b> {
         if h.cd {
             flags |= 0x0010;
         }
-        buf.extend_from_slice(&h.id.to_be_bytes());
-        buf.extend_from_slice(&flags.to_be_bytes());
-        buf.extend_from_slice(&[0, u8::from(q.is_some()), 0, 0, 0, 0, 0, 0]);
+        let [id0, id1] = h.id.to_be_bytes();
+        let [f0, f1] = flags.to_be_bytes();
+        buf.extend_from_slice(&[id0, id1, f0, f1, 0, u8::from(q.is_some()), 0, 0, 0, 0, 0, 0]);
         let mut w = Self {
             buf,
             table: [0; TABLE],
@@ -397,6 +420,7 @@ impl<'b> Writer<'b> {
             counts: [0; 3],
             question_end: HEADER_LEN,
             question_entries: 0,
+            question_name: q.map(|q| q.name().len()),
         };
         if let Some(q) = q {
             let start = w.buf.len();
@@ -425,6 +449,12 @@ impl<'b> Writer<'b> {
 
     pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Length of the question's name, which starts at offset 12.
+    #[inline]
+    pub fn question_name_len(&self) -> Option<usize> {
+        self.question_name
     }
 
     pub fn is_empty(&self) -> bool {
@@ -548,17 +578,27 @@ impl<'b> Writer<'b> {
         addr: std::net::IpAddr,
         ttl: u32,
     ) {
-        self.owner(owner);
-        match addr {
-            std::net::IpAddr::V4(a) => {
-                let at = self.rr_fixed(crate::zone::rtype::A, ttl);
-                self.buf[at..at + 2].copy_from_slice(&4u16.to_be_bytes());
-                self.buf.extend_from_slice(&a.octets());
+        // Owner pointer, type, class IN, TTL, RDLENGTH and the address: one
+        // fixed-size copy for the usual case, an owner pointer.
+        let [t0, t1, t2, t3] = ttl.to_be_bytes();
+        match (owner, addr) {
+            (Owner::At(off), std::net::IpAddr::V4(a)) => {
+                let [p0, p1] = (0xc000 | off).to_be_bytes();
+                let [a0, a1, a2, a3] = a.octets();
+                self.buf
+                    .extend_from_slice(&[p0, p1, 0, 1, 0, 1, t0, t1, t2, t3, 0, 4, a0, a1, a2, a3]);
             }
-            std::net::IpAddr::V6(a) => {
-                let at = self.rr_fixed(crate::zone::rtype::AAAA, ttl);
-                self.buf[at..at + 2].copy_from_slice(&16u16.to_be_bytes());
-                self.buf.extend_from_slice(&a.octets());
+            (owner, addr) => {
+                self.owner(owner);
+                let (rtype, data): (u16, &[u8]) = match &addr {
+                    std::net::IpAddr::V4(a) => (crate::zone::rtype::A, &a.octets()[..]),
+                    std::net::IpAddr::V6(a) => (crate::zone::rtype::AAAA, &a.octets()[..]),
+                };
+                let [r0, r1] = rtype.to_be_bytes();
+                let [l0, l1] = (data.len() as u16).to_be_bytes();
+                self.buf
+                    .extend_from_slice(&[r0, r1, 0, 1, t0, t1, t2, t3, l0, l1]);
+                self.buf.extend_from_slice(data);
             }
         }
         self.counts[section as usize] += 1;
@@ -620,6 +660,15 @@ impl<'b> Writer<'b> {
         first
     }
 
+    /// The zone's ready-made negative SOA record (see [`NegativeSoa`]), its names
+    /// pointing at the apex at `apex_at` in the question. Names written later do
+    /// not compress against it (nothing is written after it but the OPT).
+    #[inline]
+    pub fn negative_soa(&mut self, section: Section, rec: &NegativeSoa, apex_at: u16) {
+        rec.write(self.buf, apex_at);
+        self.counts[section as usize] += 1;
+    }
+
     /// Drops every record: a TC=1 response keeps only the question (and OPT).
     pub fn truncate(&mut self) {
         self.buf.truncate(self.question_end);
@@ -631,13 +680,13 @@ impl<'b> Writer<'b> {
     /// Appends the OPT record (RFC 6891) with our payload size, the extended rcode
     /// bits, DO as in the query, and an ECS option when `ecs` is given.
     pub fn opt(&mut self, payload: u16, rcode: u16, dnssec_ok: bool, ecs: Option<&Ecs>) {
-        self.buf.push(0);
-        self.buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
-        self.buf.extend_from_slice(&payload.to_be_bytes());
-        self.buf.push((rcode >> 4) as u8);
-        self.buf.push(0);
-        self.buf.push(if dnssec_ok { 0x80 } else { 0 });
-        self.buf.push(0);
+        let [t0, t1] = TYPE_OPT.to_be_bytes();
+        let [p0, p1] = payload.to_be_bytes();
+        let ext = (rcode >> 4) as u8;
+        let flags = if dnssec_ok { 0x80 } else { 0 };
+        // Root owner, type, payload, extended rcode, version 0, flags (RDLENGTH next).
+        self.buf
+            .extend_from_slice(&[0, t0, t1, p0, p1, ext, 0, flags, 0]);
         match ecs {
             Some(e) => {
                 let len = 4 + e.addr_len as u16;
@@ -700,9 +749,9 @@ mod tests {
         let mut buf = Vec::new();
         let q = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03WwW\x04gslb\x07example\x00\x00\x01\x00\x01";
         let h = Header::read(q).unwrap();
-        let p = parse(q, h);
-        assert!(!p.malformed);
-        let qq = p.question.unwrap();
+        let mut qq = Question::default();
+        let p = parse(q, h, &mut qq);
+        assert!(!p.malformed && p.question);
         assert_eq!(qq.name(), b"\x03www\x04gslb\x07example\x00");
         let mut w = Writer::new(&mut buf, q, &h, Some(&qq));
         // Exact match -> pointer to 12.
@@ -726,15 +775,44 @@ mod tests {
     fn parse_flags_malformed() {
         let q = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01";
         let h = Header::read(q).unwrap();
-        assert!(!parse(q, h).malformed);
+        let qq = &mut Question::default();
+        assert!(!parse(q, h, qq).malformed);
         let mut g = q.to_vec();
         g.push(0xff);
-        assert!(parse(&g, h).malformed, "trailing garbage");
-        assert!(parse(&q[..q.len() - 1], h).malformed, "short question");
+        assert!(parse(&g, h, qq).malformed, "trailing garbage");
+        assert!(parse(&q[..q.len() - 1], h, qq).malformed, "short question");
         let p = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01";
         assert!(
-            parse(p, Header::read(p).unwrap()).malformed,
+            parse(p, Header::read(p).unwrap(), qq).malformed,
             "pointer in qname"
         );
+        // Longest name: 255 bytes in wire form; one more is malformed.
+        let label = |n: usize| [&[n as u8][..], &vec![b'A'; n]].concat();
+        let mut name = [label(63), label(63), label(63), label(61)].concat();
+        name.push(0);
+        assert_eq!(name.len(), 255);
+        let mk = |name: &[u8]| {
+            let mut m = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00".to_vec();
+            m.extend_from_slice(name);
+            m.extend_from_slice(&[0, 1, 0, 1]);
+            m
+        };
+        let m = mk(&name);
+        let p = parse(&m, Header::read(&m).unwrap(), qq);
+        assert!(!p.malformed && p.question);
+        assert_eq!(qq.name().len(), 255);
+        assert!(qq.name()[1..64].iter().all(|&b| b == b'a'), "lowercased");
+        assert_eq!(&m[qq.start..qq.end - 4], &name[..], "as sent");
+        let mut long = [label(63), label(63), label(63), label(62)].concat();
+        long.push(0);
+        let m = mk(&long);
+        assert!(parse(&m, Header::read(&m).unwrap(), qq).malformed);
+        // A second question is read past (QDCOUNT 2 is FORMERR, but the rest parses).
+        let mut two = mk(b"\x01a\x00");
+        two[5] = 2;
+        two.extend_from_slice(b"\x01b\x00\x00\x01\x00\x01");
+        let p = parse(&two, Header::read(&two).unwrap(), qq);
+        assert!(!p.malformed && p.question);
+        assert_eq!(qq.name(), b"\x01a\x00");
     }
 }

@@ -75,9 +75,14 @@ impl Iterator for Bits {
     }
 }
 
+/// The addresses of `set` rotated left by `by` (modulo their number): what
+/// collecting them in order and rotating the list gives, without moving them twice.
 #[inline]
-fn push_set(targets: &[TargetEntry], set: u64, out: &mut Vec<IpAddr>) {
-    out.extend(Bits(set).map(|i| targets[i].address));
+fn push_rotated(targets: &[TargetEntry], set: u64, by: usize, out: &mut Vec<IpAddr>) {
+    let n = set.count_ones() as usize;
+    let k = if n > 1 { by % n } else { 0 };
+    out.extend(Bits(set).skip(k).map(|i| targets[i].address));
+    out.extend(Bits(set).take(k).map(|i| targets[i].address));
 }
 
 /// Fills `out` with the addresses of `entry`'s targets of one family (`v6`) that the
@@ -106,26 +111,15 @@ pub fn select(
         }
     };
     match entry.policy {
-        Policy::RoundRobin => {
-            push_set(targets, candidates, out);
-            rotate(out, entry.next_rotation());
-        }
+        Policy::RoundRobin => push_rotated(targets, candidates, entry.next_rotation(), out),
         Policy::Ratio => ratio(targets, candidates, rng, out),
         Policy::Locality => {
             let (set, scope) = locality(entry, v6, candidates, client, topology, rng);
             sel.ecs_scope = scope;
-            push_set(targets, set, out);
-            rotate(out, entry.next_rotation());
+            push_rotated(targets, set, entry.next_rotation(), out);
         }
     }
     sel
-}
-
-#[inline]
-fn rotate(out: &mut [IpAddr], by: usize) {
-    if out.len() > 1 {
-        out.rotate_left(by % out.len());
-    }
 }
 
 /// Index into `set` drawn with probability weight / (sum of the weights in `set`), or

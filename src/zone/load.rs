@@ -501,7 +501,7 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
 
     // Build nodes: RRsets in order of first appearance, duplicates dropped, the
     // TTL of an RRset is its first record's (RFC 2181 §5.2 wants them equal).
-    let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
+    let mut nodes: wire::NameMap<Box<[u8]>, Node> = wire::NameMap::default();
     let mut has_wildcards = false;
     let mut has_delegations = false;
     let mut rdatas_seen: HashMap<(Box<[u8]>, u16), Vec<RData>> = HashMap::new();
@@ -588,11 +588,13 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
         .cloned()
         .ok_or_else(|| at(soa, "SOA record lost".to_string()))?;
     negative_soa.ttl = negative_soa.ttl.min(minimum);
+    let negative_record = super::NegativeSoa::new(&apex, &negative_soa);
     Ok(Zone {
         origin: origin_text,
         apex,
         nodes,
         negative_soa,
+        negative_record,
         has_delegations,
         has_wildcards,
     })

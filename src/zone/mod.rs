@@ -13,7 +13,6 @@ mod lexer;
 mod load;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -33,12 +32,19 @@ pub mod rtype {
 /// Every zone served, immutable once loaded.
 #[derive(Default)]
 pub struct ZoneSet {
-    /// By lowercase wire-form origin.
-    zones: HashMap<Box<[u8]>, Zone>,
+    zones: Vec<Zone>,
+    /// Index in `zones` by lowercase wire-form origin.
+    by_apex: wire::NameMap<Box<[u8]>, usize>,
     origins: Vec<String>,
     /// Most labels of any origin: longer suffixes of a query name need no lookup.
     max_labels: usize,
+    /// With few zones, their indexes, longest apex first: comparing a name's tail
+    /// with each apex is cheaper than hashing its suffixes.
+    few: Vec<usize>,
 }
+
+/// Up to this many zones, [`ZoneSet::find`] compares apexes instead of hashing.
+const FEW_ZONES: usize = 4;
 
 impl fmt::Debug for ZoneSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,10 +86,22 @@ impl ZoneSet {
             .map(|z| wire::label_count(&z.apex))
             .max()
             .unwrap_or(0);
+        let mut few: Vec<usize> = if zones.len() <= FEW_ZONES {
+            (0..zones.len()).collect()
+        } else {
+            Vec::new()
+        };
+        few.sort_by_key(|&i| std::cmp::Reverse(zones[i].apex.len()));
         Self {
-            zones: zones.into_iter().map(|z| (z.apex.clone(), z)).collect(),
+            by_apex: zones
+                .iter()
+                .enumerate()
+                .map(|(i, z)| (z.apex.clone(), i))
+                .collect(),
+            zones,
             origins,
             max_labels,
+            few,
         }
     }
 
@@ -116,10 +134,20 @@ impl ZoneSet {
         if self.zones.is_empty() {
             return None;
         }
+        if !self.few.is_empty() {
+            // The deepest apex that `name` is at or below: a longer apex that is an
+            // ancestor of the same name is a deeper one.
+            return self
+                .few
+                .iter()
+                .map(|&i| &self.zones[i])
+                .find(|z| wire::is_at_or_below(name, &z.apex));
+        }
         let skip = wire::label_count(name).saturating_sub(self.max_labels);
         wire::suffixes(name)
             .skip(skip)
-            .find_map(|o| self.zones.get(&name[o..]))
+            .find_map(|o| self.by_apex.get(&name[o..]))
+            .map(|&i| &self.zones[i])
     }
 }
 
@@ -127,9 +155,11 @@ impl ZoneSet {
 pub struct Zone {
     origin: String,
     apex: Box<[u8]>,
-    nodes: HashMap<Box<[u8]>, Node>,
+    nodes: wire::NameMap<Box<[u8]>, Node>,
     /// The apex SOA with the negative-caching TTL (RFC 2308 §5: min(TTL, MINIMUM)).
     negative_soa: Rrset,
+    /// The same as a ready-made record, when its names allow.
+    negative_record: Option<NegativeSoa>,
     has_delegations: bool,
     has_wildcards: bool,
 }
@@ -156,6 +186,12 @@ impl Zone {
         &self.negative_soa
     }
 
+    /// [`Zone::negative_soa`] encoded once, for messages that hold the apex name.
+    #[inline]
+    pub fn negative_record(&self) -> Option<&NegativeSoa> {
+        self.negative_record.as_ref()
+    }
+
     /// Offset in `name` of the highest delegation point at or above it (strictly
     /// below the apex), if any.
     #[inline]
@@ -177,20 +213,84 @@ impl Zone {
     }
 
     /// RFC 4592 source of synthesis for a `name` that has no node: the `*` child of
-    /// its closest encloser, if that exists.
-    pub fn wildcard(&self, name: &[u8]) -> Option<&Node> {
+    /// its closest encloser, if that exists. `exists_elsewhere` tells whether a name
+    /// without a node exists all the same (names that NameServices bring along); it
+    /// is only asked when the zone has wildcards.
+    pub fn wildcard(&self, name: &[u8], exists_elsewhere: impl Fn(&[u8]) -> bool) -> Option<&Node> {
         if !self.has_wildcards {
             return None;
         }
-        let encloser = wire::suffixes(name)
-            .skip(1)
-            .find(|&o| self.nodes.contains_key(&name[o..]))?;
+        let encloser = wire::suffixes(name).skip(1).find(|&o| {
+            let n = &name[o..];
+            self.nodes.contains_key(n) || exists_elsewhere(n)
+        })?;
         let rest = &name[encloser..];
         let mut buf = [0u8; wire::MAX_NAME + 2];
         buf[0] = 1;
         buf[1] = b'*';
         buf[2..2 + rest.len()].copy_from_slice(rest);
         self.nodes.get(&buf[..2 + rest.len()])
+    }
+}
+
+/// The negative-answer SOA record in wire form, with every name compressed
+/// against the apex: the owner is a pointer to the apex, and the SOA's MNAME and
+/// RNAME are their labels below the apex followed by a pointer to it. A response
+/// whose question name is at or below the apex has the apex at a known offset in
+/// the question; [`NegativeSoa::write`] patches that offset into the pointers.
+#[derive(Debug, Clone)]
+pub struct NegativeSoa {
+    bytes: Box<[u8]>,
+    /// Offsets in `bytes` of the 2-byte pointers to the apex.
+    pointers: Vec<usize>,
+}
+
+impl NegativeSoa {
+    /// `None` when MNAME or RNAME is not at or below the apex (the general writer
+    /// compresses those).
+    fn new(apex: &[u8], soa: &Rrset) -> Option<Self> {
+        let rd = soa.rdata.first()?;
+        let mut bytes = vec![0xc0, 0];
+        let mut pointers = vec![0];
+        bytes.extend_from_slice(&soa.rtype.to_be_bytes());
+        bytes.extend_from_slice(&1u16.to_be_bytes());
+        bytes.extend_from_slice(&soa.ttl.to_be_bytes());
+        let rdlen_at = bytes.len();
+        bytes.extend_from_slice(&[0, 0]);
+        let mut pos = 0;
+        for _ in 0..2 {
+            let name_len = wire::suffixes(rd.wire.get(pos..)?).last()? + 1;
+            let name = &rd.wire[pos..pos + name_len];
+            let lower: Vec<u8> = name.iter().map(u8::to_ascii_lowercase).collect();
+            let at = wire::offset_in(&lower, apex)?;
+            bytes.extend_from_slice(&name[..at]);
+            pointers.push(bytes.len());
+            bytes.extend_from_slice(&[0xc0, 0]);
+            pos += name_len;
+        }
+        // SERIAL REFRESH RETRY EXPIRE MINIMUM.
+        let rest = rd.wire.get(pos..)?;
+        if rest.len() != 20 {
+            return None;
+        }
+        bytes.extend_from_slice(rest);
+        let rdlen = (bytes.len() - rdlen_at - 2) as u16;
+        bytes[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        Some(Self {
+            bytes: bytes.into(),
+            pointers,
+        })
+    }
+
+    /// Appends the record to `buf`, its pointers aimed at `apex_at` (at most 0x3fff).
+    #[inline]
+    pub fn write(&self, buf: &mut Vec<u8>, apex_at: u16) {
+        let start = buf.len();
+        buf.extend_from_slice(&self.bytes);
+        let ptr = (0xc000 | apex_at).to_be_bytes();
+        for &p in &self.pointers {
+            buf[start + p..start + p + 2].copy_from_slice(&ptr);
+        }
     }
 }
 

@@ -118,10 +118,18 @@ fn loads_a_zone() {
         .unwrap();
     assert_eq!(sub_ns.glue.len(), 1);
     // Wildcards.
-    assert!(z.wildcard(&w("x.wild.example.test")).is_some());
-    assert!(z.wildcard(&w("y.x.wild.example.test")).is_some());
-    assert!(z.wildcard(&w("z.c.example.test")).is_none());
-    assert!(z.wildcard(&w("x.example.test")).is_none());
+    let none = |_: &[u8]| false;
+    assert!(z.wildcard(&w("x.wild.example.test"), none).is_some());
+    assert!(z.wildcard(&w("y.x.wild.example.test"), none).is_some());
+    assert!(z.wildcard(&w("z.c.example.test"), none).is_none());
+    assert!(z.wildcard(&w("x.example.test"), none).is_none());
+    // A name that exists outside the zone data (a NameService) is a closer encloser:
+    // no synthesis below it.
+    let x = w("x.wild.example.test");
+    assert!(
+        z.wildcard(&w("y.x.wild.example.test"), |n| n == &x[..])
+            .is_none()
+    );
     // TXT data.
     let txt = z
         .node(&w("a.b.c.example.test"))
@@ -167,6 +175,47 @@ fn public_api() {
     assert_eq!(zs.collision("app.gslb.example"), None);
     assert_eq!(zs.collision("www.gslb.example"), None);
     assert_eq!(zs.collision("gslb.example"), None);
+}
+
+#[test]
+fn most_specific_zone_with_few_and_many_zones() {
+    // Nested zones, listed in file order that is not depth order; with 3 zones
+    // `find` compares apexes, with 7 it hashes suffixes: same answers.
+    let few = [
+        ("a.example.zone", HEAD),
+        ("b.a.example.zone", HEAD),
+        ("c.b.a.example.zone", HEAD),
+    ];
+    let mut many = few.to_vec();
+    many.extend([
+        ("x.test.zone", HEAD),
+        ("y.x.test.zone", HEAD),
+        ("ba.example.zone", HEAD),
+        ("example.zone", HEAD),
+    ]);
+    let few = load(&few).unwrap();
+    let many = load(&many).unwrap();
+    assert!(!few.few.is_empty() && many.few.is_empty());
+    for (name, in_few, in_many) in [
+        ("a.example", Some("a.example"), Some("a.example")),
+        ("z.a.example", Some("a.example"), Some("a.example")),
+        ("b.a.example", Some("b.a.example"), Some("b.a.example")),
+        (
+            "z.c.b.a.example",
+            Some("c.b.a.example"),
+            Some("c.b.a.example"),
+        ),
+        ("xc.b.a.example", Some("b.a.example"), Some("b.a.example")),
+        ("ba.example", None, Some("ba.example")),
+        ("z.ba.example", None, Some("ba.example")),
+        ("example", None, Some("example")),
+        ("q.y.x.test", None, Some("y.x.test")),
+        ("test", None, None),
+        ("", None, None),
+    ] {
+        assert_eq!(few.zone_of(name), in_few, "{name}");
+        assert_eq!(many.zone_of(name), in_many, "{name}");
+    }
 }
 
 #[test]

@@ -435,6 +435,32 @@ fn nameservice_is_answered_at_once_and_gone_after_delete() {
     assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
 }
 
+#[test]
+fn names_above_a_nameservice_are_nodata_not_nxdomain() {
+    let srv = Server::start();
+    let mut ns = app(30);
+    ns["name"] = "app.eu.gslb.example".into();
+    srv.put_ns(&ns);
+    // eu.gslb.example has no records but a NameService below it: it exists.
+    for rtype in [RecordType::A, RecordType::TXT] {
+        let r = srv.udp("EU.gslb.example.", rtype);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{rtype}");
+        assert!(r.metadata.authoritative && r.answers.is_empty());
+        assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
+    }
+    let r = srv.udp("x.eu.gslb.example.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        addrs(&srv.udp("app.eu.gslb.example.", RecordType::A)).len(),
+        3
+    );
+    // Gone with the NameService.
+    let d = srv.delete("/api/v1/nameservices/app.eu.gslb.example");
+    assert_eq!(d.status, 204, "{}", d.body);
+    let r = srv.udp("eu.gslb.example.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+}
+
 fn ecs_query(name: &str, option: EdnsOption) -> Message {
     let mut q = query(name, RecordType::A, Some(1232));
     q.edns.as_mut().unwrap().options_mut().insert(option);
@@ -499,6 +525,74 @@ fn client_subnet_is_echoed_and_validated() {
         );
         assert_eq!(r.metadata.response_code, ResponseCode::FormErr, "{bad:?}");
         assert!(r.answers.is_empty());
+    }
+}
+
+/// A burst of queries from several sockets, sent before reading anything: the
+/// server takes them in batches; every one is answered, correctly, to its sender.
+#[test]
+fn a_burst_of_queries_is_answered_in_full() {
+    let srv = Server::start();
+    srv.put_ns(&app(30));
+    let kinds: [(&str, RecordType); 5] = [
+        ("app.gslb.example.", RecordType::A),
+        ("www.gslb.example.", RecordType::A),
+        ("nope.gslb.example.", RecordType::A),
+        ("APP.gslb.example.", RecordType::AAAA),
+        ("gslb.example.", RecordType::NS),
+    ];
+    let clients: Vec<UdpSocket> = (0..4)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .collect();
+    let per_client = 50u16;
+    for (c, s) in clients.iter().enumerate() {
+        for k in 0..per_client {
+            let (name, rtype) = kinds[usize::from(k) % kinds.len()];
+            let mut q = query(name, rtype, (!k.is_multiple_of(3)).then_some(1232));
+            q.metadata.id = (c as u16) << 8 | k;
+            s.send_to(&q.to_vec().unwrap(), srv.dns).unwrap();
+        }
+    }
+    for (c, s) in clients.iter().enumerate() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..per_client {
+            let mut buf = [0u8; 1500];
+            let (n, from) = s.recv_from(&mut buf).expect("every query answered");
+            assert_eq!(from, srv.dns);
+            let r = Message::from_vec(&buf[..n]).unwrap();
+            let id = r.metadata.id;
+            assert_eq!(usize::from(id >> 8), c, "answer to this socket's query");
+            let k = id & 0xff;
+            assert!(k < per_client && seen.insert(k), "id {id} once");
+            let (name, rtype) = kinds[usize::from(k) % kinds.len()];
+            assert_eq!(
+                r.queries[0].name.to_ascii(),
+                name,
+                "question echoed as sent"
+            );
+            assert_eq!(r.queries[0].query_type, rtype);
+            assert_eq!(
+                r.edns.is_some(),
+                !k.is_multiple_of(3),
+                "{name}: EDNS echoed when asked"
+            );
+            let mut got = addrs(&r);
+            got.sort();
+            match k % 5 {
+                0 => assert_eq!(
+                    got,
+                    vec![ip("192.0.2.10"), ip("198.51.100.10"), ip("203.0.113.10")]
+                ),
+                1 => assert_eq!(got, vec![ip("192.0.2.80")]),
+                2 => assert_eq!(r.metadata.response_code, ResponseCode::NXDomain),
+                3 => assert_eq!(got, vec![ip("2001:db8::10")]),
+                _ => assert_eq!(types(&r.answers), vec![RecordType::NS; 2]),
+            }
+        }
     }
 }
 

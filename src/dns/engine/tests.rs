@@ -587,3 +587,53 @@ fn never_panics_on_noise() {
         }
     }
 }
+
+#[test]
+fn names_above_nameservices_exist() {
+    let mut t = T::new();
+    let svc = |name: &str| {
+        service(
+            serde_json::json!({
+                "name": name, "policy": "RoundRobin",
+                "targets": [{"name": "a", "address": "192.0.2.11"}]
+            }),
+            Health::Healthy,
+        )
+    };
+    t.snap.services = t
+        .snap
+        .services
+        .with_changes([svc("a.ent.t.example"), svc("svc.wild.t.example")]);
+    // ent.t.example only exists because a.ent.t.example is a NameService: NODATA.
+    for rtype in [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::ANY,
+    ] {
+        let r = t.ask("Ent.t.example.", rtype);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{rtype}");
+        assert!(r.metadata.authoritative && r.answers.is_empty());
+        assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
+    }
+    // Below a NameService, and beside it: nothing.
+    for name in ["x.a.ent.t.example.", "b.ent.t.example.", "x.ent.t.example."] {
+        let r = t.ask(name, RecordType::A);
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
+    }
+    // RFC 4592: the NameService svc.wild.t.example is the closest encloser of
+    // y.svc.wild.t.example, which has no `*` child: no synthesis from *.wild.
+    let r = t.ask("y.svc.wild.t.example.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert!(r.answers.is_empty());
+    let r = t.ask("y.other.wild.t.example.", RecordType::A);
+    assert_eq!(addrs(&r), vec![IpAddr::from_str("192.0.2.99").unwrap()]);
+    // Deleting the NameService takes its empty non-terminal along.
+    t.snap.services = t
+        .snap
+        .services
+        .with_changes([("a.ent.t.example".into(), None)]);
+    let r = t.ask("ent.t.example.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+}
