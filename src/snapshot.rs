@@ -92,8 +92,10 @@ impl ServiceEntry {
         spec: Arc<NameService>,
         mut cell: impl FnMut(&crate::model::Endpoint) -> Arc<HealthCell>,
     ) -> Self {
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
+        // Sized exactly: 100,000 of these live in memory.
+        let n4 = spec.targets.iter().filter(|t| t.address.is_ipv4()).count();
+        let mut v4 = Vec::with_capacity(n4);
+        let mut v6 = Vec::with_capacity(spec.targets.len() - n4);
         for (i, t) in spec.targets.iter().enumerate() {
             let entry = TargetEntry {
                 index: i,

@@ -116,6 +116,10 @@ impl From<RegistryError> for ApiError {
                 tracing::error!(error = %inner, "store write failed; change not applied");
                 Self::internal(format!("the store failed, nothing was changed: {inner}"))
             }
+            RegistryError::Committer(_) => {
+                tracing::error!(error = %e, "registry write not applied");
+                Self::internal("the write failed inside the server; nothing was changed")
+            }
         }
     }
 }

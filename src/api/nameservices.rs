@@ -23,21 +23,6 @@ fn raw_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
 }
 
-/// Runs a blocking registry write (it flushes to disk) off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => {
-            tracing::error!(error = %e, "registry write task failed");
-            Err(ApiError::internal(
-                "the write failed inside the server; nothing was changed",
-            ))
-        }
-    }
-}
-
 /// `PUT /api/v1/nameservices/{name}`: 201 created, 200 replaced.
 pub async fn put(
     State(state): State<AppState>,
@@ -71,8 +56,7 @@ pub async fn put(
     }
     let targets = ns.targets.len();
     let policy = ns.policy;
-    let registry = state.registry.clone();
-    let outcome = blocking(move || registry.put(ns)).await?;
+    let outcome = state.registry.put_async(ns).await?;
     let action = if outcome.created {
         "created"
     } else {
@@ -118,9 +102,7 @@ pub async fn delete(
     let raw = raw_name(path)?;
     let name =
         normalize_name(&raw).map_err(|_| ApiError::from(RegistryError::NotFound(raw.clone())))?;
-    let registry = state.registry.clone();
-    let n = name.clone();
-    blocking(move || registry.delete(&n)).await?;
+    state.registry.delete_async(&name).await?;
     tracing::info!(nameservice = %name, action = "deleted", "NameService deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,17 +1,20 @@
 //! The source of truth for NameServices: validate -> store -> rebuild snapshot -> publish.
 //!
-//! **Architecture Invariant:** every change goes through [`Registry::apply`]: the
-//! store has flushed the change before the new snapshot is published, and the
-//! snapshot is published before the caller is told it succeeded, so a 2xx is both
-//! durable and visible to the very next DNS query. Startup is the same path: the
-//! stored resources are applied to an empty registry.
+//! **Architecture Invariant:** every change goes through the committer thread
+//! ([`commit`]): the store has flushed the change before the new snapshot is
+//! published, and the snapshot is published before the caller is told it succeeded,
+//! so a 2xx is both durable and visible to the very next DNS query. Concurrent
+//! writes share one flush and one snapshot (group commit). Startup is the same
+//! path: the stored resources are applied to an empty registry.
 
+mod commit;
 mod status;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
 
 pub use status::{Condition, Status, TargetStatus};
 
@@ -19,10 +22,10 @@ use crate::health::{HealthChange, HealthHub};
 use crate::model::NameService;
 use crate::policy::Topology;
 use crate::snapshot::{ServiceEntry, ServiceMap, Snapshot};
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::zone::{Collision, ZoneSet};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
     #[error("no NameService named {0:?}")]
     NotFound(String),
@@ -36,6 +39,35 @@ pub enum RegistryError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the registry's committer is not running: {0}")]
+    Committer(String),
+}
+
+impl RegistryError {
+    fn committer_gone() -> Self {
+        Self::Committer("it has stopped".into())
+    }
+}
+
+/// Checks that `name` may hold a NameService in `zones`.
+fn placement(zones: &ZoneSet, name: &str) -> Result<(), RegistryError> {
+    let Some(zone) = zones.zone_of(name) else {
+        return Err(RegistryError::OutsideZones {
+            name: name.to_string(),
+            zones: zones.origins().join(", "),
+        });
+    };
+    match zones.collision(name) {
+        None => Ok(()),
+        Some(c) => Err(RegistryError::Collision {
+            name: name.to_string(),
+            zone: zone.to_string(),
+            what: match c {
+                Collision::Cname => "a static CNAME".to_string(),
+                Collision::Delegation(at) => format!("the delegation at {at:?}"),
+            },
+        }),
+    }
 }
 
 /// A NameService together with its current status, as the API returns it.
@@ -57,10 +89,11 @@ pub struct Registry {
     store: Arc<dyn Store>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     health: Arc<HealthHub>,
-    /// Serializes writers; held only across synchronous code (never across `.await`).
-    write: Mutex<()>,
+    /// Hands changes to the committer thread (see [`commit`]); `None` once dropping.
+    commits: Option<mpsc::Sender<commit::Request>>,
+    committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
-    conditions: Mutex<HashMap<String, status::ReadyMemo>>,
+    conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
 }
 
 impl Registry {
@@ -72,44 +105,53 @@ impl Registry {
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
     ) -> Result<Self, RegistryError> {
-        let stored = store.load_all()?;
         let now = crate::timefmt::now_unix();
         let mut conditions = HashMap::new();
-        // Stored names that no zone serves any more stay stored (the zone may come
-        // back) but are neither served nor probed; say so once.
-        let changes: Vec<_> = stored
-            .into_iter()
-            .filter(|ns| {
-                let served = zones.zone_of(&ns.name).is_some();
-                if !served {
-                    tracing::warn!(nameservice = %ns.name, "stored NameService is outside every served zone; not served");
-                }
-                served
-            })
-            .map(|ns| {
-                let cells = health.acquire_service(&ns);
-                let spec = Arc::new(ns);
-                // Health may be restored from the store: so is the Ready condition.
-                conditions.insert(
-                    spec.name.clone(),
-                    status::ReadyMemo::restored(&spec, &health, now),
-                );
-                let name: Arc<str> = spec.name.as_str().into();
-                let entry = Arc::new(ServiceEntry::compile(spec, |ep| cells[ep].clone()));
-                (name, Some(entry))
-            })
-            .collect();
+        let mut entries = Vec::new();
+        store.load_each(&mut |ns| {
+            // Stored names that no zone serves any more stay stored (the zone may come
+            // back) but are neither served nor probed; say so once.
+            if zones.zone_of(&ns.name).is_none() {
+                tracing::warn!(nameservice = %ns.name, "stored NameService is outside every served zone; not served");
+                return;
+            }
+            let cells = health.acquire_service(&ns);
+            let spec = Arc::new(ns);
+            let name: Arc<str> = spec.name.as_str().into();
+            // Health may be restored from the store: so is the Ready condition.
+            conditions.insert(
+                name.clone(),
+                status::ReadyMemo::restored(&spec, &health, now),
+            );
+            let entry = Arc::new(ServiceEntry::compile(spec, |ep| cells[ep].clone()));
+            entries.push((name, Some(entry)));
+        })?;
         let snapshot = Snapshot {
-            services: ServiceMap::default().with_changes(changes),
+            services: ServiceMap::default().with_changes(entries),
             zones,
             topology,
         };
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let conditions = Arc::new(Mutex::new(conditions));
+        let (tx, rx) = mpsc::channel();
+        let committer = commit::Committer {
+            store: store.clone(),
+            snapshot: snapshot.clone(),
+            health: health.clone(),
+            conditions: conditions.clone(),
+            retired: Vec::new(),
+        };
+        let committer = std::thread::Builder::new()
+            .name("gslb-commit".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|e| RegistryError::Committer(e.to_string()))?;
         Ok(Self {
             store,
-            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            snapshot,
             health,
-            write: Mutex::new(()),
-            conditions: Mutex::new(conditions),
+            commits: Some(tx),
+            committer: Some(committer),
+            conditions,
         })
     }
 
@@ -145,98 +187,85 @@ impl Registry {
 
     /// Checks that `name` may hold a NameService in the current zones.
     pub fn check_placement(&self, name: &str) -> Result<(), RegistryError> {
-        let snap = self.snapshot.load();
-        let Some(zone) = snap.zones.zone_of(name) else {
-            return Err(RegistryError::OutsideZones {
-                name: name.to_string(),
-                zones: snap.zones.origins().join(", "),
-            });
-        };
-        match snap.zones.collision(name) {
-            None => Ok(()),
-            Some(c) => Err(RegistryError::Collision {
-                name: name.to_string(),
-                zone: zone.to_string(),
-                what: match c {
-                    Collision::Cname => "a static CNAME".to_string(),
-                    Collision::Delegation(at) => format!("the delegation at {at:?}"),
-                },
-            }),
-        }
+        placement(&self.snapshot.load().zones, name)
     }
 
     /// Creates or replaces a NameService. Durable and visible when it returns `Ok`.
-    /// Blocking (flushes to disk): call from a blocking context.
+    /// Blocking (waits for the flush): call from a blocking context; async code
+    /// calls [`Registry::put_async`].
     pub fn put(&self, ns: NameService) -> Result<PutOutcome, RegistryError> {
-        self.check_placement(&ns.name)?;
-        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.snapshot.load_full();
-        let existing = current.service(&ns.name).cloned();
-        let created = existing.is_none();
         let spec = Arc::new(ns);
-        if existing.as_ref().is_some_and(|e| *e.spec == *spec) {
-            // Nothing changes: keep the entry (and its rotation) as it is.
-            drop(_w);
-            return Ok(PutOutcome {
-                created,
-                view: self.view(&spec),
-            });
+        if let Some(done) = self.unchanged(&spec) {
+            return Ok(done);
         }
-        self.store.apply(&[Change::Put((*spec).clone())])?;
-        // Hold the new endpoints before publishing and release the old ones after, so
-        // an endpoint both keep keeps its verdict (and its probe stream).
-        let cells = self.health.acquire_service(&spec);
-        let entry = Arc::new(ServiceEntry::compile(spec.clone(), |ep| cells[ep].clone()));
-        let name: Arc<str> = spec.name.as_str().into();
-        self.publish(current, [(name, Some(entry))]);
-        if let Some(old) = existing {
-            self.health.release_service(&old.spec);
-        }
-        {
-            let now = crate::timefmt::now_unix();
-            let mut memos = self.lock_conditions();
-            let memo = memos
-                .entry(spec.name.clone())
-                .or_insert_with(|| status::ReadyMemo::initial(now));
-            // A new set of targets may change the reason right now.
-            status::compute(&spec, &self.health, memo, now);
-        }
-        drop(_w);
-        Ok(PutOutcome {
-            created,
-            view: self.view(&spec),
-        })
+        let applied = self
+            .submit(commit::Op::Put(spec.clone()))?
+            .blocking_recv()
+            .map_err(|_| RegistryError::committer_gone())??;
+        Ok(self.put_outcome(applied, &spec))
     }
 
-    /// Deletes a NameService. Durable and visible when it returns `Ok`. Blocking.
+    /// [`Registry::put`] for async callers: waits for the group commit without
+    /// holding a thread.
+    pub async fn put_async(&self, ns: NameService) -> Result<PutOutcome, RegistryError> {
+        let spec = Arc::new(ns);
+        if let Some(done) = self.unchanged(&spec) {
+            return Ok(done);
+        }
+        let applied = self
+            .submit(commit::Op::Put(spec.clone()))?
+            .await
+            .map_err(|_| RegistryError::committer_gone())??;
+        Ok(self.put_outcome(applied, &spec))
+    }
+
+    /// Deletes a NameService. Durable and visible when it returns `Ok`. Blocking;
+    /// async code calls [`Registry::delete_async`].
     pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
-        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.snapshot.load_full();
-        let Some(old) = current.service(name).cloned() else {
-            return Err(RegistryError::NotFound(name.to_string()));
-        };
-        self.store.apply(&[Change::Delete(name.to_string())])?;
-        self.publish(current, [(name.into(), None)]);
-        self.health.release_service(&old.spec);
-        self.lock_conditions().remove(name);
+        self.submit(commit::Op::Delete(name.to_string()))?
+            .blocking_recv()
+            .map_err(|_| RegistryError::committer_gone())??;
         Ok(())
     }
 
-    /// Swaps in `current` with `changes` applied.
-    fn publish(
-        &self,
-        current: Arc<Snapshot>,
-        changes: impl IntoIterator<Item = (Arc<str>, Option<Arc<ServiceEntry>>)>,
-    ) {
-        let next = Snapshot {
-            zones: current.zones.clone(),
-            services: current.services.with_changes(changes),
-            topology: current.topology.clone(),
-        };
-        self.snapshot.store(Arc::new(next));
+    /// [`Registry::delete`] for async callers.
+    pub async fn delete_async(&self, name: &str) -> Result<(), RegistryError> {
+        self.submit(commit::Op::Delete(name.to_string()))?
+            .await
+            .map_err(|_| RegistryError::committer_gone())??;
+        Ok(())
     }
 
-    fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<String, status::ReadyMemo>> {
+    /// A PUT of exactly what is published answers 200 at once: nothing to write, and
+    /// what it returns is already durable and visible.
+    fn unchanged(&self, spec: &Arc<NameService>) -> Option<PutOutcome> {
+        let snap = self.snapshot.load();
+        let existing = snap.service(&spec.name)?;
+        (*existing.spec == **spec).then(|| PutOutcome {
+            created: false,
+            view: self.view(&existing.spec),
+        })
+    }
+
+    fn put_outcome(&self, applied: commit::Applied, spec: &Arc<NameService>) -> PutOutcome {
+        PutOutcome {
+            created: applied == commit::Applied::Put { created: true },
+            view: self.view(spec),
+        }
+    }
+
+    /// Queues `op` for the committer; the receiver gets its outcome once decided (and,
+    /// for an accepted change, flushed and published).
+    fn submit(&self, op: commit::Op) -> Result<oneshot::Receiver<commit::Outcome>, RegistryError> {
+        let (reply, rx) = oneshot::channel();
+        self.commits
+            .as_ref()
+            .and_then(|tx| tx.send(commit::Request { op, reply }).ok())
+            .ok_or_else(RegistryError::committer_gone)?;
+        Ok(rx)
+    }
+
+    fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, status::ReadyMemo>> {
         self.conditions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -264,10 +293,13 @@ impl Registry {
     }
 
     fn view(&self, spec: &Arc<NameService>) -> View {
-        let mut memo = self.lock_conditions();
-        let memo = memo
-            .entry(spec.name.clone())
-            .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix()));
+        let mut memos = self.lock_conditions();
+        let memo = match memos.get_mut(spec.name.as_str()) {
+            Some(m) => m,
+            None => memos
+                .entry(spec.name.as_str().into())
+                .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix())),
+        };
         View {
             spec: spec.clone(),
             status: status::compute(spec, &self.health, memo, crate::timefmt::now_unix()),
@@ -277,6 +309,17 @@ impl Registry {
     /// Flushes the store (shutdown).
     pub fn flush(&self) -> Result<(), RegistryError> {
         Ok(self.store.flush()?)
+    }
+}
+
+impl Drop for Registry {
+    /// Stops the committer once it has answered everything queued, so the store is
+    /// released when the registry is.
+    fn drop(&mut self) {
+        self.commits = None;
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -149,7 +149,7 @@ fn reopening_restores_verdicts_and_the_ready_date() {
     hub.restore(records);
     let store = Arc::new(SledStore::open(&f.dir.join("data2")).unwrap());
     store
-        .apply(&[crate::store::Change::Put(ns("a.hc.example", 443, 1))])
+        .apply(&[crate::store::Change::Put(ns("a.hc.example", 443, 1).into())])
         .unwrap();
     let zones = Arc::new(ZoneSet::load_dir(&f.dir.join("zones")).unwrap());
     let r = Registry::open(store, zones, Arc::new(Topology::default()), hub).unwrap();

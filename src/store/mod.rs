@@ -4,9 +4,11 @@
 //! **Architecture Invariant:** a write method returns only after the data is flushed
 //! to disk, so a 2xx built on it survives `kill -9`.
 
+mod codec;
 mod sled_store;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,10 +16,14 @@ pub use sled_store::SledStore;
 
 use crate::model::NameService;
 
-/// The format version written in front of every stored value.
+/// The format version in front of every stored value: JSON. Health records are
+/// written in it; NameServices were, and are still read in it.
 pub const FORMAT_VERSION: u8 = 1;
+/// The format version of NameServices as written now: a compact binary form
+/// (`codec.rs`), a fifth of the JSON, so startup with 100,000 names reads less.
+pub const FORMAT_NAMESERVICE: u8 = 2;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {source}")]
     Open {
@@ -30,7 +36,7 @@ pub enum StoreError {
     #[error("stored value for key {key:?} cannot be decoded: {reason}")]
     Decode { key: String, reason: String },
     #[error(
-        "stored value for key {key:?} has format version {found}, this gslb reads version {FORMAT_VERSION}"
+        "stored value for key {key:?} has format version {found}, this gslb reads versions {FORMAT_VERSION} and {FORMAT_NAMESERVICE}"
     )]
     Version { key: String, found: u8 },
 }
@@ -61,7 +67,7 @@ pub struct StoredHealth {
 /// One change in a batch written atomically by [`Store::apply`].
 #[derive(Debug, Clone)]
 pub enum Change {
-    Put(NameService),
+    Put(Arc<NameService>),
     Delete(String),
 }
 
@@ -69,6 +75,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored NameService, sorted by name. Fails on any undecodable value:
     /// serving an empty or partial registry by mistake is worse than not starting.
     fn load_all(&self) -> Result<Vec<NameService>, StoreError>;
+
+    /// Hands every stored NameService to `f`, sorted by name, without holding them all
+    /// at once (startup with 100,000 names). Fails like [`Store::load_all`].
+    fn load_each(&self, f: &mut dyn FnMut(NameService)) -> Result<(), StoreError> {
+        self.load_all()?.into_iter().for_each(f);
+        Ok(())
+    }
 
     /// Applies `changes` in order and flushes them to disk before returning.
     fn apply(&self, changes: &[Change]) -> Result<(), StoreError>;

