@@ -227,8 +227,10 @@ mod tests {
         loop {
             match SledStore::open(dir) {
                 Ok(s) => return s,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    assert!(e.to_string().contains("lock"), "{e}");
+                // sled releases its file lock from a background thread after the
+                // `Db` is dropped: on a busy machine that takes a while, and the
+                // error it reports meanwhile varies. Retry whatever it is.
+                Err(_) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(e) => panic!("{e}"),
