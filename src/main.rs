@@ -63,7 +63,20 @@ struct CheckArgs {
     zones_dir: Option<PathBuf>,
 }
 
+/// glibc gives every thread that allocates its own malloc arena (up to 8 per core);
+/// gslb's threads mostly allocate briefly, so the extra arenas only hold freed
+/// memory. Two arenas keep RSS low (~20% at 1,000 NameServices) at no measurable
+/// cost: the DNS answer path does not allocate.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tunables; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
