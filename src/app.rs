@@ -90,7 +90,7 @@ pub async fn run(
     let registry = Arc::new(Registry::open(
         store.clone(),
         zones,
-        Arc::new(config.topology.clone()),
+        config.topology.clone(),
         health.clone(),
     )?);
     registry.watch_health();
@@ -121,8 +121,10 @@ pub async fn run(
         nameservices = registry.len(),
         "gslb serving"
     );
+    let trimmer = tokio::spawn(return_freed_memory());
 
     shutdown.await;
+    trimmer.abort();
     ready.store(false, Ordering::SeqCst);
     let _ = stop_tx.send(true);
     let api_result = api_task.await;
@@ -138,4 +140,20 @@ pub async fn run(
     }
     tracing::info!("gslb stopped");
     Ok(())
+}
+
+/// Hands heap memory that is free again back to the OS: once after startup (the
+/// config, zone and store parsing leave large freed buffers behind) and then every
+/// 10 s (API bursts do the same). glibc only trims the top of the heap by itself.
+/// Runs on the control-plane runtime; DNS workers never allocate on the answer path.
+async fn return_freed_memory() {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free pages of the allocator's own heaps.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
 }

@@ -71,7 +71,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub zones_dir: PathBuf,
     pub api_token: Option<String>,
-    pub topology: Topology,
+    pub topology: std::sync::Arc<Topology>,
     /// The config file, when one was given (for messages).
     pub file: Option<PathBuf>,
 }
@@ -226,7 +226,7 @@ impl Config {
                 .or(fc.zones_dir)
                 .unwrap_or_else(|| DEFAULT_ZONES_DIR.into()),
             api_token,
-            topology: Topology::new(entries),
+            topology: std::sync::Arc::new(Topology::new(entries)),
             file: file.map(Path::to_path_buf),
         })
     }

@@ -147,7 +147,11 @@ impl<K: Key> RangeTable<K> {
 /// that decided.
 #[derive(Debug, Default, Clone)]
 pub struct Topology {
-    entries: Vec<TopologyEntry>,
+    /// Per entry (the range tables' label): (index into `localities`, canonical
+    /// prefix length). Compact on purpose: 10,000-prefix topologies are common, and
+    /// a few dozen distinct localities are shared by all of them.
+    labels: Vec<(u32, u8)>,
+    localities: Vec<Locality>,
     v4: RangeTable<u32>,
     v6: RangeTable<u128>,
 }
@@ -172,9 +176,19 @@ impl Topology {
     pub fn new(entries: Vec<TopologyEntry>) -> Self {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
+        let mut labels = Vec::with_capacity(entries.len());
+        let mut localities = Vec::new();
+        let mut interned: std::collections::HashMap<Locality, u32> =
+            std::collections::HashMap::new();
+        for (i, e) in entries.into_iter().enumerate() {
             let label = u32::try_from(i).expect("fewer than 2^32 topology entries");
-            match canonical(e.addr, e.prefix) {
+            let canon = canonical(e.addr, e.prefix);
+            let loc = *interned.entry(e.locality).or_insert_with_key(|l| {
+                localities.push(l.clone());
+                (localities.len() - 1) as u32
+            });
+            labels.push((loc, canon.1));
+            match canon {
                 (IpAddr::V4(a), p) => {
                     let p = p.min(32);
                     let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
@@ -187,23 +201,21 @@ impl Topology {
                 }
             }
         }
+        localities.shrink_to_fit();
         Self {
             v4: RangeTable::build(v4),
             v6: RangeTable::build(v6),
-            entries,
+            labels,
+            localities,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.labels.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn entries(&self) -> &[TopologyEntry] {
-        &self.entries
+        self.labels.is_empty()
     }
 
     /// Longest-prefix match of `addr`: the locality and the prefix length of the entry
@@ -222,8 +234,8 @@ impl Topology {
         if label == NONE {
             return None;
         }
-        let e = &self.entries[label as usize];
-        Some((&e.locality, canonical(e.addr, e.prefix).1 + offset))
+        let (loc, prefix) = self.labels[label as usize];
+        Some((&self.localities[loc as usize], prefix + offset))
     }
 }
 
