@@ -63,20 +63,26 @@ struct CheckArgs {
     zones_dir: Option<PathBuf>,
 }
 
-/// glibc gives every thread that allocates its own malloc arena (up to 8 per core);
-/// gslb's threads mostly allocate briefly, so the extra arenas only hold freed
-/// memory. Two arenas keep RSS low (~20% at 1,000 NameServices) at no measurable
-/// cost: the DNS answer path does not allocate.
-fn limit_malloc_arenas() {
+/// Allocator tunables that keep RSS close to the live data (glibc):
+/// - two arenas: glibc gives every allocating thread its own (up to 8 per core), and
+///   gslb's threads mostly allocate briefly, so extra arenas only hold freed memory;
+/// - a fixed 128 KiB mmap threshold: glibc otherwise raises it after the first large
+///   free, and the big short-lived buffers of startup (parsing a 10,000-entry
+///   topology, loading the store) then stay in the heap. Measured: a 10,000-prefix
+///   topology costs 10 MiB of RSS instead of 20.
+///
+/// No cost on the answer path, which does not allocate.
+fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator tunables; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_allocator();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
