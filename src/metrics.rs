@@ -146,33 +146,26 @@ impl Metrics {
                 }
             }
         }
-        header(out, DNS_TRUNCATED, "counter", "UDP answers sent with TC=1.");
-        let _ = writeln!(
+        scalar(
             out,
-            "{DNS_TRUNCATED} {}",
-            self.truncated.load(Ordering::Relaxed)
+            DNS_TRUNCATED,
+            "counter",
+            "UDP answers sent with TC=1.",
+            self.truncated.load(Ordering::Relaxed),
         );
-        header(
+        scalar(
             out,
             DNS_DROPPED,
             "counter",
             "DNS messages dropped without an answer.",
+            self.dropped.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "{DNS_DROPPED} {}",
-            self.dropped.load(Ordering::Relaxed)
-        );
-        header(
+        scalar(
             out,
             DNS_FAILED_OPEN,
             "counter",
             "NameService answers that failed open to every enabled target because none was healthy.",
-        );
-        let _ = writeln!(
-            out,
-            "{DNS_FAILED_OPEN} {}",
-            self.failed_open.load(Ordering::Relaxed)
+            self.failed_open.load(Ordering::Relaxed),
         );
         header(
             out,
@@ -240,6 +233,12 @@ impl DnsTally {
 /// Writes the `# HELP` and `# TYPE` lines of a metric family.
 pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Writes a metric family of one unlabelled sample.
+pub fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Escapes a label value (backslash, double quote, newline).

@@ -170,7 +170,7 @@ impl Stats {
     /// Renders the counters and histograms (the per-endpoint gauges are rendered by
     /// the hub, which owns the table).
     pub fn render(&self, out: &mut String) {
-        use crate::metrics::header;
+        use crate::metrics::{header, scalar};
         header(
             out,
             PROBES,
@@ -217,11 +217,12 @@ impl Stats {
                 }
             }
         }
-        header(out, IN_FLIGHT, "gauge", "TCP probes in flight right now.");
-        let _ = writeln!(
+        scalar(
             out,
-            "{IN_FLIGHT} {}",
-            self.in_flight.load(Ordering::Relaxed)
+            IN_FLIGHT,
+            "gauge",
+            "TCP probes in flight right now.",
+            self.in_flight.load(Ordering::Relaxed),
         );
         header(
             out,
