@@ -410,7 +410,7 @@ fn locality_cases() {
             Some(24),
             &[],
             &["10.0.0.1"],
-            24,
+            25,
         ),
         c(
             "same subzone, source address (no ECS)",
@@ -418,7 +418,7 @@ fn locality_cases() {
             None,
             &[],
             &["10.0.0.1"],
-            24,
+            0,
         ),
         c(
             "subzone down (its other target is disabled): same region/zone",
@@ -426,7 +426,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1"],
             &["10.0.0.2"],
-            24,
+            25,
         ),
         c(
             "longest prefix decides, scope is its length",
@@ -458,7 +458,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1", "10.0.0.2"],
             &["10.0.0.3"],
-            24,
+            25,
         ),
         c(
             "client with only a region: whole region",
@@ -474,7 +474,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1", "10.0.0.2", "10.0.0.3"],
             &["10.0.0.5"],
-            24,
+            25,
         ),
         c(
             "next failover region in order",
@@ -482,7 +482,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"],
             &["10.0.0.4"],
-            24,
+            25,
         ),
         c(
             "failover regions exhausted: everyone eligible",
@@ -490,7 +490,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"],
             &["10.0.0.6"],
-            24,
+            25,
         ),
         c(
             "no target in the client's region: failover",
@@ -517,12 +517,12 @@ fn locality_cases() {
             24,
         ),
         c(
-            "no topology match: everyone, scope = source prefix",
+            "no topology match: everyone, scope as wide as no entry reaches",
             "100.64.0.1",
             Some(22),
             &[],
             ALL_UP_V4,
-            22,
+            1,
         ),
         c(
             "no topology match without ECS",
@@ -535,10 +535,10 @@ fn locality_cases() {
         c(
             "IPv4-mapped source matches IPv4 entries",
             "::ffff:192.0.2.1",
-            None,
+            Some(120),
             &[],
             &["10.0.0.1"],
-            120,
+            121,
         ),
         c(
             "IPv6 client, IPv4 answer",
@@ -556,7 +556,7 @@ fn locality_cases() {
                 Some(24),
                 &[],
                 &["2001:db8::1"],
-                24,
+                25,
             )
         },
         Case {
@@ -580,7 +580,7 @@ fn locality_cases() {
                     "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6",
                 ],
                 &["10.0.0.1"],
-                24,
+                25,
             )
         },
         Case {
@@ -931,7 +931,7 @@ fn docs_locality_example_holds() {
         assert_eq!(sel.ecs_scope, scope, "dig +subnet={subnet}");
         digs += 1;
     }
-    assert_eq!(digs, 4);
+    assert_eq!(digs, 5);
 
     // The failure table, for the 10.1.2.0/24 client.
     let mut checked: Value = serde_json::from_str(body_text).unwrap();
