@@ -72,7 +72,8 @@ fn topology(list: &[(&str, &str)]) -> Topology {
     Topology::new(
         list.iter()
             .map(|(cidr, loc)| {
-                let (a, p) = crate::config::parse_cidr(cidr).unwrap();
+                let net = crate::config::parse_cidr(cidr).unwrap();
+                let (a, p) = (net.addr(), net.prefix_len());
                 TopologyEntry {
                     addr: a,
                     prefix: p,
@@ -870,7 +871,8 @@ fn docs_locality_example_holds() {
         if line.starts_with("cidr") {
             cidr = Some(value());
         } else if line.starts_with("locality") {
-            let (addr, prefix) = crate::config::parse_cidr(&cidr.take().unwrap()).unwrap();
+            let net = crate::config::parse_cidr(&cidr.take().unwrap()).unwrap();
+            let (addr, prefix) = (net.addr(), net.prefix_len());
             entries.push(TopologyEntry {
                 addr,
                 prefix,

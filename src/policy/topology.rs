@@ -229,14 +229,12 @@ impl Topology {
             labels.push((loc, canon.1));
             match canon {
                 (IpAddr::V4(a), p) => {
-                    let p = p.min(32);
-                    let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
-                    v4.push((u32::from(a) & mask, p, label));
+                    let n = ipnet::Ipv4Net::new_assert(a, p.min(32));
+                    v4.push((u32::from(n.network()), n.prefix_len(), label));
                 }
                 (IpAddr::V6(a), p) => {
-                    let p = p.min(128);
-                    let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
-                    v6.push((u128::from(a) & mask, p, label));
+                    let n = ipnet::Ipv6Net::new_assert(a, p.min(128));
+                    v6.push((u128::from(n.network()), n.prefix_len(), label));
                 }
             }
         }
@@ -564,10 +562,7 @@ mod tests {
         // IPv4-mapped: the IPv4 scope, offset by 96.
         assert_eq!(scope(&t, "::ffff:10.2.9.0"), (east, 96 + 21));
         // Empty topology: nothing decides anything.
-        assert_eq!(
-            scope(&Topology::default(), "10.0.0.1"),
-            (None, 0)
-        );
+        assert_eq!(scope(&Topology::default(), "10.0.0.1"), (None, 0));
         assert_eq!(scope(&topo(&[]), "2001:db8::1"), (None, 0));
     }
 
@@ -654,7 +649,10 @@ mod tests {
                     "round {round}, key {key:#x}"
                 );
                 let want_scope = reference_scope(&entries, key);
-                assert_eq!(got_scope, want_scope, "round {round}, key {key:#x}, {entries:?}");
+                assert_eq!(
+                    got_scope, want_scope,
+                    "round {round}, key {key:#x}, {entries:?}"
+                );
                 // Never wider than the entry that decided.
                 if let Some(i) = want {
                     assert!(got_scope >= entries[i].1);
@@ -723,7 +721,10 @@ mod tests {
                     })
                     .unwrap();
                 let (got, got_scope) = t.lookup_scoped(IpAddr::V6(addr));
-                assert_eq!(got.map(|(l, _)| l.to_string()), lpm(key).map(|i| format!("e{i}")));
+                assert_eq!(
+                    got.map(|(l, _)| l.to_string()),
+                    lpm(key).map(|i| format!("e{i}"))
+                );
                 assert_eq!(got_scope, want_scope, "{addr} in {entries:?}");
             }
         }
