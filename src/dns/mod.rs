@@ -11,6 +11,8 @@
 
 pub mod cookie;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod rrl;
 mod tcp;
 mod udp;

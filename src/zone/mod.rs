@@ -362,5 +362,25 @@ pub struct Glue {
     pub rrsets: Vec<Rrset>,
 }
 
+/// Entry points for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    /// Splits a master file into entries: `(line, token count)` of each, or the
+    /// line of the error.
+    pub fn lex(text: &str) -> Result<Vec<(usize, usize)>, usize> {
+        super::lexer::entries(text)
+            .map(|v| v.iter().map(|e| (e.line, e.tokens.len())).collect())
+            .map_err(|e| e.line)
+    }
+
+    /// Loads `text` as the zone file `path` (its origin from `$ORIGIN` or the
+    /// file name); the origin, or the error.
+    pub fn load(path: &Path, text: &str) -> Result<String, super::ZoneError> {
+        super::load::load_text(path, text).map(|(z, _)| z.origin)
+    }
+}
+
 #[cfg(test)]
 mod tests;

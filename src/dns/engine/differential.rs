@@ -1497,3 +1497,47 @@ fn engine_matches_the_hickory_reference() {
         cases.len()
     );
 }
+
+/// Writes seed corpora for the fuzz targets (fuzz/seeds/) from this corpus: a
+/// sample of the queries for `query`, the OPT option data of the queries that
+/// carry options for `edns_options`, and the zone files for `zone_file`. Run with
+/// `cargo test --lib write_fuzz_seeds -- --ignored` after changing the corpus.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    for t in ["query", "edns_options", "zone_file"] {
+        let _ = std::fs::remove_dir_all(root.join(t));
+        std::fs::create_dir_all(root.join(t)).unwrap();
+    }
+    let cases = corpus();
+    let mut opts_seen = BTreeSet::new();
+    for (i, c) in cases.iter().enumerate() {
+        if i % 40 == 0 || c.desc.contains("cookie variant") || c.desc.contains(" CH ") {
+            let ctl = u8::from(c.transport == Transport::Tcp) | ((i % 6) as u8) << 1;
+            let mut seed = vec![ctl];
+            seed.extend_from_slice(&c.bytes);
+            std::fs::write(root.join(format!("query/{i:05}")), seed).unwrap();
+        }
+        // The OPT RDATA: after the question, OPT's fixed 11 bytes.
+        if c.query.queries.len() == 1 && c.payload.is_some() {
+            let start = 12 + wire_len(&c.query.queries[0].name) + 4 + 11;
+            if let Some(opts) = c.bytes.get(start..).filter(|o| !o.is_empty()) {
+                if opts_seen.insert(opts.to_vec()) {
+                    let mut seed = vec![(i % 32) as u8];
+                    seed.extend_from_slice(opts);
+                    let n = opts_seen.len();
+                    std::fs::write(root.join(format!("edns_options/{n:04}")), seed).unwrap();
+                }
+            }
+        }
+    }
+    for (file, text) in zone_files() {
+        std::fs::write(root.join("zone_file").join(file), text).unwrap();
+    }
+    let zones = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+    for e in std::fs::read_dir(zones).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, root.join("zone_file").join(p.file_name().unwrap())).unwrap();
+    }
+}
