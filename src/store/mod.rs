@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** a write method returns only after the data is flushed
 //! to disk, so a 2xx built on it survives `kill -9`.
 
+mod ack;
 mod codec;
 mod sled_store;
 

@@ -13,18 +13,24 @@
 //! every change: the store id, the registry revision, the number of NameServices
 //! and a digest of them (the wrapping sum of xxh3-64 over each key and value), and
 //! what the store is for ([`Origin`]). Loading recomputes the count and digest and
-//! refuses a store that differs from its record. A small file beside sled's,
-//! `registry-id`, holds the store id from the first write on: if sled comes back
-//! empty or without its record while that file exists, the store was lost and
-//! startup stops, naming the file.
+//! refuses a store that differs from its record.
+//!
+//! **Acknowledged means on disk.** sled's own flush ends in `sync_file_range`,
+//! which neither flushes the disk's write cache nor the file's size: a power loss
+//! may take back what it wrote. A durable batch here ends in `fdatasync` of sled's
+//! log file, and then in a write of the record to `store-ack` ([`ack`]), outside
+//! sled, also synced, before the writers are answered. sled cuts a damaged log at
+//! the damage and comes back older but self-consistent; `store-ack` is what tells
+//! that acknowledged writes went missing, and opening refuses such a store.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::ack::{self, Ack, AckFile};
 use super::{
     Change, FORMAT_CHECKED, FORMAT_NAMESERVICE, FORMAT_VERSION, Origin, Store, StoreError,
     StoredHealth, codec,
@@ -40,8 +46,6 @@ const META_KEY: &[u8] = b"\x00meta";
 const META_V1: u8 = 1;
 /// The record now: see [`Record::encode`].
 const META_V2: u8 = 2;
-/// The file beside sled's that says a store exists here.
-const ID_FILE: &str = "registry-id";
 
 /// The store's own record of what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +122,17 @@ impl Record {
     }
 }
 
+impl Record {
+    fn ack(&self) -> Ack {
+        Ack {
+            id: self.id,
+            revision: self.revision,
+            count: self.count,
+            digest: self.digest,
+        }
+    }
+}
+
 /// What one stored entry adds to the digest.
 fn entry_hash(key: &[u8], value: &[u8]) -> u64 {
     let mut h = xxh3_64(key);
@@ -131,9 +146,11 @@ pub struct SledStore {
     nameservices: sled::Tree,
     health: sled::Tree,
     dir: PathBuf,
-    /// The record as last written; only the writer (the registry's committer) changes
-    /// it, under this lock.
-    record: Mutex<Record>,
+    /// sled's log file, to `fdatasync` it after sled's flush.
+    log: File,
+    /// The record as last written and the acknowledgment file; only the writer (the
+    /// registry's committer) changes them, under this lock.
+    record: Mutex<(Record, AckFile)>,
     /// Makes the next NameService flush fail (tests of the failure path).
     #[cfg(test)]
     fail_flush: std::sync::atomic::AtomicBool,
@@ -230,22 +247,6 @@ fn health_key(h: &StoredHealth) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Writes `path` atomically and durably: a temporary file, fsync, rename, fsync of
-/// the directory.
-fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`. Refuses a store whose record
     /// is damaged or lost (see the module doc); the contents are checked against the
@@ -264,28 +265,16 @@ impl SledStore {
             path: p.display().to_string(),
             source: e.into(),
         };
-        let id_path = dir.join(ID_FILE);
-        let known_id = match std::fs::read_to_string(&id_path) {
-            Ok(text) => Some(
-                text.trim()
-                    .strip_prefix("gslb-store ")
-                    .and_then(|h| u64::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        damaged(format!("{} is not a gslb store id", id_path.display()))
-                    })?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(file_err(&id_path, e)),
-        };
+        let ack_path = AckFile::path(dir).display().to_string();
+        let acked = ack::AckFile::read(dir).map_err(|e| file_err(&AckFile::path(dir), e))?;
         // sled recreates a missing database silently: a store that existed must
         // still have its files.
-        if known_id.is_some() {
+        if !matches!(acked, ack::Read::Absent) {
             for f in ["conf", "db"] {
                 if !dir.join(f).exists() {
                     return Err(damaged(format!(
-                        "{} is missing, but {} says a store was here",
+                        "{} is missing, but {ack_path} says a store was here",
                         dir.join(f).display(),
-                        id_path.display()
                     )));
                 }
             }
@@ -299,38 +288,52 @@ impl SledStore {
         let nameservices = db.open_tree(NAMESERVICES).map_err(open_err)?;
         let health = db.open_tree(HEALTH).map_err(open_err)?;
         let stored = nameservices.get(META_KEY).map_err(open_err)?;
-        let record = match (&stored, known_id) {
-            (Some(v), _) if v.first() == Some(&META_V2) => {
+        let record = match (&stored, acked) {
+            (Some(v), acked) if v.first() == Some(&META_V2) => {
                 let r = Record::decode(v).map_err(|d| damaged(format!("{d} (key \\0meta)")))?;
-                match known_id {
-                    Some(id) if id != r.id => {
+                match acked {
+                    ack::Read::Found(a) if a.id != r.id => {
                         return Err(damaged(format!(
-                            "{} names store {id:016x} but the store is {:016x}",
-                            id_path.display(),
-                            r.id
+                            "{ack_path} names store {:016x} but the store is {:016x}",
+                            a.id, r.id
                         )));
                     }
-                    Some(_) => {}
-                    None => {
-                        tracing::warn!(file = %id_path.display(), "store id file missing; rewriting it (the contents are checked against the store's record on load)");
-                        write_durably(&id_path, format!("gslb-store {:016x}\n", r.id).as_bytes())
-                            .map_err(|e| file_err(&id_path, e))?;
+                    ack::Read::Found(a) if r.revision < a.revision => {
+                        return Err(damaged(format!(
+                            "it holds revision {} ({} NameServices), but revision {} ({} NameServices) was acknowledged ({ack_path}): acknowledged writes are missing",
+                            r.revision, r.count, a.revision, a.count
+                        )));
+                    }
+                    ack::Read::Found(a)
+                        if r.revision == a.revision
+                            && (r.count, r.digest) != (a.count, a.digest) =>
+                    {
+                        return Err(damaged(format!(
+                            "at revision {} it holds {} NameServices, but {} different ones were acknowledged ({ack_path})",
+                            r.revision, r.count, a.count
+                        )));
+                    }
+                    ack::Read::Found(_) => {}
+                    ack::Read::Damaged => {
+                        return Err(damaged(format!("{ack_path} is damaged")));
+                    }
+                    ack::Read::Absent => {
+                        tracing::warn!(file = %ack_path, "store acknowledgment file missing; rewriting it (the contents are checked against the store's record on load)");
                     }
                 }
                 r
             }
-            (_, Some(_)) => {
+            (_, ack::Read::Found(_) | ack::Read::Damaged) => {
                 return Err(damaged(format!(
-                    "its record (key \\0meta) is {}, but {} says a store was here",
+                    "its record (key \\0meta) is {}, but {ack_path} says a store was here",
                     if stored.is_some() {
                         "of an unknown format"
                     } else {
                         "missing"
                     },
-                    id_path.display()
                 )));
             }
-            (_, None) => {
+            (_, ack::Read::Absent) => {
                 // A new store, or one written before the record existed: take stock
                 // of what it holds once and record it.
                 let revision = match &stored {
@@ -359,8 +362,6 @@ impl SledStore {
                     .insert(META_KEY, r.encode())
                     .map_err(open_err)?;
                 db.flush().map_err(open_err)?;
-                write_durably(&id_path, format!("gslb-store {:016x}\n", r.id).as_bytes())
-                    .map_err(|e| file_err(&id_path, e))?;
                 if count > 0 {
                     tracing::info!(
                         nameservices = count,
@@ -370,19 +371,39 @@ impl SledStore {
                 r
             }
         };
+        let log_path = dir.join("db");
+        let log = File::open(&log_path).map_err(|e| file_err(&log_path, e))?;
+        log.sync_data().map_err(|e| file_err(&log_path, e))?;
+        let ack =
+            AckFile::create(dir, record.ack()).map_err(|e| file_err(&AckFile::path(dir), e))?;
         Ok(Self {
             db,
             nameservices,
             health,
             dir: dir.to_path_buf(),
-            record: Mutex::new(record),
+            log,
+            record: Mutex::new((record, ack)),
             #[cfg(test)]
             fail_flush: Default::default(),
         })
     }
 
-    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
+    fn record(&self) -> std::sync::MutexGuard<'_, (Record, AckFile)> {
         self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes everything written so far durable and acknowledges `record`: sled's
+    /// flush, `fdatasync` of its log, then `store-ack`.
+    fn sync_and_ack(&self, record: &Record, ack: &mut AckFile) -> Result<(), StoreError> {
+        self.flush_nameservices()?;
+        self.log.sync_data().map_err(|e| StoreError::File {
+            path: self.dir.join("db").display().to_string(),
+            source: e.into(),
+        })?;
+        ack.write(record.ack()).map_err(|e| StoreError::File {
+            path: ack.display(),
+            source: e.into(),
+        })
     }
 
     fn flush_nameservices(&self) -> Result<(), StoreError> {
@@ -429,7 +450,8 @@ impl Store for SledStore {
             ns.targets.shrink_to_fit();
             f(ns, rev);
         }
-        let r = self.record();
+        let guard = self.record();
+        let r = &guard.0;
         if count != r.count {
             return Err(self.damaged(format!(
                 "it holds {count} NameServices, its record says {}",
@@ -445,25 +467,27 @@ impl Store for SledStore {
     }
 
     fn revision(&self) -> Result<u64, StoreError> {
-        Ok(self.record().revision)
+        Ok(self.record().0.revision)
     }
 
     fn origin(&self) -> Origin {
-        self.record().origin.clone()
+        self.record().0.origin.clone()
     }
 
     fn set_origin(&self, origin: Origin) -> Result<(), StoreError> {
-        let mut r = self.record();
-        let mut next = r.clone();
+        let mut guard = self.record();
+        let (record, ack) = &mut *guard;
+        let mut next = record.clone();
         next.origin = origin;
         self.nameservices.insert(META_KEY, next.encode())?;
-        self.flush_nameservices()?;
-        *r = next;
+        self.sync_and_ack(&next, ack)?;
+        *record = next;
         Ok(())
     }
 
     fn apply(&self, changes: &[Change], revision: u64, durable: bool) -> Result<(), StoreError> {
-        let mut record = self.record();
+        let mut guard = self.record();
+        let (record, ack) = &mut *guard;
         let mut next = record.clone();
         next.revision = revision;
         let mut batch = sled::Batch::default();
@@ -508,7 +532,7 @@ impl Store for SledStore {
         }
         batch.insert(META_KEY, next.encode());
         self.nameservices.apply_batch(batch)?;
-        if durable && let Err(e) = self.flush_nameservices() {
+        if durable && let Err(e) = self.sync_and_ack(&next, ack) {
             // The batch sits in sled's memory: take it out again, so that no later
             // flush (sled's own, or the next write's) makes durable what the caller
             // is told failed.
@@ -549,8 +573,10 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        let mut guard = self.record();
+        let (record, ack) = &mut *guard;
+        let record = record.clone();
+        self.sync_and_ack(&record, ack)
     }
 }
 
@@ -772,7 +798,7 @@ mod tests {
         }
         let e = reopen(&dir).err().expect("refused");
         assert!(
-            e.to_string().contains("missing") && e.to_string().contains(ID_FILE),
+            e.to_string().contains("missing") && e.to_string().contains(ack::FILE),
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
@@ -782,12 +808,43 @@ mod tests {
             let s = SledStore::open(&dir).unwrap();
             s.apply(&[put("a.example", 1)], 1, true).unwrap();
         }
-        std::fs::remove_file(dir.join(ID_FILE)).unwrap();
+        std::fs::remove_file(dir.join(ack::FILE)).unwrap();
         let s = reopen(&dir).unwrap();
         assert_eq!(s.load_all().unwrap().len(), 1);
-        assert!(dir.join(ID_FILE).exists());
+        assert!(dir.join(ack::FILE).exists());
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_older_than_what_was_acknowledged_is_refused() {
+        let dir = tmpdir("older");
+        let old = tmpdir("older-copy");
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.apply(&[put("a.example", 1)], 1, true).unwrap();
+        }
+        // sled's files as they were at revision 1 ...
+        std::fs::create_dir_all(&old).unwrap();
+        for f in ["conf", "db"] {
+            std::fs::copy(dir.join(f), old.join(f)).unwrap();
+        }
+        {
+            let s = reopen(&dir).unwrap();
+            s.apply(&[put("b.example", 2)], 2, true).unwrap();
+        }
+        // ... come back (as when sled cuts a damaged log), with store-ack at 2.
+        for f in ["conf", "db"] {
+            std::fs::copy(old.join(f), dir.join(f)).unwrap();
+        }
+        let e = reopen(&dir).err().expect("refused");
+        assert!(
+            e.to_string()
+                .contains("holds revision 1 (1 NameServices), but revision 2 (2 NameServices) was acknowledged"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&old).unwrap();
     }
 
     #[test]

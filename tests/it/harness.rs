@@ -84,7 +84,7 @@ pub struct Server {
     pub data: PathBuf,
     pub log: PathBuf,
     pub opts: ServerOpts,
-    _tmp: Option<TempDir>,
+    pub _tmp: Option<TempDir>,
 }
 
 impl Server {
