@@ -9,4 +9,5 @@ mod cli;
 mod dns;
 mod examples;
 mod health;
+mod istio;
 mod policy;
