@@ -96,7 +96,10 @@ impl Store for MemStore {
     fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
         Ok(Vec::new())
     }
-    fn apply(&self, _: &[Change]) -> Result<(), StoreError> {
+    fn revision(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn apply(&self, _: &[Change], _: u64) -> Result<(), StoreError> {
         Ok(())
     }
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
