@@ -66,6 +66,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.check_api_exposure()?;
+    if config.registry.backend == crate::config::Backend::Etcd {
+        // The [registry] table is parsed and checked already; the backend itself
+        // lands next (issue 8). Refuse rather than run alone on the local store.
+        anyhow::bail!(
+            "[registry] backend = \"etcd\" (or --etcd-endpoint): the etcd backend is not part of this build yet; use the sled backend"
+        );
+    }
     let zones = Arc::new(ZoneSet::load_dir(&config.zones_dir)?);
     if zones.origins().is_empty() {
         anyhow::bail!("{}: no *.zone files found", config.zones_dir.display());
@@ -88,6 +95,7 @@ pub async fn run(
             .context("loading the stored health state")?,
     );
     let registry = Arc::new(Registry::open(
+        &config.instance,
         store.clone(),
         zones,
         config.topology.clone(),
@@ -116,6 +124,7 @@ pub async fn run(
 
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
+        instance = %config.instance,
         dns = ?config.dns_listen,
         api = %config.api_listen,
         nameservices = registry.len(),

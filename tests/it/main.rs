@@ -11,3 +11,4 @@ mod examples;
 mod health;
 mod istio;
 mod policy;
+mod registry;
