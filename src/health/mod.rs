@@ -452,6 +452,7 @@ impl HealthHub {
         self.stats.probes[result.index()].fetch_add(1, Ordering::Relaxed);
         self.stats.duration.observe(took);
         let key = stream.key;
+        tracing::trace!(address = %key.address, port = key.port, ?result, ?took, "probe result");
         let Some(ok) = result.verdict() else {
             // Says nothing about the target: keep its verdict, complain (rarely).
             let n = self.local_errors_logged.fetch_add(1, Ordering::Relaxed);
