@@ -84,6 +84,7 @@ pub async fn run(
     config.check_api_exposure()?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        instance = %config.instance,
         config = %config
             .file
             .as_deref()
@@ -91,6 +92,13 @@ pub async fn run(
         "gslb {} starting",
         env!("CARGO_PKG_VERSION")
     );
+    if config.registry.backend == crate::config::Backend::Etcd {
+        // The [registry] table is parsed and checked already; the backend itself
+        // lands next (issue 8). Refuse rather than run alone on the local store.
+        anyhow::bail!(
+            "[registry] backend = \"etcd\" (or --etcd-endpoint): the etcd backend is not part of this build yet; use the sled backend"
+        );
+    }
     let zones = Arc::new(ZoneSet::load_dir(&config.zones_dir)?);
     if zones.origins().is_empty() {
         anyhow::bail!("{}: no *.zone files found", config.zones_dir.display());
@@ -116,6 +124,7 @@ pub async fn run(
             .context("loading the stored health state")?,
     );
     let registry = Arc::new(Registry::open(
+        &config.instance,
         store.clone(),
         zones,
         config.topology.clone(),
@@ -147,6 +156,7 @@ pub async fn run(
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        instance = %config.instance,
         dns = ?config.dns_listen,
         api = %config.api_listen,
         nameservices = registry.len(),

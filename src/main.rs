@@ -51,6 +51,12 @@ struct ServeArgs {
         hide_env_values = true
     )]
     api_token: Option<String>,
+    /// etcd client URL (repeatable); selects the etcd registry backend
+    #[arg(long = "etcd-endpoint", value_name = "URL")]
+    etcd_endpoint: Vec<String>,
+    /// This instance's name [default: the host name]
+    #[arg(long = "instance", value_name = "NAME")]
+    instance: Option<String>,
 }
 
 #[derive(Args)]
@@ -101,6 +107,8 @@ fn main() -> ExitCode {
                 data_dir: a.data_dir,
                 zones_dir: a.zones_dir,
                 api_token: a.api_token,
+                etcd_endpoints: a.etcd_endpoint,
+                instance: a.instance,
             },
         )
         .map_err(anyhow::Error::from)

@@ -11,7 +11,8 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// Milliseconds since the Unix epoch, now.
+/// Milliseconds since the Unix epoch, now. The DNS path reads it once per UDP
+/// batch or TCP query and hands it down (`dns::engine::answer`, `policy::select`).
 pub fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

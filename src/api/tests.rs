@@ -61,6 +61,7 @@ fn fixture_with(
     dir: std::path::PathBuf,
 ) -> Fixture {
     let registry = Registry::open(
+        "test-instance",
         store,
         Arc::new(zones),
         Arc::new(Topology::default()),
@@ -414,14 +415,17 @@ impl Store for FlakyStore {
     fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
         self.inner.load_all()
     }
-    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.inner.revision()
+    }
+    fn apply(&self, changes: &[Change], revision: u64) -> Result<(), StoreError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Decode {
                 key: "test".into(),
                 reason: "injected failure".into(),
             });
         }
-        self.inner.apply(changes)
+        self.inner.apply(changes, revision)
     }
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
         self.inner.load_health()

@@ -73,12 +73,18 @@ impl Scratch {
 }
 
 /// Answers `query` from `snap`, writing the response into `out`. `None`: drop the
-/// query silently (shorter than a header, or not a query at all).
+/// query silently (shorter than a header, or not a query at all). `now_ms` is the
+/// time in Unix milliseconds, read once per UDP batch or TCP query (slow start and
+/// override expiry in the policies use it).
+// The parameters are what one query needs, each from a different owner (the
+// snapshot, the socket, the worker); a struct of them would be built per query.
+#[allow(clippy::too_many_arguments)]
 pub fn answer(
     snap: &Snapshot,
     query: &[u8],
     src: IpAddr,
     transport: Transport,
+    now_ms: u64,
     rng: &mut fastrand::Rng,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
@@ -120,6 +126,7 @@ pub fn answer(
             let mut ctx = Ctx {
                 snap,
                 client,
+                now_ms,
                 rng,
                 addrs,
                 scope: 0,
@@ -184,6 +191,8 @@ pub fn answer_cut(head: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
 struct Ctx<'s, 'r> {
     snap: &'s Snapshot,
     client: ClientInfo,
+    /// Unix milliseconds, once per query.
+    now_ms: u64,
     rng: &'r mut fastrand::Rng,
     addrs: &'r mut Vec<IpAddr>,
     /// ECS scope decided by the policies (largest seen).
@@ -359,6 +368,7 @@ impl<'s> Ctx<'s, '_> {
             v6,
             &self.client,
             &self.snap.topology,
+            self.now_ms,
             self.rng,
             self.addrs,
         );

@@ -126,6 +126,7 @@ async fn connection(
                 &query,
                 peer,
                 Transport::Tcp,
+                crate::timefmt::now_unix_ms(),
                 &mut rng,
                 &mut scratch,
                 &mut response,

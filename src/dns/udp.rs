@@ -74,6 +74,7 @@ impl Worker {
             // One snapshot for the whole batch, loaded after its datagrams arrived:
             // a query sent after a write's 2xx still sees that write.
             let snapshot = snapshots.load();
+            let now_ms = crate::timefmt::now_unix_ms();
             batch.answer_each(|query, peer, cut, response| {
                 let outcome = if cut {
                     engine::answer_cut(query, response)
@@ -83,6 +84,7 @@ impl Worker {
                         query,
                         peer.ip(),
                         Transport::Udp,
+                        now_ms,
                         &mut rng,
                         &mut scratch,
                         response,

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-pub use cell::{Health, HealthCell};
+pub use cell::{CellState, Health, HealthCell};
 pub use machine::{Streak, Thresholds};
 pub use probe::ProbeResult;
 pub use prober::Prober;
@@ -271,23 +271,34 @@ impl HealthHub {
             *v.holders.entry(holder).or_default() += 1;
             return v.cell.clone();
         }
-        let (health, last_change_time) = match Self::claim_restored(&mut t, key, th) {
-            Some(r) => (parse_health(&r.health), r.last_change_time),
-            None => {
-                let sibling = st
-                    .verdicts
-                    .iter()
-                    .max_by_key(|v| v.last_change_time)
-                    .map(|v| v.cell.get());
-                let h = machine::seed(st.streak, th, sibling);
-                if h != Health::Pending {
-                    stream.dirty.store(true, Ordering::Relaxed);
-                    self.flush.notify_one();
+        // A verdict restored Healthy keeps its slow-start ramp: it turned Healthy at
+        // its last change. One seeded from the stream's history has been healthy for
+        // as long as the stream (0: long ago).
+        let (health, last_change_time, healthy_since_ms) =
+            match Self::claim_restored(&mut t, key, th) {
+                Some(r) => {
+                    let h = parse_health(&r.health);
+                    let since = match (h, r.last_change_time) {
+                        (Health::Healthy, Some(at)) => at.saturating_mul(1000),
+                        _ => 0,
+                    };
+                    (h, r.last_change_time, since)
                 }
-                (h, (h != Health::Pending).then(crate::timefmt::now_unix))
-            }
-        };
-        let cell = Arc::new(HealthCell::new(health));
+                None => {
+                    let sibling = st
+                        .verdicts
+                        .iter()
+                        .max_by_key(|v| v.last_change_time)
+                        .map(|v| v.cell.get());
+                    let h = machine::seed(st.streak, th, sibling);
+                    if h != Health::Pending {
+                        stream.dirty.store(true, Ordering::Relaxed);
+                        self.flush.notify_one();
+                    }
+                    (h, (h != Health::Pending).then(crate::timefmt::now_unix), 0)
+                }
+            };
+        let cell = Arc::new(HealthCell::with_healthy_since(health, healthy_since_ms));
         st.verdicts.push(Verdict {
             thresholds: th,
             cell: cell.clone(),
@@ -441,6 +452,7 @@ impl HealthHub {
         self.stats.probes[result.index()].fetch_add(1, Ordering::Relaxed);
         self.stats.duration.observe(took);
         let key = stream.key;
+        tracing::trace!(address = %key.address, port = key.port, ?result, ?took, "probe result");
         let Some(ok) = result.verdict() else {
             // Says nothing about the target: keep its verdict, complain (rarely).
             let n = self.local_errors_logged.fetch_add(1, Ordering::Relaxed);

@@ -56,10 +56,13 @@ impl Fixture {
         rng: &mut fastrand::Rng,
     ) -> (Vec<IpAddr>, Selection) {
         let mut out = Vec::with_capacity(8);
-        let sel = select(&self.entry, v6, &client, topo, rng, &mut out);
+        let sel = select(&self.entry, v6, &client, topo, NOW_MS, rng, &mut out);
         (out, sel)
     }
 }
+
+/// The time the selections are made at (Unix milliseconds).
+const NOW_MS: u64 = 1_800_000_000_000;
 
 fn client(addr: &str, ecs: Option<u8>) -> ClientInfo {
     ClientInfo {
@@ -104,7 +107,7 @@ fn shares(
     let mut out = Vec::new();
     let mut counts = HashMap::new();
     for _ in 0..n {
-        select(&f.entry, v6, &c, topo, &mut rng, &mut out);
+        select(&f.entry, v6, &c, topo, NOW_MS, &mut rng, &mut out);
         assert_eq!(out.len(), 1, "one address per answer");
         *counts.entry(out[0].to_string()).or_default() += 1;
     }
@@ -830,6 +833,7 @@ fn select_does_not_grow_a_sized_buffer() {
             false,
             &client(addr, None),
             &topo,
+            NOW_MS,
             &mut rng,
             &mut out,
         );

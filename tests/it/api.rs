@@ -852,6 +852,7 @@ fn openapi_lists_every_route() {
     assert_eq!(documented, served);
     methods.sort();
     let expected = [
+        ("/api/v1/instances", "get"),
         ("/api/v1/nameservices", "get"),
         ("/api/v1/nameservices/{name}", "delete"),
         ("/api/v1/nameservices/{name}", "get"),

@@ -367,6 +367,9 @@ struct Sections {
 }
 
 /// What the reference needs to know about a query beyond its `Message`.
+/// The time both sides answer at (Unix milliseconds).
+const NOW_MS: u64 = 1_800_000_000_000;
+
 struct Input<'a> {
     query: &'a Message,
     /// The EDNS payload size as sent (hickory cannot build one below 512).
@@ -645,7 +648,7 @@ impl Reference {
         let before = s.answers.len();
         let mut addresses = |v6: bool, s: &mut Sections| {
             let mut out = Vec::new();
-            let sel = crate::policy::select(svc, v6, client, &snap.topology, rng, &mut out);
+            let sel = crate::policy::select(svc, v6, client, &snap.topology, NOW_MS, rng, &mut out);
             s.scope = s.scope.max(sel.ecs_scope);
             s.failed_open |= sel.failed_open;
             for a in out {
@@ -1168,6 +1171,7 @@ fn engine_matches_the_hickory_reference() {
             &c.bytes,
             c.src,
             c.transport,
+            NOW_MS,
             &mut rng,
             &mut scratch,
             &mut out,

@@ -147,6 +147,7 @@ fn engine_loop() {
             q,
             src,
             Transport::Udp,
+            crate::timefmt::now_unix_ms(),
             &mut rng,
             &mut scratch,
             &mut out,

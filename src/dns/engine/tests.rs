@@ -138,6 +138,7 @@ impl T {
             bytes,
             src,
             tr,
+            crate::timefmt::now_unix_ms(),
             &mut self.rng,
             &mut self.scratch,
             &mut self.out,
