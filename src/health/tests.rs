@@ -197,8 +197,7 @@ async fn pending_until_proven_then_fails_over_and_recovers() {
             (Health::Unhealthy, Health::Healthy, app),
         ]
     );
-    let mut m = String::new();
-    hub.render_metrics(&mut m);
+    let m = crate::metrics::render_one(hub.collector());
     assert!(
         m.contains("gslb_health_transitions_total{from=\"Healthy\",to=\"Unhealthy\"} 1\n"),
         "{m}"
