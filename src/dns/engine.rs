@@ -189,6 +189,7 @@ pub fn answer(
                 snap,
                 settings,
                 client,
+                now_ms: req.now_ms,
                 rng,
                 addrs,
                 scope: 0,
@@ -285,6 +286,8 @@ struct Ctx<'s, 'r> {
     snap: &'s Snapshot,
     settings: &'s Settings,
     client: ClientInfo,
+    /// Unix milliseconds, once per query.
+    now_ms: u64,
     rng: &'r mut fastrand::Rng,
     addrs: &'r mut Vec<IpAddr>,
     /// ECS scope decided by the policies (largest seen).
@@ -516,6 +519,7 @@ impl<'s> Ctx<'s, '_> {
             v6,
             &self.client,
             &self.snap.topology,
+            self.now_ms,
             self.rng,
             self.addrs,
         );

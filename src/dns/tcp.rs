@@ -237,7 +237,7 @@ async fn connection(
                 bytes: &query,
                 src: peer,
                 transport: Transport::Tcp,
-                now_ms: super::unix_ms(),
+                now_ms: crate::timefmt::now_unix_ms(),
             };
             engine::answer(
                 &snapshot,

@@ -80,7 +80,7 @@ impl Worker {
             // a query sent after a write's 2xx still sees that write. One clock read
             // too (a batch is answered within microseconds).
             let snapshot = snapshots.load();
-            let now_ms = super::unix_ms();
+            let now_ms = crate::timefmt::now_unix_ms();
             batch.answer_each(|query, peer, cut, response| {
                 let outcome = if cut {
                     engine::answer_cut(query, response)

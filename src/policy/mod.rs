@@ -86,15 +86,18 @@ fn push_rotated(targets: &[TargetEntry], set: u64, by: usize, out: &mut Vec<IpAd
 }
 
 /// Fills `out` with the addresses of `entry`'s targets of one family (`v6`) that the
-/// service's policy picks for `client`. An empty `out` means NODATA.
+/// service's policy picks for `client` at `now_ms` (Unix milliseconds, read once per
+/// UDP batch or TCP query: a coarse clock is enough). An empty `out` means NODATA.
 pub fn select(
     entry: &ServiceEntry,
     v6: bool,
     client: &ClientInfo,
     topology: &Topology,
+    now_ms: u64,
     rng: &mut fastrand::Rng,
     out: &mut Vec<IpAddr>,
 ) -> Selection {
+    let _ = now_ms; // slow start and override expiry read it
     out.clear();
     let targets = entry.family(v6);
     let mut sel = Selection::default();

@@ -56,10 +56,13 @@ impl Fixture {
         rng: &mut fastrand::Rng,
     ) -> (Vec<IpAddr>, Selection) {
         let mut out = Vec::with_capacity(8);
-        let sel = select(&self.entry, v6, &client, topo, rng, &mut out);
+        let sel = select(&self.entry, v6, &client, topo, NOW_MS, rng, &mut out);
         (out, sel)
     }
 }
+
+/// The time the selections are made at (Unix milliseconds).
+const NOW_MS: u64 = 1_800_000_000_000;
 
 fn client(addr: &str, ecs: Option<u8>) -> ClientInfo {
     ClientInfo {
@@ -105,7 +108,7 @@ fn shares(
     let mut out = Vec::new();
     let mut counts = HashMap::new();
     for _ in 0..n {
-        select(&f.entry, v6, &c, topo, &mut rng, &mut out);
+        select(&f.entry, v6, &c, topo, NOW_MS, &mut rng, &mut out);
         assert_eq!(out.len(), 1, "one address per answer");
         *counts.entry(out[0].to_string()).or_default() += 1;
     }
@@ -287,10 +290,13 @@ fn ratio_cases() {
 
 #[test]
 fn ratio_all_zero_is_nodata() {
+    // (A service whose enabled targets all have ratio 0 is refused; one family can
+    // still have only ratio-0 targets.)
     let f = Fixture::new(
         json!({"name": "z.example", "policy": "Ratio", "targets": [
             {"name": "a", "address": "192.0.2.1", "ratio": 0},
-            {"name": "b", "address": "192.0.2.2", "ratio": 0}]}),
+            {"name": "b", "address": "192.0.2.2", "ratio": 0},
+            {"name": "c", "address": "2001:db8::1", "ratio": 1}]}),
         false,
     );
     let mut rng = fastrand::Rng::with_seed(5);
@@ -831,6 +837,7 @@ fn select_does_not_grow_a_sized_buffer() {
             false,
             &client(addr, None),
             &topo,
+            NOW_MS,
             &mut rng,
             &mut out,
         );

@@ -9,4 +9,7 @@ mod cli;
 mod dns;
 mod examples;
 mod health;
+mod istio;
 mod policy;
+mod registry;
+mod targets;

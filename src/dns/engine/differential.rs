@@ -384,7 +384,7 @@ struct Input<'a> {
 /// The server secret and NSID the engine runs with in this test.
 const SECRET_HEX: &str = "0123456789abcdef0011223344556677";
 const NSID: &[u8] = b"gslb-diff-1";
-/// The time of every query (Unix ms).
+/// The time both sides answer at (Unix milliseconds).
 const NOW_MS: u64 = 1_750_000_000_123;
 
 fn settings() -> Settings {
@@ -750,7 +750,7 @@ impl Reference {
         let before = s.answers.len();
         let mut addresses = |v6: bool, s: &mut Sections| {
             let mut out = Vec::new();
-            let sel = crate::policy::select(svc, v6, client, &snap.topology, rng, &mut out);
+            let sel = crate::policy::select(svc, v6, client, &snap.topology, NOW_MS, rng, &mut out);
             s.scope = s.scope.max(sel.ecs_scope);
             s.failed_open |= sel.failed_open;
             for a in out {
@@ -1522,13 +1522,13 @@ fn write_fuzz_seeds() {
         // The OPT RDATA: after the question, OPT's fixed 11 bytes.
         if c.query.queries.len() == 1 && c.payload.is_some() {
             let start = 12 + wire_len(&c.query.queries[0].name) + 4 + 11;
-            if let Some(opts) = c.bytes.get(start..).filter(|o| !o.is_empty()) {
-                if opts_seen.insert(opts.to_vec()) {
-                    let mut seed = vec![(i % 32) as u8];
-                    seed.extend_from_slice(opts);
-                    let n = opts_seen.len();
-                    std::fs::write(root.join(format!("edns_options/{n:04}")), seed).unwrap();
-                }
+            if let Some(opts) = c.bytes.get(start..).filter(|o| !o.is_empty())
+                && opts_seen.insert(opts.to_vec())
+            {
+                let mut seed = vec![(i % 32) as u8];
+                seed.extend_from_slice(opts);
+                let n = opts_seen.len();
+                std::fs::write(root.join(format!("edns_options/{n:04}")), seed).unwrap();
             }
         }
     }
