@@ -101,7 +101,8 @@ pub async fn run(
         config.topology.clone(),
         health.clone(),
     )?);
-    registry.watch_health();
+    // Ready conditions follow health changes (subscribed before the first probe).
+    let _status = registry.follow_health();
     let metrics = Arc::new(Metrics::new());
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -6,8 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::Health;
 use super::probe::RESULT_LABELS;
+use super::{Health, ProbeKey, Thresholds};
 
 pub const PROBES: &str = "gslb_health_probes_total";
 pub const PROBE_DURATION: &str = "gslb_health_probe_duration_seconds";
@@ -167,9 +167,14 @@ impl Stats {
         self.probes.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    /// Renders the counters and histograms (the per-endpoint gauges are rendered by
-    /// the hub, which owns the table).
-    pub fn render(&self, out: &mut String) {
+    /// Renders the counters and histograms, and the gauges of the table: `streams`
+    /// probe streams and one row per verdict (stream, thresholds, verdict).
+    pub fn render(
+        &self,
+        out: &mut String,
+        streams: usize,
+        mut rows: Vec<(ProbeKey, Thresholds, Health)>,
+    ) {
         use crate::metrics::{header, scalar};
         header(
             out,
@@ -236,6 +241,51 @@ impl Stats {
             self.store_writes_ok.load(Ordering::Relaxed),
             self.store_writes_failed.load(Ordering::Relaxed)
         );
+        rows.sort_unstable_by_key(|r| (r.0, r.1.failure, r.1.success));
+        scalar(
+            out,
+            PROBE_STREAMS,
+            "gauge",
+            "Distinct probe endpoints (address, port, period, timeout), each probed once per period.",
+            streams,
+        );
+        header(
+            out,
+            ENDPOINTS,
+            "gauge",
+            "Health verdicts (probe endpoint and thresholds), by verdict.",
+        );
+        let mut counts = [0usize; 3];
+        for r in &rows {
+            counts[state_index(r.2)] += 1;
+        }
+        for (i, h) in STATES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{ENDPOINTS}{{health=\"{}\"}} {}",
+                h.as_str(),
+                counts[i]
+            );
+        }
+        header(
+            out,
+            ENDPOINT_HEALTHY,
+            "gauge",
+            "1 if the endpoint's verdict is Healthy, 0 if Pending or Unhealthy.",
+        );
+        for (k, th, h) in rows {
+            let _ = writeln!(
+                out,
+                "{ENDPOINT_HEALTHY}{{address=\"{}\",port=\"{}\",period_seconds=\"{}\",timeout_seconds=\"{}\",failure_threshold=\"{}\",success_threshold=\"{}\"}} {}",
+                k.address,
+                k.port,
+                k.period_seconds,
+                k.timeout_seconds,
+                th.failure,
+                th.success,
+                u8::from(h == Health::Healthy)
+            );
+        }
     }
 }
 
@@ -275,7 +325,7 @@ mod tests {
         st.probes[0].fetch_add(2, Ordering::Relaxed);
         st.transition(Health::Pending, Health::Healthy);
         let mut s = String::new();
-        st.render(&mut s);
+        st.render(&mut s, 0, Vec::new());
         assert!(
             s.contains("gslb_health_probes_total{result=\"success\"} 2\n"),
             "{s}"

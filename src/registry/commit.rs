@@ -21,9 +21,9 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -72,7 +72,7 @@ pub(super) struct Committer {
     pub store: Arc<dyn Store>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub health: Arc<HealthHub>,
-    pub conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
+    pub status: Arc<status::Book>,
     /// Replaced snapshots that some reader may still hold; dropped here once we hold
     /// the last reference.
     pub retired: Vec<Arc<Snapshot>>,
@@ -245,20 +245,12 @@ impl Committer {
                 self.health.release_service(&old.spec);
             }
         }
+        // A new set of targets may change the reason right now.
         let now = crate::timefmt::now_unix();
-        let mut memos = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
         for (name, s) in changed {
             match &s.after {
-                Some(spec) => {
-                    let memo = memos
-                        .entry(name.clone())
-                        .or_insert_with(|| status::ReadyMemo::initial(now));
-                    // A new set of targets may change the reason right now.
-                    status::compute(spec, health, memo, now);
-                }
-                None => {
-                    memos.remove(&**name);
-                }
+                Some(spec) => self.status.refresh(spec, health, now),
+                None => self.status.forget(name),
             }
         }
     }
