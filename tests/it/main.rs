@@ -9,5 +9,6 @@ mod cli;
 mod dns;
 mod examples;
 mod health;
+mod istio;
 mod policy;
 mod registry;
