@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Exporter, Metrics};
 use crate::registry::Registry;
 
 /// Route templates, as served and as counted in `gslb_api_requests_total`.
@@ -53,6 +53,8 @@ pub const ROUTES: [&str; 5] = [
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Everything `/metrics` shows (built once at startup).
+    pub exporter: Arc<Exporter>,
     pub token: Option<String>,
     /// True once every listener is bound and the store is loaded (/healthz).
     pub ready: Arc<AtomicBool>,

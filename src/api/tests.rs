@@ -68,10 +68,13 @@ fn fixture_with(
         Arc::new(HealthHub::new()),
     )
     .unwrap();
+    let registry = Arc::new(registry);
+    let metrics = Arc::new(Metrics::new());
     Fixture {
         state: AppState {
-            registry: Arc::new(registry),
-            metrics: Arc::new(Metrics::new()),
+            exporter: Arc::new(crate::app::exporter(&metrics, &registry)),
+            registry,
+            metrics,
             token: token.map(str::to_string),
             ready: Arc::new(AtomicBool::new(true)),
         },
@@ -377,7 +380,10 @@ async fn metrics_count_requests_by_route_template() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.headers[header::CONTENT_TYPE], ops::PROMETHEUS_TEXT);
+    assert_eq!(
+        r.headers[header::CONTENT_TYPE],
+        crate::metrics::CONTENT_TYPE
+    );
     let text = String::from_utf8(r.body).unwrap();
     for line in [
         "gslb_api_requests_total{route=\"/api/v1/nameservices/{name}\",method=\"GET\",status=\"404\"} 1\n",

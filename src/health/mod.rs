@@ -340,16 +340,85 @@ impl HealthHub {
         });
     }
 
-    /// Renders the health metrics (appended to `/metrics`).
-    pub fn render_metrics(&self, out: &mut String) {
+    /// The exporter of the health metrics (registered in `/metrics` by the app).
+    pub fn collector(self: &Arc<Self>) -> HealthCollector {
+        HealthCollector(self.clone())
+    }
+
+    /// Encodes the health metrics: the prober's counters, then the table's gauges.
+    fn encode_metrics(
+        &self,
+        enc: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use crate::metrics::{gauge, gauge_family};
+        self.stats.encode(enc)?;
         let mut rows = Vec::new();
-        for s in self.table.streams() {
+        let mut counts = [0usize; 3];
+        let streams = self.table.streams();
+        for s in &streams {
             let st = s.lock();
             for v in &st.verdicts {
-                rows.push((s.key, v.thresholds, v.cell.get()));
+                let h = v.cell.get();
+                counts[match h {
+                    Health::Pending => 0,
+                    Health::Healthy => 1,
+                    _ => 2,
+                }] += 1;
+                rows.push((s.key, v.thresholds, h));
             }
         }
-        self.stats.render(out, self.table.len(), rows);
+        rows.sort_unstable_by_key(|r| (r.0, r.1.failure, r.1.success));
+        gauge(
+            enc,
+            stats::PROBE_STREAMS,
+            "Distinct probe endpoints (address, port, period, timeout), each probed once per period",
+            streams.len(),
+        )?;
+        gauge_family(
+            enc,
+            stats::ENDPOINTS,
+            "Health verdicts (probe endpoint and thresholds), by verdict",
+            ["Pending", "Healthy", "Unhealthy"]
+                .iter()
+                .zip(counts)
+                .map(|(name, n)| ([("health", *name)], n)),
+        )?;
+        gauge_family(
+            enc,
+            stats::ENDPOINT_HEALTHY,
+            "1 if the endpoint's verdict is Healthy, 0 if Pending or Unhealthy",
+            rows.into_iter().map(|(k, th, h)| {
+                (
+                    [
+                        ("address", k.address.to_string()),
+                        ("port", k.port.to_string()),
+                        ("period_seconds", k.period_seconds.to_string()),
+                        ("timeout_seconds", k.timeout_seconds.to_string()),
+                        ("failure_threshold", th.failure.to_string()),
+                        ("success_threshold", th.success.to_string()),
+                    ],
+                    u64::from(h == Health::Healthy),
+                )
+            }),
+        )
+    }
+}
+
+/// Exports the health metrics on `/metrics` (a `prometheus-client` collector).
+pub struct HealthCollector(Arc<HealthHub>);
+
+impl std::fmt::Debug for HealthCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for HealthCollector {
+    fn encode(
+        &self,
+        mut enc: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode_metrics(&mut enc)
     }
 }
 

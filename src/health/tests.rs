@@ -207,8 +207,7 @@ async fn pending_until_proven_then_fails_over_and_recovers() {
         ]
     );
     assert_eq!(local, [Health::Healthy, Health::Unhealthy, Health::Healthy]);
-    let mut m = String::new();
-    hub.render_metrics(&mut m);
+    let m = crate::metrics::render_one(hub.collector());
     assert!(
         m.contains("gslb_health_transitions_total{from=\"Healthy\",to=\"Unhealthy\"} 1\n"),
         "{m}"
