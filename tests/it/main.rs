@@ -12,3 +12,4 @@ mod health;
 mod istio;
 mod policy;
 mod registry;
+mod targets;
