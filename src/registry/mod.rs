@@ -83,6 +83,9 @@ pub struct View {
 #[derive(Debug)]
 pub struct PutOutcome {
     pub created: bool,
+    /// False when the PUT held exactly what was published (nothing was written).
+    /// (Two identical PUTs decided in one group commit both say true.)
+    pub changed: bool,
     pub view: View,
 }
 
@@ -267,6 +270,7 @@ impl Registry {
         let existing = snap.service(&spec.name)?;
         (*existing.spec == **spec).then(|| PutOutcome {
             created: false,
+            changed: false,
             view: self.view(&existing.spec),
         })
     }
@@ -274,6 +278,7 @@ impl Registry {
     fn put_outcome(&self, applied: commit::Applied, spec: &Arc<NameService>) -> PutOutcome {
         PutOutcome {
             created: applied == commit::Applied::Put { created: true },
+            changed: true,
             view: self.view(spec),
         }
     }
@@ -326,6 +331,29 @@ impl Registry {
         let mut specs: Vec<_> = snap.services.iter().map(|(_, e)| e.spec.clone()).collect();
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         specs.iter().map(|s| self.view(s)).collect()
+    }
+
+    /// One page of the NameServices sorted by name: at most `limit` of those whose
+    /// name sorts after `after`, and the name to continue after when more remain.
+    /// A name-based cursor: a page never repeats or skips a name that exists for
+    /// the whole listing, however many writes happen between pages.
+    pub fn list_page(&self, after: Option<&str>, limit: usize) -> (Vec<View>, Option<String>) {
+        let snap = self.snapshot.load();
+        let mut specs: Vec<&Arc<NameService>> = snap
+            .services
+            .iter()
+            .filter(|(name, _)| after.is_none_or(|a| *name > a))
+            .map(|(_, e)| &e.spec)
+            .collect();
+        let more = specs.len() > limit;
+        if more {
+            // Only the first `limit` by name are needed: partition, then sort those.
+            specs.select_nth_unstable_by(limit, |a, b| a.name.cmp(&b.name));
+            specs.truncate(limit);
+        }
+        specs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let next = more.then(|| specs.last().map(|s| s.name.clone())).flatten();
+        (specs.iter().map(|s| self.view(s)).collect(), next)
     }
 
     /// How many NameServices are served.

@@ -10,5 +10,6 @@ mod dns;
 mod examples;
 mod health;
 mod istio;
+mod operators;
 mod policy;
 mod registry;
