@@ -13,3 +13,4 @@ mod istio;
 mod operators;
 mod policy;
 mod registry;
+mod targets;
