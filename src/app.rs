@@ -124,13 +124,21 @@ pub async fn run(
             .load_health()
             .context("loading the stored health state")?,
     );
-    let registry = Arc::new(Registry::open(
-        &config.instance,
-        store.clone(),
-        zones,
-        config.topology.clone(),
-        health.clone(),
-    )?);
+    let registry = Arc::new(
+        Registry::open(
+            &config.instance,
+            store.clone(),
+            zones,
+            config.topology.clone(),
+            health.clone(),
+        )
+        .with_context(|| {
+            format!(
+                "loading the NameServices stored in {}",
+                config.data_dir.display()
+            )
+        })?,
+    );
     registry.watch_health();
     let metrics = Arc::new(Metrics::new());
     let events = Arc::new(EventLog::new(

@@ -93,13 +93,13 @@ struct MemStore {
 }
 
 impl Store for MemStore {
-    fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
-        Ok(Vec::new())
+    fn load_each(&self, _: &mut dyn FnMut(NameService, u64)) -> Result<(), StoreError> {
+        Ok(())
     }
     fn revision(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
-    fn apply(&self, _: &[Change], _: u64) -> Result<(), StoreError> {
+    fn apply(&self, _: &[Change], _: u64, _: bool) -> Result<(), StoreError> {
         Ok(())
     }
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {

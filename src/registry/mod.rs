@@ -1,11 +1,17 @@
-//! The source of truth for NameServices: validate -> store -> rebuild snapshot -> publish.
+//! The source of truth for NameServices: validate -> place -> store -> compile ->
+//! publish.
 //!
 //! **Architecture Invariant:** every change goes through the committer thread
-//! ([`commit`]): the store has flushed the change before the new snapshot is
-//! published, and the snapshot is published before the caller is told it succeeded,
-//! so a 2xx is both durable and visible to the very next DNS query. Concurrent
-//! writes share one flush and one snapshot (group commit). Startup is the same
-//! path: the stored resources are applied to an empty registry.
+//! ([`commit`]) and its one apply path: the store has the change before the new
+//! snapshot is published, and the snapshot is published before the caller is told
+//! it succeeded, so a 2xx is both durable and visible to the very next DNS query.
+//! Concurrent writes share one flush and one snapshot (group commit). Startup is
+//! the same path: the stored resources are applied to an empty registry, with the
+//! same placement checks as an API write.
+//!
+//! **Architecture Invariant:** every resource carries the revision of the change
+//! that wrote it (its ETag), and the registry the revision of the last change it
+//! applied; both only grow.
 
 mod commit;
 mod status;
@@ -22,7 +28,7 @@ pub use status::{Condition, Status, TargetStatus};
 use crate::health::{HealthChange, HealthHub};
 use crate::model::NameService;
 use crate::policy::Topology;
-use crate::snapshot::{ServiceEntry, ServiceMap, Snapshot};
+use crate::snapshot::{ServiceMap, Snapshot};
 use crate::store::{Store, StoreError};
 use crate::zone::{Collision, ZoneSet};
 
@@ -38,6 +44,9 @@ pub enum RegistryError {
         zone: String,
         what: String,
     },
+    /// An `If-Match` / `If-None-Match` condition did not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the registry's committer is not running: {0}")]
@@ -71,12 +80,73 @@ fn placement(zones: &ZoneSet, name: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// Entity tags a condition lists (`If-Match`, `If-None-Match`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tags {
+    /// `*`: any current version.
+    Any,
+    /// Strong tags `"<revision>"`; an empty list matches nothing.
+    Revisions(Vec<u64>),
+}
+
+impl Tags {
+    fn matches(&self, revision: u64) -> bool {
+        match self {
+            Tags::Any => true,
+            Tags::Revisions(list) => list.contains(&revision),
+        }
+    }
+}
+
+/// The conditions of a write (RFC 9110 section 13.1), checked against the current
+/// revision of the resource when the write is decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Precondition {
+    pub if_match: Option<Tags>,
+    pub if_none_match: Option<Tags>,
+}
+
+impl Precondition {
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.if_none_match.is_none()
+    }
+
+    /// Checks the conditions against the resource's current revision (`None`:
+    /// absent).
+    pub fn check(&self, current: Option<u64>) -> Result<(), RegistryError> {
+        if let Some(tags) = &self.if_match
+            && !current.is_some_and(|r| tags.matches(r))
+        {
+            return Err(RegistryError::PreconditionFailed(match current {
+                None => "If-Match: the NameService does not exist".into(),
+                Some(r) => format!(
+                    "If-Match: the NameService is at revision \"{r}\", which the request does not name"
+                ),
+            }));
+        }
+        if let Some(tags) = &self.if_none_match
+            && let Some(r) = current.filter(|r| tags.matches(*r))
+        {
+            return Err(RegistryError::PreconditionFailed(match tags {
+                Tags::Any => format!("If-None-Match: *: the NameService exists (revision \"{r}\")"),
+                Tags::Revisions(_) => {
+                    format!("If-None-Match: the NameService is at revision \"{r}\"")
+                }
+            }));
+        }
+        Ok(())
+    }
+}
+
 /// A NameService together with its current status, as the API returns it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct View {
     #[serde(flatten)]
     pub spec: Arc<NameService>,
     pub status: Status,
+    /// The revision of the change that wrote it: its ETag.
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 /// Outcome of a PUT.
@@ -120,7 +190,9 @@ pub struct Registry {
 
 impl Registry {
     /// Builds the registry from the store: every stored NameService is applied to an
-    /// empty registry (the same path as an API write, minus the store write).
+    /// empty registry through the committer's one apply path (placement checks
+    /// included: a stored name that no served zone can hold now is parked, not
+    /// served).
     pub fn open(
         instance: &str,
         store: Arc<dyn Store>,
@@ -128,44 +200,44 @@ impl Registry {
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
     ) -> Result<Self, RegistryError> {
-        let now = crate::timefmt::now_unix();
-        let revision = Arc::new(AtomicU64::new(store.revision()?));
-        let mut conditions = HashMap::new();
-        let mut entries = Vec::new();
-        store.load_each(&mut |ns| {
-            // Stored names that no zone serves any more stay stored (the zone may come
-            // back) but are neither served nor probed; say so once.
-            if zones.zone_of(&ns.name).is_none() {
-                tracing::warn!(nameservice = %ns.name, "stored NameService is outside every served zone; not served");
-                return;
-            }
-            let cells = health.acquire_service(&ns);
-            let spec = Arc::new(ns);
-            let name: Arc<str> = spec.name.as_str().into();
-            // Health may be restored from the store: so is the Ready condition.
-            conditions.insert(
-                name.clone(),
-                status::ReadyMemo::restored(&spec, &health, now),
-            );
-            let entry = Arc::new(ServiceEntry::compile(spec, |ep| cells[ep].clone()));
-            entries.push((name, Some(entry)));
+        let stored_revision = store.revision()?;
+        let mut changes = Vec::new();
+        store.load_each(&mut |ns, rev| {
+            changes.push(commit::Incoming {
+                name: ns.name.as_str().into(),
+                spec: Some(Arc::new(ns)),
+                revision: rev,
+            });
         })?;
-        let snapshot = Snapshot {
-            services: ServiceMap::default().with_changes(entries),
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
+            services: ServiceMap::default(),
             zones,
             topology,
-        };
-        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-        let conditions = Arc::new(Mutex::new(conditions));
-        let (tx, rx) = mpsc::channel();
-        let committer = commit::Committer {
+        }));
+        let revision = Arc::new(AtomicU64::new(0));
+        let conditions = Arc::new(Mutex::new(HashMap::new()));
+        let mut committer = commit::Committer {
             revision: revision.clone(),
             store: store.clone(),
             snapshot: snapshot.clone(),
             health: health.clone(),
             conditions: conditions.clone(),
+            parked: HashMap::new(),
+            tombstones: HashMap::new(),
             retired: Vec::new(),
         };
+        let (done, mut loaded) = oneshot::channel();
+        committer.commit(vec![commit::Request::Apply {
+            changes,
+            revision: stored_revision,
+            store: false,
+            durable: false,
+            reply: Some(done),
+        }]);
+        loaded
+            .try_recv()
+            .map_err(|_| RegistryError::committer_gone())??;
+        let (tx, rx) = mpsc::channel();
         let committer = std::thread::Builder::new()
             .name("gslb-commit".into())
             .spawn(move || committer.run(rx))
@@ -221,26 +293,39 @@ impl Registry {
     /// Blocking (waits for the flush): call from a blocking context; async code
     /// calls [`Registry::put_async`].
     pub fn put(&self, ns: NameService) -> Result<PutOutcome, RegistryError> {
+        self.put_if(ns, Precondition::default())
+    }
+
+    /// [`Registry::put`] under `cond`.
+    pub fn put_if(&self, ns: NameService, cond: Precondition) -> Result<PutOutcome, RegistryError> {
         let spec = Arc::new(ns);
-        if let Some(done) = self.unchanged(&spec) {
+        if cond.is_empty()
+            && let Some(done) = self.unchanged(&spec)
+        {
             return Ok(done);
         }
         let applied = self
-            .submit(commit::Op::Put(spec.clone()))?
+            .submit(commit::Op::Put(spec.clone(), cond))?
             .blocking_recv()
             .map_err(|_| RegistryError::committer_gone())??;
         Ok(self.put_outcome(applied, &spec))
     }
 
-    /// [`Registry::put`] for async callers: waits for the group commit without
+    /// [`Registry::put_if`] for async callers: waits for the group commit without
     /// holding a thread.
-    pub async fn put_async(&self, ns: NameService) -> Result<PutOutcome, RegistryError> {
+    pub async fn put_async(
+        &self,
+        ns: NameService,
+        cond: Precondition,
+    ) -> Result<PutOutcome, RegistryError> {
         let spec = Arc::new(ns);
-        if let Some(done) = self.unchanged(&spec) {
+        if cond.is_empty()
+            && let Some(done) = self.unchanged(&spec)
+        {
             return Ok(done);
         }
         let applied = self
-            .submit(commit::Op::Put(spec.clone()))?
+            .submit(commit::Op::Put(spec.clone(), cond))?
             .await
             .map_err(|_| RegistryError::committer_gone())??;
         Ok(self.put_outcome(applied, &spec))
@@ -249,15 +334,18 @@ impl Registry {
     /// Deletes a NameService. Durable and visible when it returns `Ok`. Blocking;
     /// async code calls [`Registry::delete_async`].
     pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
-        self.submit(commit::Op::Delete(name.to_string()))?
-            .blocking_recv()
-            .map_err(|_| RegistryError::committer_gone())??;
+        self.submit(commit::Op::Delete(
+            name.to_string(),
+            Precondition::default(),
+        ))?
+        .blocking_recv()
+        .map_err(|_| RegistryError::committer_gone())??;
         Ok(())
     }
 
-    /// [`Registry::delete`] for async callers.
-    pub async fn delete_async(&self, name: &str) -> Result<(), RegistryError> {
-        self.submit(commit::Op::Delete(name.to_string()))?
+    /// [`Registry::delete`] for async callers, under `cond`.
+    pub async fn delete_async(&self, name: &str, cond: Precondition) -> Result<(), RegistryError> {
+        self.submit(commit::Op::Delete(name.to_string(), cond))?
             .await
             .map_err(|_| RegistryError::committer_gone())??;
         Ok(())
@@ -271,15 +359,18 @@ impl Registry {
         (*existing.spec == **spec).then(|| PutOutcome {
             created: false,
             changed: false,
-            view: self.view(&existing.spec),
+            view: self.view(&existing.spec, existing.revision),
         })
     }
 
     fn put_outcome(&self, applied: commit::Applied, spec: &Arc<NameService>) -> PutOutcome {
-        PutOutcome {
-            created: applied == commit::Applied::Put { created: true },
-            changed: true,
-            view: self.view(spec),
+        match applied {
+            commit::Applied::Put { created, revision } => PutOutcome {
+                created,
+                changed: true,
+                view: self.view(spec, revision),
+            },
+            commit::Applied::Deleted { .. } => unreachable!("a PUT is never a deletion"),
         }
     }
 
@@ -289,7 +380,7 @@ impl Registry {
         let (reply, rx) = oneshot::channel();
         self.commits
             .as_ref()
-            .and_then(|tx| tx.send(commit::Request { op, reply }).ok())
+            .and_then(|tx| tx.send(commit::Request::Write { op, reply }).ok())
             .ok_or_else(RegistryError::committer_gone)?;
         Ok(rx)
     }
@@ -322,15 +413,19 @@ impl Registry {
     /// One NameService with its status.
     pub fn get(&self, name: &str) -> Option<View> {
         let snap = self.snapshot.load();
-        snap.service(name).map(|e| self.view(&e.spec))
+        snap.service(name).map(|e| self.view(&e.spec, e.revision))
     }
 
     /// Every NameService, sorted by name.
     pub fn list(&self) -> Vec<View> {
         let snap = self.snapshot.load();
-        let mut specs: Vec<_> = snap.services.iter().map(|(_, e)| e.spec.clone()).collect();
-        specs.sort_by(|a, b| a.name.cmp(&b.name));
-        specs.iter().map(|s| self.view(s)).collect()
+        let mut specs: Vec<_> = snap
+            .services
+            .iter()
+            .map(|(_, e)| (e.spec.clone(), e.revision))
+            .collect();
+        specs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        specs.iter().map(|(s, r)| self.view(s, *r)).collect()
     }
 
     /// One page of the NameServices sorted by name: at most `limit` of those whose
@@ -339,21 +434,27 @@ impl Registry {
     /// the whole listing, however many writes happen between pages.
     pub fn list_page(&self, after: Option<&str>, limit: usize) -> (Vec<View>, Option<String>) {
         let snap = self.snapshot.load();
-        let mut specs: Vec<&Arc<NameService>> = snap
+        let mut entries: Vec<&Arc<crate::snapshot::ServiceEntry>> = snap
             .services
             .iter()
             .filter(|(name, _)| after.is_none_or(|a| *name > a))
-            .map(|(_, e)| &e.spec)
+            .map(|(_, e)| e)
             .collect();
-        let more = specs.len() > limit;
+        let more = entries.len() > limit;
         if more {
             // Only the first `limit` by name are needed: partition, then sort those.
-            specs.select_nth_unstable_by(limit, |a, b| a.name.cmp(&b.name));
-            specs.truncate(limit);
+            entries.select_nth_unstable_by(limit, |a, b| a.spec.name.cmp(&b.spec.name));
+            entries.truncate(limit);
         }
-        specs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let next = more.then(|| specs.last().map(|s| s.name.clone())).flatten();
-        (specs.iter().map(|s| self.view(s)).collect(), next)
+        entries.sort_unstable_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        let next = more
+            .then(|| entries.last().map(|e| e.spec.name.clone()))
+            .flatten();
+        let views = entries
+            .iter()
+            .map(|e| self.view(&e.spec, e.revision))
+            .collect();
+        (views, next)
     }
 
     /// How many NameServices are served.
@@ -365,7 +466,7 @@ impl Registry {
         self.len() == 0
     }
 
-    fn view(&self, spec: &Arc<NameService>) -> View {
+    fn view(&self, spec: &Arc<NameService>, revision: u64) -> View {
         let mut memos = self.lock_conditions();
         let memo = match memos.get_mut(spec.name.as_str()) {
             Some(m) => m,
@@ -376,6 +477,7 @@ impl Registry {
         View {
             spec: spec.clone(),
             status: status::compute(spec, &self.health, memo, crate::timefmt::now_unix()),
+            revision,
         }
     }
 

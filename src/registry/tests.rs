@@ -158,8 +158,12 @@ fn reopening_restores_verdicts_and_the_ready_date() {
     let store = Arc::new(SledStore::open(&f.dir.join("data2")).unwrap());
     store
         .apply(
-            &[crate::store::Change::Put(ns("a.hc.example", 443, 1).into())],
+            &[crate::store::Change::Put(
+                ns("a.hc.example", 443, 1).into(),
+                1,
+            )],
             1,
+            true,
         )
         .unwrap();
     let zones = Arc::new(ZoneSet::load_dir(&f.dir.join("zones")).unwrap());
@@ -169,4 +173,59 @@ fn reopening_restores_verdicts_and_the_ready_date() {
     let after = ready_of(&r, "a.hc.example");
     assert_eq!(after.reason, "SomeTargetsUnhealthy");
     assert_eq!(after.last_transition_time, before.last_transition_time);
+}
+
+#[test]
+fn startup_applies_the_same_placement_checks_as_a_write() {
+    let f = fixture("placement");
+    let store = Arc::new(SledStore::open(&f.dir.join("data2")).unwrap());
+    store
+        .apply(
+            &[
+                crate::store::Change::Put(ns("ok.hc.example", 443, 1).into(), 1),
+                crate::store::Change::Put(ns("app.sub.hc.example", 443, 1).into(), 2),
+                crate::store::Change::Put(ns("www.hc.example", 443, 1).into(), 3),
+            ],
+            3,
+            true,
+        )
+        .unwrap();
+    // The zone now delegates sub.hc.example and holds a static CNAME at www: a write
+    // of those names would be refused (409), so startup does not serve them either.
+    std::fs::write(
+        f.dir.join("zones/hc.example.zone"),
+        "$ORIGIN hc.example.\n@ 300 IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ 300 IN NS ns1\nns1 300 IN A 192.0.2.53\n\
+         sub 300 IN NS ns.other.example.\nwww 300 IN CNAME ok\n",
+    )
+    .unwrap();
+    let zones = Arc::new(ZoneSet::load_dir(&f.dir.join("zones")).unwrap());
+    let hub = Arc::new(HealthHub::new());
+    let r = Registry::open(
+        "test",
+        store.clone(),
+        zones,
+        Arc::new(Topology::default()),
+        hub.clone(),
+    )
+    .unwrap();
+    assert!(r.get("ok.hc.example").is_some());
+    assert!(r.get("app.sub.hc.example").is_none());
+    assert!(r.get("www.hc.example").is_none());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r.revision(), 3);
+    // Parked names are not probed.
+    assert_eq!(hub.probe_streams(), 2);
+    // They stay stored (the zone may change back) until deleted.
+    assert_eq!(store.load_all().unwrap().len(), 3);
+    assert!(matches!(
+        r.put(ns("www.hc.example", 443, 1)),
+        Err(RegistryError::Collision { .. })
+    ));
+    r.delete("www.hc.example").unwrap();
+    assert!(matches!(
+        r.delete("www.hc.example"),
+        Err(RegistryError::NotFound(_))
+    ));
+    assert_eq!(store.load_all().unwrap().len(), 2);
+    assert_eq!(r.revision(), 4);
 }
