@@ -139,7 +139,8 @@ pub async fn run(
             )
         })?,
     );
-    registry.watch_health();
+    // Ready conditions follow health changes (subscribed before the first probe).
+    let _status = registry.follow_health();
     let metrics = Arc::new(Metrics::new());
     let events = Arc::new(EventLog::new(
         config.instance.as_str(),

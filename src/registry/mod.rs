@@ -18,14 +18,14 @@ mod status;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 pub use status::{Condition, Status, TargetStatus};
 
-use crate::health::{HealthChange, HealthHub};
+use crate::health::{HealthEvent, HealthHub};
 use crate::model::NameService;
 use crate::policy::Topology;
 use crate::snapshot::{ServiceMap, Snapshot};
@@ -185,7 +185,7 @@ pub struct Registry {
     commits: Option<mpsc::Sender<commit::Request>>,
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
-    conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
+    status: Arc<status::Book>,
 }
 
 impl Registry {
@@ -215,13 +215,13 @@ impl Registry {
             topology,
         }));
         let revision = Arc::new(AtomicU64::new(0));
-        let conditions = Arc::new(Mutex::new(HashMap::new()));
+        let book = Arc::new(status::Book::default());
         let mut committer = commit::Committer {
             revision: revision.clone(),
             store: store.clone(),
             snapshot: snapshot.clone(),
             health: health.clone(),
-            conditions: conditions.clone(),
+            status: book.clone(),
             parked: HashMap::new(),
             tombstones: HashMap::new(),
             retired: Vec::new(),
@@ -250,29 +250,48 @@ impl Registry {
             health,
             commits: Some(tx),
             committer: Some(committer),
-            conditions,
+            status: book,
         })
     }
 
-    /// Records Ready transitions as health changes happen (rather than when someone
-    /// happens to read the status), so `lastTransitionTime` is the time of the change.
-    pub fn watch_health(self: &Arc<Self>) {
+    /// Follows the health events from now on: every verdict change refreshes the
+    /// Ready condition of the NameServices holding it, dated by the change (rather
+    /// than by whoever reads the status next). Call inside the runtime, before the
+    /// prober starts; the task ends with the registry.
+    pub fn follow_health(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut events = self.health.subscribe();
         let me = Arc::downgrade(self);
-        self.health.set_change_hook(move |c| {
-            if let Some(r) = me.upgrade() {
-                r.health_changed(c);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let event = events.recv().await;
+                let Some(r) = me.upgrade() else { return };
+                match event {
+                    Ok(e) => {
+                        if let HealthEvent::Verdict(c) = &*e {
+                            let snap = r.snapshot.load();
+                            for name in c.nameservices() {
+                                if let Some(entry) = snap.service(name) {
+                                    r.status.refresh(&entry.spec, &r.health, c.at());
+                                }
+                            }
+                        }
+                    }
+                    // Events were lost: bring every condition up to date, now.
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            lost = n,
+                            "health events lost; refreshing every Ready condition"
+                        );
+                        let now = crate::timefmt::now_unix();
+                        for (_, entry) in r.snapshot.load().services.iter() {
+                            r.status.refresh(&entry.spec, &r.health, now);
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                }
             }
-        });
-    }
-
-    fn health_changed(&self, change: &HealthChange) {
-        let snap = self.snapshot.load();
-        let mut memos = self.lock_conditions();
-        for name in &change.nameservices {
-            if let (Some(entry), Some(memo)) = (snap.service(name), memos.get_mut(&**name)) {
-                status::compute(&entry.spec, &self.health, memo, change.at);
-            }
-        }
+        })
     }
 
     /// The handle DNS workers load snapshots from.
@@ -385,10 +404,6 @@ impl Registry {
         Ok(rx)
     }
 
-    fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, status::ReadyMemo>> {
-        self.conditions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// This instance's name.
     pub fn instance(&self) -> &str {
         &self.instance
@@ -467,16 +482,9 @@ impl Registry {
     }
 
     fn view(&self, spec: &Arc<NameService>, revision: u64) -> View {
-        let mut memos = self.lock_conditions();
-        let memo = match memos.get_mut(spec.name.as_str()) {
-            Some(m) => m,
-            None => memos
-                .entry(spec.name.as_str().into())
-                .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix())),
-        };
         View {
             spec: spec.clone(),
-            status: status::compute(spec, &self.health, memo, crate::timefmt::now_unix()),
+            status: self.status.view(spec, &self.health),
             revision,
         }
     }
