@@ -12,5 +12,6 @@ mod health;
 mod istio;
 mod operators;
 mod policy;
+mod resolver;
 mod registry;
 mod targets;
