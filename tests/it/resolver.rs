@@ -29,9 +29,9 @@ fn free_block() -> [IpAddr; 3] {
     for _ in 0..200 {
         let (a, b) = (fastrand::u8(60..250), fastrand::u8(1..250));
         let ips = [1, 2, 3].map(|h| IpAddr::from([127, a, b, h]));
-        let free = ips[..2].iter().all(|&ip| {
-            UdpSocket::bind((ip, 53)).is_ok() && TcpListener::bind((ip, 53)).is_ok()
-        });
+        let free = ips[..2]
+            .iter()
+            .all(|&ip| UdpSocket::bind((ip, 53)).is_ok() && TcpListener::bind((ip, 53)).is_ok());
         if free {
             return ips;
         }
@@ -137,7 +137,11 @@ stub-zone:
             if exchange(u.addr, "127.0.0.1".parse().unwrap(), &q).is_some() {
                 break;
             }
-            assert!(Instant::now() < deadline, "unbound did not start:\n{}", u.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "unbound did not start:\n{}",
+                u.log_text()
+            );
         }
         u
     }
@@ -403,7 +407,10 @@ fn kdig_sees_nsid_and_server_cookies() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let out = kdig(&srv, &["+nsid", "+cookie"]);
-    assert!(out.contains("NSID: ") && out.contains("\"gslb-child-1\""), "{out}");
+    assert!(
+        out.contains("NSID: ") && out.contains("\"gslb-child-1\""),
+        "{out}"
+    );
     // ";; COOKIE: <client><server>" in hex: the server cookie is 16 bytes (32 hex
     // digits) and starts with version 1.
     let cookie_of = |out: &str| -> String {
@@ -430,7 +437,10 @@ fn kdig_sees_nsid_and_server_cookies() {
     let out = kdig(&srv, &[&format!("+cookie={client}{forged}")]);
     assert!(out.contains("status: NOERROR"), "{out}");
     let renewed = cookie_of(&out);
-    assert!(renewed.starts_with(client) && !renewed.ends_with(&forged[16..]), "{out}");
+    assert!(
+        renewed.starts_with(client) && !renewed.ends_with(&forged[16..]),
+        "{out}"
+    );
     // Without NSID configured, none; CHAOS id.server names the instance.
     let out = Command::new("kdig")
         .arg(format!("@{}", twin.dns.ip()))
@@ -439,5 +449,8 @@ fn kdig_sees_nsid_and_server_cookies() {
         .args(["id.server", "TXT", "CH", "+short"])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"gslb-child-2\"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "\"gslb-child-2\""
+    );
 }
