@@ -1203,7 +1203,9 @@ mod tests {
         );
         // Secrets never show in Debug.
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("secret"), "{dbg}");
+        for secret in ["legacy-secret", "ci-secret", "ro-secret"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
         assert!(dbg.contains("grafana.read"), "{dbg}");
     }
 
