@@ -23,7 +23,7 @@ struct Burst {
 }
 
 /// Sends `n` copies of `q` (fresh IDs) from one socket as fast as it can, then
-/// collects the answers for 1.5 s.
+/// collects the answers for up to 3 s.
 fn burst(server: SocketAddr, make: impl Fn(u16) -> Message, n: usize) -> Burst {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
@@ -33,7 +33,7 @@ fn burst(server: SocketAddr, make: impl Fn(u16) -> Message, n: usize) -> Burst {
             .unwrap();
     }
     let mut seen: HashMap<u16, Message> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    let deadline = Instant::now() + Duration::from_secs(3);
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline && seen.len() < n {
         if let Ok((len, _)) = sock.recv_from(&mut buf) {
@@ -63,16 +63,16 @@ fn ask(name: &str, rtype: RecordType) -> impl Fn(u16) -> Message {
     }
 }
 
-/// The value of an unlabelled counter in /metrics.
+/// The value of a counter in /metrics (`name` with its labels, if any; 0 when
+/// the sample is absent, as labelled counters are until counted).
 fn metric(s: &Server, name: &str) -> u64 {
     let text = s.get("/metrics").body;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
+
+const A_NOERROR: &str = "gslb_dns_queries_total{qtype=\"A\",rcode=\"NOERROR\"}";
 
 fn limited_server(rate: u32) -> Server {
     Server::start_with(ServerOpts {
@@ -98,16 +98,25 @@ fn rrl_limits_identical_answers_with_slip_and_counts_them() {
     let s = limited_server(10);
     at_second_start();
     let b = burst(s.dns, ask("www.gslb.example.", RecordType::A), 40);
+    // What the server did (a loaded machine may also lose datagrams on the way, so
+    // the client's view is checked against it, not for equality).
+    let answered = metric(&s, A_NOERROR);
+    let slipped = metric(&s, "gslb_dns_rrl_slipped_total");
+    let dropped = metric(&s, "gslb_dns_rrl_dropped_total");
+    assert_eq!(answered, 40, "every query reached the engine");
+    let full = answered - slipped - dropped;
     // 10 within the rate; of the 30 over it, every 2nd slips (TC=1), the rest are
     // dropped. A burst straddling a second boundary gets up to 10 more full ones.
-    assert!((10..=20).contains(&b.full), "{b:?}");
-    assert!(b.truncated >= 10 && b.dropped >= 10, "{b:?}");
+    assert!((10..=20).contains(&full), "{full} full, {b:?}");
     assert!(
-        b.truncated.abs_diff(b.dropped) <= 1,
-        "slip 2 alternates: {b:?}"
+        slipped >= 10 && slipped.abs_diff(dropped) <= 1,
+        "slip 2 alternates: {slipped}/{dropped}"
     );
-    assert_eq!(metric(&s, "gslb_dns_rrl_slipped_total"), b.truncated as u64);
-    assert_eq!(metric(&s, "gslb_dns_rrl_dropped_total"), b.dropped as u64);
+    assert!(
+        b.full as u64 <= full && b.truncated as u64 <= slipped,
+        "{b:?}"
+    );
+    assert!(b.truncated >= 5 && b.dropped as u64 >= dropped, "{b:?}");
     // Another name (and another type) has its own bucket.
     let other = burst(s.dns, ask("ns1.gslb.example.", RecordType::A), 5);
     assert_eq!(
@@ -154,11 +163,20 @@ fn rrl_counts_nxdomain_per_zone_and_spares_valid_cookies() {
         },
         40,
     );
-    assert!((10..=20).contains(&b.full), "{b:?}");
-    assert!(b.truncated >= 10 && b.dropped >= 10, "{b:?}");
+    let nx = metric(&s, "gslb_dns_queries_total{qtype=\"A\",rcode=\"NXDOMAIN\"}");
+    let slipped = metric(&s, "gslb_dns_rrl_slipped_total");
+    let dropped = metric(&s, "gslb_dns_rrl_dropped_total");
+    assert_eq!(nx, 40);
+    assert!(
+        (10..=20).contains(&(nx - slipped - dropped)),
+        "{slipped}/{dropped}, {b:?}"
+    );
+    assert!(slipped >= 10 && dropped >= 10, "{slipped}/{dropped}, {b:?}");
+    assert!(b.truncated >= 5, "{b:?}");
     // Answers that exist are not in the NXDOMAIN bucket.
     let ok = burst(s.dns, ask("www.gslb.example.", RecordType::A), 5);
-    assert_eq!(ok.full, 5, "{ok:?}");
+    assert_eq!(ok.truncated, 0, "{ok:?}");
+    assert_eq!(metric(&s, "gslb_dns_rrl_dropped_total"), dropped);
 
     // A client-only cookie proves nothing: limited like no cookie. A valid server
     // cookie (learnt in an answer) is never limited.
@@ -189,17 +207,22 @@ fn rrl_counts_nxdomain_per_zone_and_spares_valid_cookies() {
         .expect("a server cookie");
     assert_eq!(cookie.len(), 24);
     at_second_start();
+    let before = metric(&s, "gslb_dns_rrl_dropped_total");
     let b = burst(s.dns, with_cookie(vec![7; 8]), 30);
-    assert!(b.dropped >= 5, "client-only cookies are limited: {b:?}");
-    let b = burst(s.dns, with_cookie(cookie), 30);
-    assert_eq!(
-        b,
-        Burst {
-            full: 30,
-            truncated: 0,
-            dropped: 0
-        }
+    let limited = metric(&s, "gslb_dns_rrl_dropped_total") - before;
+    assert!(limited >= 5, "client-only cookies are limited: {b:?}");
+    let before = (
+        metric(&s, "gslb_dns_rrl_dropped_total"),
+        metric(&s, "gslb_dns_rrl_slipped_total"),
     );
+    let b = burst(s.dns, with_cookie(cookie), 30);
+    assert_eq!(b.truncated, 0, "{b:?}");
+    assert!(b.full >= 25, "{b:?}");
+    let after = (
+        metric(&s, "gslb_dns_rrl_dropped_total"),
+        metric(&s, "gslb_dns_rrl_slipped_total"),
+    );
+    assert_eq!(before, after, "valid cookies are never limited");
 }
 
 #[test]
@@ -208,8 +231,12 @@ fn rrl_default_exempts_loopback() {
     // 127.0.0.1 in a burst are all answered.
     let s = Server::start();
     let b = burst(s.dns, ask("www.gslb.example.", RecordType::A), 400);
-    assert_eq!(b.truncated + b.dropped, 0, "{b:?}");
+    assert_eq!(b.truncated, 0, "{b:?}");
+    // Far more than the rate were answered, none limited (a loaded machine may lose
+    // a few datagrams on the way: counted by the server, not the client).
+    assert!(metric(&s, A_NOERROR) > 300, "{b:?}");
     assert_eq!(metric(&s, "gslb_dns_rrl_dropped_total"), 0);
+    assert_eq!(metric(&s, "gslb_dns_rrl_slipped_total"), 0);
 }
 
 // ---------------------------------------------------------------- TCP
