@@ -12,6 +12,7 @@
 
 mod body;
 mod error;
+mod explain;
 mod nameservices;
 mod ops;
 
@@ -35,12 +36,14 @@ use crate::registry::Registry;
 /// Route templates, as served and as counted in `gslb_api_requests_total`.
 pub const ROUTE_NAMESERVICES: &str = "/api/v1/nameservices";
 pub const ROUTE_NAMESERVICE: &str = "/api/v1/nameservices/{name}";
+pub const ROUTE_EXPLAIN: &str = "/api/v1/nameservices/{name}/explain";
 pub const ROUTE_HEALTHZ: &str = "/healthz";
 pub const ROUTE_METRICS: &str = "/metrics";
 /// Every route template the API serves (docs and tests check api/openapi.yaml against it).
-pub const ROUTES: [&str; 4] = [
+pub const ROUTES: [&str; 5] = [
     ROUTE_NAMESERVICES,
     ROUTE_NAMESERVICE,
+    ROUTE_EXPLAIN,
     ROUTE_HEALTHZ,
     ROUTE_METRICS,
 ];
@@ -104,6 +107,7 @@ pub fn router(state: AppState) -> Router {
                 .put(nameservices::put)
                 .delete(nameservices::delete),
         )
+        .route(ROUTE_EXPLAIN, get(explain::explain))
         .route(ROUTE_HEALTHZ, get(ops::healthz))
         .route(ROUTE_METRICS, get(ops::metrics))
         .fallback(ops::not_found)

@@ -375,7 +375,7 @@ impl<'s> Ctx<'s, '_> {
         self.scope = self.scope.max(sel.ecs_scope);
         self.failed_open |= sel.failed_open;
         for &a in self.addrs.iter() {
-            w.address(Section::Answer, owner, a, svc.ttl);
+            w.address(Section::Answer, owner, a, sel.ttl);
         }
         !self.addrs.is_empty()
     }

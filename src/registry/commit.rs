@@ -227,7 +227,13 @@ impl Committer {
                 .with_changes(changed.iter().map(|(name, s)| {
                     let entry = s.after.as_ref().map(|spec| {
                         let cells = health.acquire_service(spec);
-                        Arc::new(ServiceEntry::compile(spec.clone(), |ep| cells[ep].clone()))
+                        let previous = current.services.get(name);
+                        Arc::new(ServiceEntry::compile(
+                            spec.clone(),
+                            None,
+                            previous.map(|p| &**p),
+                            |ep| cells[ep].clone(),
+                        ))
                     });
                     (name.clone(), entry)
                 })),
@@ -249,7 +255,7 @@ impl Committer {
                         .entry(name.clone())
                         .or_insert_with(|| status::ReadyMemo::initial(now));
                     // A new set of targets may change the reason right now.
-                    status::compute(spec, health, memo, now);
+                    status::compute(spec, health, None, memo, now);
                 }
                 None => {
                     memos.remove(&**name);

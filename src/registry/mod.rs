@@ -123,7 +123,7 @@ impl Registry {
                 name.clone(),
                 status::ReadyMemo::restored(&spec, &health, now),
             );
-            let entry = Arc::new(ServiceEntry::compile(spec, |ep| cells[ep].clone()));
+            let entry = Arc::new(ServiceEntry::compile(spec, None, None, |ep| cells[ep].clone()));
             entries.push((name, Some(entry)));
         })?;
         let snapshot = Snapshot {
@@ -171,7 +171,7 @@ impl Registry {
         let mut memos = self.lock_conditions();
         for name in &change.nameservices {
             if let (Some(entry), Some(memo)) = (snap.service(name), memos.get_mut(&**name)) {
-                status::compute(&entry.spec, &self.health, memo, change.at);
+                status::compute(&entry.spec, &self.health, None, memo, change.at);
             }
         }
     }
@@ -300,9 +300,22 @@ impl Registry {
                 .entry(spec.name.as_str().into())
                 .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix())),
         };
+        // The published entry's answer counts (the spec's own, or its successor's
+        // when a write raced this read: counts carry over by target name).
+        let answers = self
+            .snapshot
+            .load()
+            .service(&spec.name)
+            .map(|e| e.answers.clone());
         View {
             spec: spec.clone(),
-            status: status::compute(spec, &self.health, memo, crate::timefmt::now_unix()),
+            status: status::compute(
+                spec,
+                &self.health,
+                answers.as_deref(),
+                memo,
+                crate::timefmt::now_unix(),
+            ),
         }
     }
 

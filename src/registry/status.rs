@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::health::{Health, HealthHub};
 use crate::model::NameService;
+use crate::snapshot::AnswerCounts;
 use crate::timefmt::rfc3339;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -27,6 +28,10 @@ pub struct TargetStatus {
     pub consecutive_successes: u32,
     pub last_probe_time: Option<String>,
     pub last_error: Option<String>,
+    /// Answers that included this target since this instance started (counted on
+    /// the DNS path; carried over when the resource is replaced and the target keeps
+    /// its name).
+    pub answers: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -64,21 +69,22 @@ impl ReadyMemo {
             .max()
             .map_or(now, |t| t.min(now));
         let mut memo = Self { reason: "", since };
-        compute(spec, health, &mut memo, now);
+        compute(spec, health, None, &mut memo, now);
         memo
     }
 }
 
-/// The status of `spec` now; records in `memo` a change of the Ready reason as
-/// happening at `now` (the time of the health change when called from the change
-/// hook).
+/// The status of `spec` now, with the `answers` counted for its published entry;
+/// records in `memo` a change of the Ready reason as happening at `now` (the time of
+/// the health change when called from the change hook).
 pub(crate) fn compute(
     spec: &NameService,
     health: &HealthHub,
+    answers: Option<&AnswerCounts>,
     memo: &mut ReadyMemo,
     now: u64,
 ) -> Status {
-    let targets: Vec<TargetStatus> = spec
+    let mut targets: Vec<TargetStatus> = spec
         .targets
         .iter()
         .enumerate()
@@ -93,6 +99,7 @@ pub(crate) fn compute(
                     consecutive_successes: 0,
                     last_probe_time: None,
                     last_error: None,
+                    answers: 0,
                 },
                 None => TargetStatus {
                     name: t.name.clone(),
@@ -102,6 +109,7 @@ pub(crate) fn compute(
                     consecutive_successes: 0,
                     last_probe_time: None,
                     last_error: None,
+                    answers: 0,
                 },
                 Some(s) => TargetStatus {
                     name: t.name.clone(),
@@ -111,10 +119,16 @@ pub(crate) fn compute(
                     consecutive_successes: s.consecutive_successes,
                     last_probe_time: s.last_probe_time.map(rfc3339),
                     last_error: s.last_error,
+                    answers: 0,
                 },
             }
         })
         .collect();
+    if let Some(a) = answers {
+        for t in &mut targets {
+            t.answers = a.get_by_name(&t.name).unwrap_or(0);
+        }
+    }
 
     // Drained targets do not count towards readiness.
     let enabled: Vec<&TargetStatus> = targets

@@ -14,8 +14,16 @@
 //!                 port:(0 | 1 u16) probe_address:ip enabled:u8 }
 //! failover:var × { from:str to:str }
 //! distribute:var × { from:str to:var × { pattern:str weight:var } }
+//! [ fields:var × { tag:var len:var value } ]      optional; absent = none
 //! ip = 4 a.b.c.d | 6 sixteen bytes
 //! ```
+//!
+//! The tagged fields at the end hold what was added to the model later, each only
+//! when it differs from its default, so a value written before a field existed
+//! still decodes (to the default) without a new format version. A tag this build
+//! does not know is an error, never silently dropped. Tags: 1 panicThresholdPercent,
+//! 2 slowStartSeconds, 3 degradedTtl, 4 stickiness (1 = ClientSubnet),
+//! 5 minEligibleTargets; every value is one `var`.
 //!
 //! The encoder destructures every struct, so a field added to the model does not
 //! compile until it is stored here too.
@@ -24,8 +32,15 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::{
-    AllDown, DistributeRule, FailoverRule, HealthCheck, NameService, Policy, Target,
+    AllDown, DEFAULT_MIN_ELIGIBLE_TARGETS, DistributeRule, FailoverRule, HealthCheck, NameService,
+    Policy, Stickiness, Target,
 };
+
+const TAG_PANIC_THRESHOLD_PERCENT: u32 = 1;
+const TAG_SLOW_START_SECONDS: u32 = 2;
+const TAG_DEGRADED_TTL: u32 = 3;
+const TAG_STICKINESS: u32 = 4;
+const TAG_MIN_ELIGIBLE_TARGETS: u32 = 5;
 
 pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
     let NameService {
@@ -37,6 +52,11 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
         all_down,
         failover,
         distribute,
+        panic_threshold_percent,
+        slow_start_seconds,
+        degraded_ttl,
+        stickiness,
+        min_eligible_targets,
     } = ns;
     put_str(out, name);
     put_var(out, *ttl);
@@ -113,6 +133,35 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
         for (pattern, weight) in to {
             put_str(out, pattern);
             put_var(out, *weight);
+        }
+    }
+    let stickiness = match stickiness {
+        Stickiness::Off => 0,
+        Stickiness::ClientSubnet => 1,
+    };
+    let fields: Vec<(u32, u32)> = [
+        (TAG_PANIC_THRESHOLD_PERCENT, *panic_threshold_percent, 0),
+        (TAG_SLOW_START_SECONDS, *slow_start_seconds, 0),
+        (TAG_DEGRADED_TTL, *degraded_ttl, *ttl),
+        (TAG_STICKINESS, stickiness, 0),
+        (
+            TAG_MIN_ELIGIBLE_TARGETS,
+            *min_eligible_targets,
+            DEFAULT_MIN_ELIGIBLE_TARGETS,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, v, default)| v != default)
+    .map(|(tag, v, _)| (tag, v))
+    .collect();
+    if !fields.is_empty() {
+        put_len(out, fields.len());
+        for (tag, v) in fields {
+            let mut value = Vec::with_capacity(5);
+            put_var(&mut value, v);
+            put_var(out, tag);
+            put_len(out, value.len());
+            out.extend_from_slice(&value);
         }
     }
 }
@@ -226,7 +275,7 @@ impl Reader<'_> {
             }
             distribute.push(DistributeRule { from, to });
         }
-        Ok(NameService {
+        let mut ns = NameService {
             name,
             ttl,
             policy,
@@ -235,7 +284,49 @@ impl Reader<'_> {
             all_down,
             failover,
             distribute,
-        })
+            panic_threshold_percent: 0,
+            slow_start_seconds: 0,
+            degraded_ttl: ttl,
+            stickiness: Stickiness::Off,
+            min_eligible_targets: DEFAULT_MIN_ELIGIBLE_TARGETS,
+        };
+        if self.pos < self.buf.len() {
+            let n = self.len("fields")?;
+            if n == 0 {
+                // The encoder leaves the list out rather than write it empty.
+                return Err(format!("empty field list at offset {}", self.pos - 1));
+            }
+            for _ in 0..n {
+                let tag = self.var("field tag")?;
+                let len = self.len("field length")?;
+                let at = self.pos;
+                let mut value = Reader {
+                    buf: self.take(len, "field value")?,
+                    pos: 0,
+                };
+                let v = value.var("field value")?;
+                if value.pos != len {
+                    return Err(format!(
+                        "field {tag} at offset {at}: {len} bytes, not one integer"
+                    ));
+                }
+                match tag {
+                    TAG_PANIC_THRESHOLD_PERCENT => ns.panic_threshold_percent = v,
+                    TAG_SLOW_START_SECONDS => ns.slow_start_seconds = v,
+                    TAG_DEGRADED_TTL => ns.degraded_ttl = v,
+                    TAG_STICKINESS => {
+                        ns.stickiness = match v {
+                            0 => Stickiness::Off,
+                            1 => Stickiness::ClientSubnet,
+                            _ => return Err(format!("invalid stickiness {v} at offset {at}")),
+                        }
+                    }
+                    TAG_MIN_ELIGIBLE_TARGETS => ns.min_eligible_targets = v,
+                    _ => return Err(format!("unknown field tag {tag} at offset {at}")),
+                }
+            }
+        }
+        Ok(ns)
     }
 
     fn bad(&self, what: &str, b: u8) -> String {
@@ -333,6 +424,7 @@ mod tests {
             json!({"name": "a.example", "policy": "RoundRobin",
                    "targets": [{"name": "a", "address": "192.0.2.1"}]}),
             json!({"name": "b.example", "ttl": 86400, "policy": "Ratio", "allDown": "NoData",
+                   "stickiness": "ClientSubnet", "minEligibleTargets": 64, "degradedTtl": 86400,
                    "healthCheck": {"port": 65535, "periodSeconds": 3600, "timeoutSeconds": 3600,
                                    "failureThreshold": 10, "successThreshold": 10},
                    "targets": [
@@ -344,6 +436,8 @@ mod tests {
                    "targets": [
                        {"name": "w", "address": "192.0.2.10", "locality": "us-west/zone-a/rack-1"},
                        {"name": "e", "address": "192.0.2.20", "locality": "us-east"}],
+                   "panicThresholdPercent": 50, "slowStartSeconds": 3600, "degradedTtl": 5,
+                   "minEligibleTargets": 0,
                    "failover": [{"from": "us-west", "to": "us-east"}, {"from": "eu", "to": "us-west"}],
                    "distribute": [{"from": "us-west/*", "to": {"us-west/zone-a": 80, "us-east": 20}},
                                   {"from": "eu", "to": {"us-east": 1}}]}),
@@ -360,6 +454,26 @@ mod tests {
             encode(&ns, &mut buf);
             assert_eq!(decode(&buf).unwrap(), ns);
         }
+    }
+
+    #[test]
+    fn values_without_the_tagged_fields_decode_to_the_defaults() {
+        // What a build before the tagged fields wrote: nothing after `distribute`.
+        let mut ns = samples().remove(2);
+        ns.panic_threshold_percent = 0;
+        ns.slow_start_seconds = 0;
+        ns.degraded_ttl = ns.ttl;
+        ns.min_eligible_targets = DEFAULT_MIN_ELIGIBLE_TARGETS;
+        let mut buf = Vec::new();
+        encode(&ns, &mut buf);
+        let mut full = Vec::new();
+        encode(&samples()[2], &mut full);
+        assert!(full.starts_with(&buf) && full.len() > buf.len());
+        assert_eq!(decode(&buf).unwrap(), ns);
+        // An unknown tag is an error, not a silent loss.
+        let mut bad = buf.clone();
+        bad.extend_from_slice(&[1, 99, 1, 0]);
+        assert!(decode(&bad).unwrap_err().contains("unknown field tag 99"));
     }
 
     #[test]
@@ -381,14 +495,30 @@ mod tests {
         for ns in samples() {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
-            // Every truncation.
+            // Every truncation, but one: cut just before the tagged fields, the value
+            // reads as one written before they existed (the store's checksums are
+            // what catch such a cut).
+            let mut plain = ns.clone();
+            plain.panic_threshold_percent = 0;
+            plain.slow_start_seconds = 0;
+            plain.degraded_ttl = plain.ttl;
+            plain.stickiness = Stickiness::Off;
+            plain.min_eligible_targets = DEFAULT_MIN_ELIGIBLE_TARGETS;
+            let mut head = Vec::new();
+            encode(&plain, &mut head);
             for n in 0..buf.len() {
-                assert!(decode(&buf[..n]).is_err(), "{} of {} bytes", n, buf.len());
+                if let Ok(got) = decode(&buf[..n]) {
+                    assert!(
+                        n == head.len() && got == plain,
+                        "{n} of {} bytes",
+                        buf.len()
+                    );
+                }
             }
             // Trailing bytes.
             let mut long = buf.clone();
             long.push(0);
-            assert!(decode(&long).unwrap_err().contains("unexpected bytes"));
+            assert!(decode(&long).is_err());
             // Every single byte flipped: an error or some other valid resource.
             for i in 0..buf.len() {
                 let mut bad = buf.clone();

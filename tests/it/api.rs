@@ -800,6 +800,7 @@ fn openapi_lists_every_route() {
         ("/api/v1/nameservices/{name}", "delete"),
         ("/api/v1/nameservices/{name}", "get"),
         ("/api/v1/nameservices/{name}", "put"),
+        ("/api/v1/nameservices/{name}/explain", "get"),
         ("/healthz", "get"),
         ("/metrics", "get"),
     ];

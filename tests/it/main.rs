@@ -10,3 +10,4 @@ mod dns;
 mod examples;
 mod health;
 mod policy;
+mod steering;

@@ -245,8 +245,9 @@ fn snapshot() -> Snapshot {
         ServiceMap::default().with_changes(nameservices().into_iter().map(|(json, health)| {
             let spec = NameService::from_json(json).unwrap();
             let name: Arc<str> = spec.name.clone().into();
-            let entry =
-                ServiceEntry::compile(Arc::new(spec), |_| Arc::new(HealthCell::new(health)));
+            let entry = ServiceEntry::compile(Arc::new(spec), None, None, |_| {
+                Arc::new(HealthCell::new(health))
+            });
             (name, Some(Arc::new(entry)))
         }));
     Snapshot {
@@ -657,7 +658,7 @@ impl Reference {
                     IpAddr::V6(a) => RData::AAAA(a.into()),
                 };
                 s.answers
-                    .push(Record::from_rdata(name.clone(), svc.ttl, data));
+                    .push(Record::from_rdata(name.clone(), sel.ttl, data));
             }
         };
         match qtype {
