@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::health::HealthHub;
-use crate::metrics::Metrics;
+use crate::metrics::{Exporter, Metrics};
 use crate::registry::Registry;
 use crate::store::{SledStore, Store};
 use crate::zone::ZoneSet;
@@ -37,6 +37,22 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// Everything `/metrics` shows: build and process information, the server's own
+/// counters, the registry size and the health metrics. Modules with numbers of
+/// their own add their collector here.
+pub fn exporter(metrics: &Arc<Metrics>, registry: &Arc<Registry>) -> Exporter {
+    let mut e = Exporter::new();
+    e.register(metrics.clone());
+    let r = Arc::downgrade(registry);
+    e.gauge_fn(
+        crate::metrics::NAMESERVICES,
+        "NameServices registered",
+        move || r.upgrade().map_or(0, |r| r.len()),
+    );
+    e.register(registry.health().collector());
+    e
 }
 
 /// `gslb serve`: runs until SIGTERM or SIGINT.
@@ -66,9 +82,29 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.check_api_exposure()?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        instance = %config.instance,
+        config = %config
+            .file
+            .as_deref()
+            .map_or_else(|| "none (defaults and flags)".into(), |f| f.display().to_string()),
+        "gslb {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    if config.registry.backend == crate::config::Backend::Etcd {
+        // The [registry] table is parsed and checked already; the backend itself
+        // lands next (issue 8). Refuse rather than run alone on the local store.
+        anyhow::bail!(
+            "[registry] backend = \"etcd\" (or --etcd-endpoint): the etcd backend is not part of this build yet; use the sled backend"
+        );
+    }
     let zones = Arc::new(ZoneSet::load_dir(&config.zones_dir)?);
     if zones.origins().is_empty() {
         anyhow::bail!("{}: no *.zone files found", config.zones_dir.display());
+    }
+    for (zone, serial) in zones.serials() {
+        tracing::info!(zone = %zone, serial, dir = %config.zones_dir.display(), "zone loaded");
     }
 
     std::fs::create_dir_all(&config.data_dir)
@@ -88,6 +124,7 @@ pub async fn run(
             .context("loading the stored health state")?,
     );
     let registry = Arc::new(Registry::open(
+        &config.instance,
         store.clone(),
         zones,
         config.topology.clone(),
@@ -95,6 +132,7 @@ pub async fn run(
     )?);
     registry.watch_health();
     let metrics = Arc::new(Metrics::new());
+    let exporter = Arc::new(exporter(&metrics, &registry));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let dns = crate::dns::DnsServer::bind(&config.dns_listen)?;
@@ -107,6 +145,7 @@ pub async fn run(
     let api_state = crate::api::AppState {
         registry: registry.clone(),
         metrics: metrics.clone(),
+        exporter,
         token: config.api_token.clone(),
         ready: ready.clone(),
     };
@@ -116,9 +155,12 @@ pub async fn run(
 
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        instance = %config.instance,
         dns = ?config.dns_listen,
         api = %config.api_listen,
         nameservices = registry.len(),
+        topology_entries = config.topology.len(),
         "gslb serving"
     );
     let trimmer = tokio::spawn(return_freed_memory());

@@ -44,6 +44,23 @@ struct FileConfig {
     api_token: Option<String>,
     #[serde(default)]
     topology: Vec<toml::Spanned<TopologyInput>>,
+    registry: Option<toml::Spanned<RegistryInput>>,
+}
+
+/// `[registry]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryInput {
+    backend: Option<toml::Spanned<String>>,
+    endpoints: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+    prefix: Option<toml::Spanned<String>>,
+    instance: Option<toml::Spanned<String>>,
+    lease_ttl_seconds: Option<toml::Spanned<i64>>,
+    username: Option<toml::Spanned<String>>,
+    password_file: Option<toml::Spanned<PathBuf>>,
+    ca_file: Option<toml::Spanned<PathBuf>>,
+    cert_file: Option<toml::Spanned<PathBuf>>,
+    key_file: Option<toml::Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +78,164 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub zones_dir: Option<PathBuf>,
     pub api_token: Option<String>,
+    /// `--etcd-endpoint` (repeatable): selects the etcd backend, replaces the file's list.
+    pub etcd_endpoints: Vec<String>,
+    /// `--instance`.
+    pub instance: Option<String>,
+}
+
+/// Where the NameService registry lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded sled store: this instance alone.
+    Sled,
+    /// A shared etcd (v3) registry; sled keeps this instance's local copy.
+    Etcd,
+}
+
+/// TLS material for the etcd connection, read at load time (so `gslb check` and a
+/// bad path fail early, naming the file).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// PEM CA bundle that signs etcd's server certificates (`ca_file`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate and key (`cert_file`, `key_file`), for etcd's
+    /// `--client-cert-auth`.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// `[registry]`, validated.
+#[derive(Clone)]
+pub struct RegistryConfig {
+    pub backend: Backend,
+    /// etcd client URLs (`http://host:port` or `https://host:port`).
+    pub endpoints: Vec<String>,
+    /// Every key gslb writes starts with it; ends with `/`.
+    pub prefix: String,
+    /// Liveness of this instance's keys in etcd.
+    pub lease_ttl_seconds: u32,
+    /// etcd authentication: user name and the password read from `password_file`.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Set when `ca_file` or `cert_file`/`key_file` is given.
+    pub tls: Option<EtcdTls>,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password and the key are never printed.
+        f.debug_struct("RegistryConfig")
+            .field("backend", &self.backend)
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("lease_ttl_seconds", &self.lease_ttl_seconds)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field(
+                "tls",
+                &self
+                    .tls
+                    .as_ref()
+                    .map(|t| (t.ca_pem.is_some(), t.identity.is_some())),
+            )
+            .finish()
+    }
+}
+
+pub const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
+pub const DEFAULT_PREFIX: &str = "/gslb/";
+pub const DEFAULT_LEASE_TTL_SECONDS: u32 = 10;
+pub const LEASE_TTL_RANGE: std::ops::RangeInclusive<i64> = 2..=60;
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sled,
+            endpoints: vec![DEFAULT_ETCD_ENDPOINT.to_string()],
+            prefix: DEFAULT_PREFIX.to_string(),
+            lease_ttl_seconds: DEFAULT_LEASE_TTL_SECONDS,
+            username: None,
+            password: None,
+            tls: None,
+        }
+    }
+}
+
+/// Checks an instance name: it is part of etcd keys, HTTP headers and metrics
+/// labels, so it is kept to a host-name-like alphabet.
+pub fn check_instance_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "instance name {name:?} must be 1-63 characters of [A-Za-z0-9._-] starting with a letter or digit"
+        ))
+    }
+}
+
+/// Checks an etcd client URL: `http://` or `https://`, a host, an optional port, no path.
+pub fn check_endpoint(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("etcd endpoint {url:?} must start with http:// or https://"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!(
+            "etcd endpoint {url:?} must be scheme://host[:port] (no path, query or credentials)"
+        ));
+    }
+    // host[:port], with IPv6 hosts in brackets.
+    let port = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("etcd endpoint {url:?}: unclosed [ in the host"))?;
+        host.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("etcd endpoint {url:?}: {host:?} is not an IPv6 address"))?;
+        match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| {
+                format!("etcd endpoint {url:?}: expected :PORT after the IPv6 host")
+            })?),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, p)) if !host.is_empty() => Some(p),
+            Some(_) => return Err(format!("etcd endpoint {url:?} has no host")),
+            None => None,
+        }
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().ok().filter(|p| *p > 0).is_none()
+    {
+        return Err(format!("etcd endpoint {url:?}: port {p:?} is not 1-65535"));
+    }
+    Ok(())
+}
+
+/// This machine's host name (the default instance name).
+fn host_name() -> Result<String, String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(format!(
+            "cannot read the host name ({}): set [registry] instance or --instance",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..end].to_vec())
+        .map_err(|_| "the host name is not UTF-8: set [registry] instance or --instance".into())
 }
 
 /// The effective configuration.
@@ -72,6 +247,10 @@ pub struct Config {
     pub zones_dir: PathBuf,
     pub api_token: Option<String>,
     pub topology: std::sync::Arc<Topology>,
+    /// This instance's name (`[registry] instance`, `--instance`, default the host
+    /// name): `/api/v1/instances`, etcd keys, the probes' User-Agent.
+    pub instance: String,
+    pub registry: RegistryConfig,
     /// The config file, when one was given (for messages).
     pub file: Option<PathBuf>,
 }
@@ -86,6 +265,8 @@ impl std::fmt::Debug for Config {
             .field("zones_dir", &self.zones_dir)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
             .field("topology_entries", &self.topology.len())
+            .field("instance", &self.instance)
+            .field("registry", &self.registry)
             .finish()
     }
 }
@@ -131,6 +312,190 @@ pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
         return Err(format!("cidr {s:?} has host bits set"));
     }
     Ok((addr, prefix))
+}
+
+/// Validates `[registry]` (`input`) with the `--etcd-endpoint` flags on top.
+fn registry_config(
+    input: Option<&RegistryInput>,
+    flag_endpoints: &[String],
+    invalid: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<RegistryConfig, ConfigError> {
+    let mut rc = RegistryConfig::default();
+    let empty = RegistryInput::default();
+    let r = input.unwrap_or(&empty);
+    if let Some(b) = &r.backend {
+        rc.backend = match b.get_ref().as_str() {
+            "sled" => Backend::Sled,
+            "etcd" => Backend::Etcd,
+            other => {
+                return Err(invalid(
+                    b.span(),
+                    format!("registry.backend: {other:?} is neither \"sled\" nor \"etcd\""),
+                ));
+            }
+        };
+    }
+    if let Some(list) = &r.endpoints {
+        if list.get_ref().is_empty() {
+            return Err(invalid(
+                list.span(),
+                "registry.endpoints: needs at least one etcd client URL".into(),
+            ));
+        }
+        for e in list.get_ref() {
+            check_endpoint(e.get_ref())
+                .map_err(|m| invalid(e.span(), format!("registry.endpoints: {m}")))?;
+        }
+        // endpoints with the sled backend would silently do nothing: a forgotten
+        // `backend = "etcd"` must not leave an instance alone with its own store.
+        if rc.backend == Backend::Sled && flag_endpoints.is_empty() {
+            let at = r.backend.as_ref().map_or(list.span(), |b| b.span());
+            return Err(invalid(
+                at,
+                "registry.endpoints is set but registry.backend is \"sled\": set backend = \"etcd\" to use them".into(),
+            ));
+        }
+        rc.endpoints = list.get_ref().iter().map(|e| e.get_ref().clone()).collect();
+    }
+    if !flag_endpoints.is_empty() {
+        for e in flag_endpoints {
+            check_endpoint(e).map_err(|m| ConfigError::Flag(format!("--etcd-endpoint: {m}")))?;
+        }
+        rc.backend = Backend::Etcd;
+        rc.endpoints = flag_endpoints.to_vec();
+    }
+    if let Some(p) = &r.prefix {
+        let prefix = p.get_ref();
+        if !prefix.ends_with('/') || prefix.len() > 200 || prefix.chars().any(char::is_control) {
+            return Err(invalid(
+                p.span(),
+                format!(
+                    "registry.prefix: {prefix:?} must end with \"/\" (so one prefix is never the start of another) and be at most 200 printable characters"
+                ),
+            ));
+        }
+        rc.prefix = prefix.clone();
+    }
+    if let Some(t) = &r.lease_ttl_seconds {
+        let v = *t.get_ref();
+        if !LEASE_TTL_RANGE.contains(&v) {
+            return Err(invalid(
+                t.span(),
+                format!("registry.lease_ttl_seconds: {v} is outside 2..=60"),
+            ));
+        }
+        rc.lease_ttl_seconds = v as u32;
+    }
+    let read = |p: &toml::Spanned<PathBuf>, key: &str| {
+        std::fs::read(p.get_ref()).map_err(|e| {
+            invalid(
+                p.span(),
+                format!("registry.{key}: cannot read {}: {e}", p.get_ref().display()),
+            )
+        })
+    };
+    match (&r.username, &r.password_file) {
+        (None, None) => {}
+        (Some(u), Some(pf)) => {
+            if u.get_ref().is_empty() {
+                return Err(invalid(u.span(), "registry.username: empty".into()));
+            }
+            let raw = read(pf, "password_file")?;
+            let text = String::from_utf8(raw).map_err(|_| {
+                invalid(
+                    pf.span(),
+                    format!(
+                        "registry.password_file: {} is not UTF-8",
+                        pf.get_ref().display()
+                    ),
+                )
+            })?;
+            // One line; the trailing newline of `echo pw > file` is not part of it.
+            let password = text.trim_end_matches(['\n', '\r']).to_string();
+            if password.is_empty() {
+                return Err(invalid(
+                    pf.span(),
+                    format!(
+                        "registry.password_file: {} is empty",
+                        pf.get_ref().display()
+                    ),
+                ));
+            }
+            rc.username = Some(u.get_ref().clone());
+            rc.password = Some(password);
+        }
+        (Some(u), None) => {
+            return Err(invalid(
+                u.span(),
+                "registry.username needs registry.password_file".into(),
+            ));
+        }
+        (None, Some(pf)) => {
+            return Err(invalid(
+                pf.span(),
+                "registry.password_file needs registry.username".into(),
+            ));
+        }
+    }
+    let ca_pem = r.ca_file.as_ref().map(|p| read(p, "ca_file")).transpose()?;
+    let identity = match (&r.cert_file, &r.key_file) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((read(c, "cert_file")?, read(k, "key_file")?)),
+        (Some(c), None) => {
+            return Err(invalid(
+                c.span(),
+                "registry.cert_file needs registry.key_file".into(),
+            ));
+        }
+        (None, Some(k)) => {
+            return Err(invalid(
+                k.span(),
+                "registry.key_file needs registry.cert_file".into(),
+            ));
+        }
+    };
+    if ca_pem.is_some() || identity.is_some() {
+        rc.tls = Some(EtcdTls { ca_pem, identity });
+    }
+    let https = rc
+        .endpoints
+        .iter()
+        .filter(|e| e.starts_with("https://"))
+        .count();
+    if https != 0 && https != rc.endpoints.len() {
+        let at = r.endpoints.as_ref().map_or(0..0, |l| l.span());
+        return Err(if r.endpoints.is_some() {
+            invalid(
+                at,
+                "registry.endpoints: mix http:// and https:// URLs; use one scheme".into(),
+            )
+        } else {
+            ConfigError::Flag(
+                "--etcd-endpoint: mixes http:// and https:// URLs; use one scheme".into(),
+            )
+        });
+    }
+    if rc.backend == Backend::Etcd
+        && https != 0
+        && rc.tls.as_ref().is_none_or(|t| t.ca_pem.is_none())
+    {
+        return Err(ConfigError::Flag(
+            "registry: https:// etcd endpoints need registry.ca_file (the CA that signs etcd's server certificates)".into(),
+        ));
+    }
+    if rc.backend == Backend::Etcd && rc.tls.is_some() && https == 0 {
+        let at = r
+            .ca_file
+            .as_ref()
+            .or(r.cert_file.as_ref())
+            .map_or(0..0, |p| p.span());
+        return Err(invalid(
+            at,
+            "registry: TLS files are set but the etcd endpoints are http://; use https:// URLs"
+                .into(),
+        ));
+    }
+    Ok(rc)
 }
 
 impl Config {
@@ -214,6 +579,30 @@ impl Config {
 
         let api_token = flags.api_token.or(fc.api_token).filter(|t| !t.is_empty());
 
+        let reg_in = fc.registry.as_ref().map(|r| r.get_ref());
+        let instance = match (&flags.instance, reg_in.and_then(|r| r.instance.as_ref())) {
+            (Some(i), _) => {
+                check_instance_name(i)
+                    .map_err(|m| ConfigError::Flag(format!("--instance: {m}")))?;
+                i.clone()
+            }
+            (None, Some(i)) => {
+                check_instance_name(i.get_ref())
+                    .map_err(|m| invalid(i.span(), format!("registry.instance: {m}")))?;
+                i.get_ref().clone()
+            }
+            (None, None) => {
+                let h = host_name().map_err(ConfigError::Flag)?;
+                check_instance_name(&h).map_err(|m| {
+                    ConfigError::Flag(format!(
+                        "the host name cannot be the instance name: {m}; set [registry] instance or --instance"
+                    ))
+                })?;
+                h
+            }
+        };
+        let registry = registry_config(reg_in, &flags.etcd_endpoints, &invalid)?;
+
         Ok(Config {
             dns_listen,
             api_listen,
@@ -227,6 +616,8 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_ZONES_DIR.into()),
             api_token,
             topology: std::sync::Arc::new(Topology::new(entries)),
+            instance,
+            registry,
             file: file.map(Path::to_path_buf),
         })
     }
@@ -394,6 +785,174 @@ mod tests {
             "example.com/24",
         ] {
             assert!(parse_cidr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn registry_defaults_file_and_flags() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.registry.backend, Backend::Sled);
+        assert_eq!(c.registry.prefix, "/gslb/");
+        assert_eq!(c.registry.lease_ttl_seconds, 10);
+        assert_eq!(c.instance, host_name().unwrap());
+
+        let pw = std::env::temp_dir().join(format!("gslb-config-pw-{}", std::process::id()));
+        std::fs::write(&pw, "hunter2\n").unwrap();
+        let p = write(
+            "registry",
+            &format!(
+                "[registry]\nbackend = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379\", \"http://[::1]:2379\", \"http://etcd-a\"]\n\
+                 prefix = \"/prod/gslb/\"\ninstance = \"dc1-a\"\nlease_ttl_seconds = 4\n\
+                 username = \"gslb\"\npassword_file = \"{}\"\n",
+                pw.display()
+            ),
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        assert_eq!(c.registry.backend, Backend::Etcd);
+        assert_eq!(c.registry.endpoints.len(), 3);
+        assert_eq!(c.registry.prefix, "/prod/gslb/");
+        assert_eq!(c.instance, "dc1-a");
+        assert_eq!(c.registry.lease_ttl_seconds, 4);
+        assert_eq!(c.registry.password.as_deref(), Some("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        // Flags win: --instance, and --etcd-endpoint replaces the list.
+        let c = Config::load(
+            Some(&p),
+            Overrides {
+                instance: Some("dc2-b".into()),
+                etcd_endpoints: vec!["http://127.0.0.1:23790".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.instance, "dc2-b");
+        assert_eq!(c.registry.endpoints, ["http://127.0.0.1:23790"]);
+        // --etcd-endpoint alone selects etcd.
+        let c = Config::load(
+            None,
+            Overrides {
+                etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.registry.backend, Backend::Etcd);
+        for (flags, needle) in [
+            (
+                Overrides {
+                    instance: Some("no spaces".into()),
+                    ..Default::default()
+                },
+                "--instance",
+            ),
+            (
+                Overrides {
+                    etcd_endpoints: vec!["127.0.0.1:2379".into()],
+                    ..Default::default()
+                },
+                "http://",
+            ),
+        ] {
+            let e = Config::load(None, flags).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        std::fs::remove_file(p).unwrap();
+        std::fs::remove_file(pw).unwrap();
+    }
+
+    #[test]
+    fn registry_errors_name_the_line() {
+        let cases = [
+            ("[registry]\nbackend = \"zk\"\n", 2, "neither"),
+            ("[registry]\n\nlease_ttl_seconds = 1\n", 3, "2..=60"),
+            ("[registry]\nlease_ttl_seconds = 61\n", 2, "2..=60"),
+            ("[registry]\nprefix = \"/gslb\"\n", 2, "end with"),
+            ("[registry]\ninstance = \"dc 1\"\n", 2, "instance"),
+            ("[registry]\ninstance = \"-dc1\"\n", 2, "instance"),
+            (
+                "[registry]\nbackend = \"etcd\"\nendpoints = []\n",
+                3,
+                "at least one",
+            ),
+            (
+                "[registry]\nbackend = \"etcd\"\nendpoints = [\"http://a:2379\",\n \"http://b:99999\"]\n",
+                4,
+                "port",
+            ),
+            (
+                "[registry]\nbackend = \"etcd\"\nendpoints = [\"http://a:2379/v3\"]\n",
+                3,
+                "no path",
+            ),
+            (
+                "[registry]\nendpoints = [\"http://a:2379\"]\n",
+                2,
+                "backend = \"etcd\"",
+            ),
+            ("[registry]\nusername = \"u\"\n", 2, "password_file"),
+            (
+                "[registry]\n\npassword_file = \"/nonexistent/pw\"\n",
+                3,
+                "username",
+            ),
+            (
+                "[registry]\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n",
+                3,
+                "cannot read",
+            ),
+            (
+                "[registry]\ncert_file = \"/nonexistent/c\"\n",
+                2,
+                "key_file",
+            ),
+            (
+                "[registry]\nca_file = \"/nonexistent/ca\"\n",
+                2,
+                "cannot read",
+            ),
+            ("[registry]\nbogus = 1\n", 2, "unknown field"),
+        ];
+        for (i, (text, line, needle)) in cases.into_iter().enumerate() {
+            let p = write(&format!("regerr{i}"), text);
+            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
+            match &e {
+                ConfigError::Invalid {
+                    line: l, message, ..
+                } => {
+                    assert_eq!(*l, line, "{text:?}: {e}");
+                    assert!(message.contains(needle), "{text:?}: {e}");
+                }
+                other => panic!("{text:?}: {other}"),
+            }
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn etcd_endpoint_urls() {
+        for ok in [
+            "http://127.0.0.1:2379",
+            "https://etcd.internal:2379",
+            "http://[::1]:2379",
+            "http://etcd",
+            "http://etcd:2379/",
+        ] {
+            assert!(check_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:2379",
+            "unix:///run/etcd.sock",
+            "http://",
+            "http://:2379",
+            "http://a:0",
+            "http://a:x",
+            "http://u:p@a:2379",
+            "http://[::1:2379",
+            "http://[nope]:2379",
+            "http://a:2379/v3",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod app;
 pub mod config;
 pub mod dns;
 pub mod health;
+pub mod istio;
 pub mod metrics;
 pub mod model;
 pub mod policy;

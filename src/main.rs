@@ -24,6 +24,43 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the config and every zone file, then exit.
     Check(CheckArgs),
+    /// Turn another system's objects into NameServices.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(subcommand)]
+    from: ImportFrom,
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// Istio ServiceEntry, WorkloadEntry, WorkloadGroup and DestinationRule objects
+    /// (Kubernetes YAML): prints one NameService JSON per line, one per ServiceEntry
+    /// host, or writes them through the API with --apply. Fields that have no
+    /// NameService equivalent are named on stderr. Exit status: 0 imported, 1 error
+    /// (nothing imported), 2 bad usage, 3 --strict and something not mapped.
+    Istio(IstioArgs),
+}
+
+#[derive(Args)]
+struct IstioArgs {
+    /// Kubernetes YAML files, several documents each (`-` reads standard input).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+    /// Namespace of the objects that name none.
+    #[arg(long, short = 'n', value_name = "NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Fail with exit status 3, importing nothing, when any field or object cannot be mapped.
+    #[arg(long)]
+    strict: bool,
+    /// Create or replace the NameServices through the API instead of printing them.
+    #[arg(long)]
+    apply: bool,
+    /// The API's base URL, for --apply (token from GSLB_API_TOKEN).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
 }
 
 #[derive(Args)]
@@ -51,6 +88,12 @@ struct ServeArgs {
         hide_env_values = true
     )]
     api_token: Option<String>,
+    /// etcd client URL (repeatable); selects the etcd registry backend
+    #[arg(long = "etcd-endpoint", value_name = "URL")]
+    etcd_endpoint: Vec<String>,
+    /// This instance's name [default: the host name]
+    #[arg(long = "instance", value_name = "NAME")]
+    instance: Option<String>,
 }
 
 #[derive(Args)]
@@ -84,6 +127,22 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    if let Command::Import(ImportArgs {
+        from: ImportFrom::Istio(a),
+    }) = cli.command
+    {
+        // A client command: its output is its own, no tracing setup.
+        return ExitCode::from(gslb::istio::run::run(&gslb::istio::run::Command {
+            files: a.files,
+            options: gslb::istio::Options {
+                namespace: a.namespace,
+            },
+            strict: a.strict,
+            apply: a
+                .apply
+                .then(|| (a.server, std::env::var("GSLB_API_TOKEN").ok())),
+        }));
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -101,6 +160,8 @@ fn main() -> ExitCode {
                 data_dir: a.data_dir,
                 zones_dir: a.zones_dir,
                 api_token: a.api_token,
+                etcd_endpoints: a.etcd_endpoint,
+                instance: a.instance,
             },
         )
         .map_err(anyhow::Error::from)
@@ -114,6 +175,7 @@ fn main() -> ExitCode {
         )
         .map_err(anyhow::Error::from)
         .and_then(|c| gslb::app::check(&c)),
+        Command::Import(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -349,9 +349,8 @@ fn main() {
         .map(|(b, c)| format!("<={b}ms:{c}"))
         .collect();
     println!("  lateness hist {}", lat_line.join(" "));
-    let mut metrics = String::new();
     let r0 = Instant::now();
-    hub.render_metrics(&mut metrics);
+    let metrics = gslb::metrics::render_one(hub.collector());
     println!(
         "  /metrics      health part {} KiB, rendered in {:.1} ms",
         metrics.len() / 1024,

@@ -13,6 +13,7 @@
 mod body;
 mod error;
 mod explain;
+mod instances;
 mod nameservices;
 mod ops;
 
@@ -30,20 +31,22 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Exporter, Metrics};
 use crate::registry::Registry;
 
 /// Route templates, as served and as counted in `gslb_api_requests_total`.
 pub const ROUTE_NAMESERVICES: &str = "/api/v1/nameservices";
 pub const ROUTE_NAMESERVICE: &str = "/api/v1/nameservices/{name}";
 pub const ROUTE_EXPLAIN: &str = "/api/v1/nameservices/{name}/explain";
+pub const ROUTE_INSTANCES: &str = "/api/v1/instances";
 pub const ROUTE_HEALTHZ: &str = "/healthz";
 pub const ROUTE_METRICS: &str = "/metrics";
 /// Every route template the API serves (docs and tests check api/openapi.yaml against it).
-pub const ROUTES: [&str; 5] = [
+pub const ROUTES: [&str; 6] = [
     ROUTE_NAMESERVICES,
     ROUTE_NAMESERVICE,
     ROUTE_EXPLAIN,
+    ROUTE_INSTANCES,
     ROUTE_HEALTHZ,
     ROUTE_METRICS,
 ];
@@ -53,6 +56,8 @@ pub const ROUTES: [&str; 5] = [
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Everything `/metrics` shows (built once at startup).
+    pub exporter: Arc<Exporter>,
     pub token: Option<String>,
     /// True once every listener is bound and the store is loaded (/healthz).
     pub ready: Arc<AtomicBool>,
@@ -108,6 +113,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(nameservices::delete),
         )
         .route(ROUTE_EXPLAIN, get(explain::explain))
+        .route(ROUTE_INSTANCES, get(instances::list))
         .route(ROUTE_HEALTHZ, get(ops::healthz))
         .route(ROUTE_METRICS, get(ops::metrics))
         .fallback(ops::not_found)

@@ -8,9 +8,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 
-/// Content type of the Prometheus text exposition format.
-pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
-
 /// `GET /healthz`: 200 once every listener is bound and the store is loaded.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
@@ -20,22 +17,13 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: every family the app registered in the exporter.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        render_metrics(&state),
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.exporter.render(),
     )
         .into_response()
-}
-
-/// Every metric family, in the text exposition format. Modules that keep their own
-/// numbers append their families here, after the core ones.
-pub fn render_metrics(state: &AppState) -> String {
-    let mut out = String::with_capacity(4096);
-    state.metrics.render(&mut out, state.registry.len());
-    state.registry.health().render_metrics(&mut out);
-    out
 }
 
 /// Any path no route serves.

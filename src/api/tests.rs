@@ -61,16 +61,20 @@ fn fixture_with(
     dir: std::path::PathBuf,
 ) -> Fixture {
     let registry = Registry::open(
+        "test-instance",
         store,
         Arc::new(zones),
         Arc::new(Topology::default()),
         Arc::new(HealthHub::new()),
     )
     .unwrap();
+    let registry = Arc::new(registry);
+    let metrics = Arc::new(Metrics::new());
     Fixture {
         state: AppState {
-            registry: Arc::new(registry),
-            metrics: Arc::new(Metrics::new()),
+            exporter: Arc::new(crate::app::exporter(&metrics, &registry)),
+            registry,
+            metrics,
             token: token.map(str::to_string),
             ready: Arc::new(AtomicBool::new(true)),
         },
@@ -376,7 +380,10 @@ async fn metrics_count_requests_by_route_template() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.headers[header::CONTENT_TYPE], ops::PROMETHEUS_TEXT);
+    assert_eq!(
+        r.headers[header::CONTENT_TYPE],
+        crate::metrics::CONTENT_TYPE
+    );
     let text = String::from_utf8(r.body).unwrap();
     for line in [
         "gslb_api_requests_total{route=\"/api/v1/nameservices/{name}\",method=\"GET\",status=\"404\"} 1\n",
@@ -408,14 +415,17 @@ impl Store for FlakyStore {
     fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
         self.inner.load_all()
     }
-    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.inner.revision()
+    }
+    fn apply(&self, changes: &[Change], revision: u64) -> Result<(), StoreError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Decode {
                 key: "test".into(),
                 reason: "injected failure".into(),
             });
         }
-        self.inner.apply(changes)
+        self.inner.apply(changes, revision)
     }
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
         self.inner.load_health()

@@ -247,15 +247,7 @@ mod tests {
             }
             idle.push(s);
         }
-        let mut m = String::new();
-        metrics.render(&mut m, 0);
-        let n = 4 * addrs.len();
-        assert!(
-            m.contains(&format!(
-                "gslb_dns_queries_total{{qtype=\"A\",rcode=\"NOERROR\"}} {n}"
-            )),
-            "{m}"
-        );
+        assert_eq!(metrics.dns_count(1, 0), 4 * addrs.len() as u64);
 
         // Stop: open idle connections are closed and join returns.
         stop_tx.send(true).unwrap();

@@ -452,6 +452,7 @@ impl HealthHub {
         self.stats.probes[result.index()].fetch_add(1, Ordering::Relaxed);
         self.stats.duration.observe(took);
         let key = stream.key;
+        tracing::trace!(address = %key.address, port = key.port, ?result, ?took, "probe result");
         let Some(ok) = result.verdict() else {
             // Says nothing about the target: keep its verdict, complain (rarely).
             let n = self.local_errors_logged.fetch_add(1, Ordering::Relaxed);
@@ -589,10 +590,18 @@ impl HealthHub {
         }
     }
 
-    /// Renders the health metrics (appended to `/metrics`).
-    pub fn render_metrics(&self, out: &mut String) {
-        use crate::metrics::header;
-        self.stats.render(out);
+    /// The exporter of the health metrics (registered in `/metrics` by the app).
+    pub fn collector(self: &Arc<Self>) -> HealthCollector {
+        HealthCollector(self.clone())
+    }
+
+    /// Encodes the health metrics.
+    fn encode_metrics(
+        &self,
+        enc: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use crate::metrics::{gauge, gauge_family};
+        self.stats.encode(enc)?;
         let mut rows = Vec::new();
         let mut counts = [0usize; 3];
         let streams;
@@ -613,45 +622,57 @@ impl HealthHub {
             }
         }
         rows.sort_unstable_by_key(|r| (r.0, r.1, r.2));
-        header(
-            out,
+        gauge(
+            enc,
             stats::PROBE_STREAMS,
-            "gauge",
-            "Distinct probe endpoints (address, port, period, timeout), each probed once per period.",
-        );
-        let _ = writeln!(out, "{} {streams}", stats::PROBE_STREAMS);
-        header(
-            out,
+            "Distinct probe endpoints (address, port, period, timeout), each probed once per period",
+            streams,
+        )?;
+        gauge_family(
+            enc,
             stats::ENDPOINTS,
-            "gauge",
-            "Health verdicts (probe endpoint and thresholds), by verdict.",
-        );
-        for (i, name) in ["Pending", "Healthy", "Unhealthy"].iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}{{health=\"{name}\"}} {}",
-                stats::ENDPOINTS,
-                counts[i]
-            );
-        }
-        header(
-            out,
+            "Health verdicts (probe endpoint and thresholds), by verdict",
+            ["Pending", "Healthy", "Unhealthy"]
+                .iter()
+                .zip(counts)
+                .map(|(name, n)| ([("health", *name)], n)),
+        )?;
+        gauge_family(
+            enc,
             stats::ENDPOINT_HEALTHY,
-            "gauge",
-            "1 if the endpoint's verdict is Healthy, 0 if Pending or Unhealthy.",
-        );
-        for (k, f, s, h) in rows {
-            let _ = writeln!(
-                out,
-                "{}{{address=\"{}\",port=\"{}\",period_seconds=\"{}\",timeout_seconds=\"{}\",failure_threshold=\"{f}\",success_threshold=\"{s}\"}} {}",
-                stats::ENDPOINT_HEALTHY,
-                k.address,
-                k.port,
-                k.period_seconds,
-                k.timeout_seconds,
-                u8::from(h == Health::Healthy)
-            );
-        }
+            "1 if the endpoint's verdict is Healthy, 0 if Pending or Unhealthy",
+            rows.into_iter().map(|(k, f, s, h)| {
+                (
+                    [
+                        ("address", k.address.to_string()),
+                        ("port", k.port.to_string()),
+                        ("period_seconds", k.period_seconds.to_string()),
+                        ("timeout_seconds", k.timeout_seconds.to_string()),
+                        ("failure_threshold", f.to_string()),
+                        ("success_threshold", s.to_string()),
+                    ],
+                    u64::from(h == Health::Healthy),
+                )
+            }),
+        )
+    }
+}
+
+/// Exports the health metrics on `/metrics` (a `prometheus-client` collector).
+pub struct HealthCollector(Arc<HealthHub>);
+
+impl std::fmt::Debug for HealthCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for HealthCollector {
+    fn encode(
+        &self,
+        mut enc: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode_metrics(&mut enc)
     }
 }
 

@@ -5,12 +5,15 @@
 //! `phase` is drawn uniformly from the period when the stream is created, so streams
 //! created together (a restart, a bulk load) still spread evenly over the period. A
 //! new stream's first probe goes out within a second (a uniformly random instant in
-//! `[0, min(1 s, period))`), and from then on it follows its grid, never probing
-//! twice within one period. A stream restored from the store with a recent probe
+//! `[0, min(1 s, period))`), the next at the first grid point after it, and from then
+//! on one per grid point: two probes of a stream are never more than a period apart
+//! (only the first two may be closer), which is what bounds failover. A stream restored from the store with a recent probe
 //! simply waits for its slot.
 //!
 //! Every stream has its own task, and a probe is bounded by the stream's timeout, so
-//! a probe that hangs delays nobody else. A global semaphore caps the probes in flight
+//! a probe that hangs delays nobody else — not even its own stream's next probe,
+//! which goes out at its slot while the previous one may still be in flight (a
+//! timeout equal to the period ends right at the next slot). A global semaphore caps the probes in flight
 //! below the file-descriptor limit (raised to its hard limit at start) so that a mass
 //! outage of black-holed VIPs cannot exhaust descriptors; a probe waiting for it shows
 //! up in `gslb_health_probe_lateness_seconds`.
@@ -19,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -97,6 +102,39 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// At most this many probes of one stream are outstanding (in flight or waiting for
+/// the in-flight cap). A probe that started on time ends by the next slot (the
+/// timeout is at most the period), so two only overlap by scheduling jitter; a
+/// third means the cap has held probes back for a whole period, and the slot is
+/// skipped rather than queueing probes without bound.
+const MAX_OUTSTANDING: usize = 2;
+
+/// One probe of `stream` scheduled at `at`: waits for the in-flight cap, probes.
+async fn probe_at(
+    hub: Arc<HealthHub>,
+    sem: Arc<Semaphore>,
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+    at: Instant,
+) -> Option<(probe::ProbeResult, Duration)> {
+    let permit = sem.acquire_owned().await.ok()?;
+    hub.stats
+        .lateness
+        .observe(Instant::now().saturating_duration_since(at));
+    let r = {
+        let _g = InFlight::new(&hub.stats.in_flight);
+        probe::probe(addr, timeout).await
+    };
+    drop(permit);
+    Some(r)
+}
+
+/// The task of one probe stream: starts a probe at every slot of its grid, whether
+/// or not the previous one has finished, and records results in the order the
+/// probes started, each the moment it is known. So a probe that runs into its
+/// timeout counts at once and never pushes the next one back: a black-holed VIP
+/// fails `failureThreshold` probes in `failureThreshold` periods, like a refusing
+/// one (CONTRACT §8).
 async fn run(
     hub: Arc<HealthHub>,
     stream: Arc<Stream>,
@@ -106,27 +144,32 @@ async fn run(
 ) {
     let key = stream.key;
     let (addr, period, timeout) = (key.socket_addr(), key.period(), key.timeout());
+    let mut outstanding = FuturesOrdered::new();
     let mut at = first;
     loop {
-        tokio::time::sleep_until(at).await;
-        let Ok(permit) = sem.acquire().await else {
-            return;
-        };
-        hub.stats
-            .lateness
-            .observe(Instant::now().saturating_duration_since(at));
-        let (result, took) = {
-            let _g = InFlight::new(&hub.stats.in_flight);
-            probe::probe(addr, timeout).await
-        };
-        drop(permit);
-        hub.record(&stream, &result, took);
-        // The next slot at least a period after this one; if we somehow overran it
-        // (a probe as long as the period), the next one from now.
-        at = grid_at_or_after(base, period, at + period);
-        let now = Instant::now();
-        if at < now {
-            at = grid_at_or_after(base, period, now);
+        tokio::select! {
+            // Results first: a probe that ended exactly at the next slot counts
+            // before that slot's probe goes out.
+            biased;
+            Some(done) = outstanding.next(), if !outstanding.is_empty() => {
+                match done {
+                    Some((result, took)) => hub.record(&stream, &result, took),
+                    None => return, // the semaphore is closed: shutting down
+                }
+            }
+            () = tokio::time::sleep_until(at) => {
+                if outstanding.len() < MAX_OUTSTANDING {
+                    outstanding.push_back(probe_at(hub.clone(), sem.clone(), addr, timeout, at));
+                }
+                // The next slot of the grid (at most a period away, also after the
+                // off-grid first probe); after a stall (a suspended process, a
+                // saturated runtime) the next one from now rather than a burst.
+                at = grid_at_or_after(base, period, at + Duration::from_nanos(1));
+                let now = Instant::now();
+                if at < now {
+                    at = grid_at_or_after(base, period, now);
+                }
+            }
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Health-check metrics: lock-free counters and histograms bumped by the prober,
-//! rendered by [`super::HealthHub::render_metrics`]. Names are listed in
+//! exported by [`super::HealthCollector`]. Names are listed in
 //! docs/health-checks.md.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::encoding::DescriptorEncoder;
 
 use super::Health;
 use super::probe::RESULT_LABELS;
@@ -114,20 +115,28 @@ impl<const N: usize> Histogram<N> {
         quantile(self.bounds, &self.counts(), q)
     }
 
-    fn render(&self, out: &mut String, name: &str) {
-        let mut cum = 0u64;
-        for (i, b) in self.bounds.iter().enumerate() {
-            cum += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
-        }
-        cum += self.counts[N].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
-        );
-        let _ = writeln!(out, "{name}_count {cum}");
+    /// Encodes the histogram as the family `name`.
+    fn encode(
+        &self,
+        enc: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+    ) -> Result<(), std::fmt::Error> {
+        let counts = self.counts();
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .zip(counts.iter().copied())
+            .collect();
+        crate::metrics::histogram(
+            enc,
+            name,
+            help,
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            counts.iter().sum(),
+            &buckets,
+        )
     }
 }
 
@@ -167,81 +176,91 @@ impl Stats {
         self.probes.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    /// Renders the counters and histograms (the per-endpoint gauges are rendered by
+    /// Encodes the counters and histograms (the per-endpoint gauges are encoded by
     /// the hub, which owns the table).
-    pub fn render(&self, out: &mut String) {
-        use crate::metrics::{header, scalar};
-        header(
-            out,
+    pub fn encode(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use crate::metrics::{counter_family, gauge};
+        counter_family(
+            enc,
             PROBES,
-            "counter",
-            "TCP health probes finished, by result.",
-        );
-        for (i, label) in RESULT_LABELS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{PROBES}{{result=\"{label}\"}} {}",
-                self.probes[i].load(Ordering::Relaxed)
-            );
-        }
-        header(
-            out,
+            "TCP health probes finished, by result",
+            RESULT_LABELS
+                .iter()
+                .zip(&self.probes)
+                .map(|(label, c)| ([("result", *label)], c.load(Ordering::Relaxed))),
+        )?;
+        self.duration.encode(
+            enc,
             PROBE_DURATION,
-            "histogram",
-            "Time from the start of a TCP probe to its result.",
-        );
-        self.duration.render(out, PROBE_DURATION);
-        header(
-            out,
+            "Time from the start of a TCP probe to its result",
+        )?;
+        self.lateness.encode(
+            enc,
             PROBE_LATENESS,
-            "histogram",
-            "How long after its scheduled instant a probe started.",
-        );
-        self.lateness.render(out, PROBE_LATENESS);
-        header(
-            out,
+            "How long after its scheduled instant a probe started",
+        )?;
+        counter_family(
+            enc,
             TRANSITIONS,
-            "counter",
-            "Health verdict changes, by old and new verdict.",
-        );
-        for (fi, from) in STATES.iter().enumerate() {
-            for (ti, to) in STATES.iter().enumerate() {
-                if fi != ti {
-                    let _ = writeln!(
-                        out,
-                        "{TRANSITIONS}{{from=\"{}\",to=\"{}\"}} {}",
-                        from.as_str(),
-                        to.as_str(),
-                        self.transitions[fi][ti].load(Ordering::Relaxed)
-                    );
-                }
-            }
-        }
-        scalar(
-            out,
+            "Health verdict changes, by old and new verdict",
+            STATES.iter().enumerate().flat_map(|(fi, from)| {
+                STATES
+                    .iter()
+                    .enumerate()
+                    .filter(move |(ti, _)| *ti != fi)
+                    .map(move |(ti, to)| {
+                        (
+                            [("from", from.as_str()), ("to", to.as_str())],
+                            self.transitions[fi][ti].load(Ordering::Relaxed),
+                        )
+                    })
+            }),
+        )?;
+        gauge(
+            enc,
             IN_FLIGHT,
-            "gauge",
-            "TCP probes in flight right now.",
+            "TCP probes in flight right now",
             self.in_flight.load(Ordering::Relaxed),
-        );
-        header(
-            out,
+        )?;
+        counter_family(
+            enc,
             STORE_WRITES,
-            "counter",
-            "Coalesced writes of health state to the store, by result.",
-        );
-        let _ = writeln!(
-            out,
-            "{STORE_WRITES}{{result=\"ok\"}} {}\n{STORE_WRITES}{{result=\"error\"}} {}",
-            self.store_writes_ok.load(Ordering::Relaxed),
-            self.store_writes_failed.load(Ordering::Relaxed)
-        );
+            "Coalesced writes of health state to the store, by result",
+            [
+                (
+                    [("result", "ok")],
+                    self.store_writes_ok.load(Ordering::Relaxed),
+                ),
+                (
+                    [("result", "error")],
+                    self.store_writes_failed.load(Ordering::Relaxed),
+                ),
+            ],
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct HistogramOnly(Histogram<3>);
+
+    impl prometheus_client::collector::Collector for HistogramOnly {
+        fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            self.0.encode(&mut enc, "x", "test")
+        }
+    }
+
+    #[derive(Debug)]
+    struct StatsOnly(Stats);
+
+    impl prometheus_client::collector::Collector for StatsOnly {
+        fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            self.0.encode(&mut enc)
+        }
+    }
 
     #[test]
     fn histogram_buckets_and_quantiles() {
@@ -261,8 +280,7 @@ mod tests {
         assert!(p99 > 0.009 && p99 <= 0.01, "{p99}");
         h.observe(Duration::from_secs(3));
         assert_eq!(h.quantile(1.0), Some(0.1));
-        let mut s = String::new();
-        h.render(&mut s, "x");
+        let s = crate::metrics::render_one(HistogramOnly(h));
         assert!(s.contains("x_bucket{le=\"0.001\"} 50\n"), "{s}");
         assert!(s.contains("x_bucket{le=\"0.01\"} 100\n"), "{s}");
         assert!(s.contains("x_bucket{le=\"+Inf\"} 101\n"), "{s}");
@@ -274,8 +292,7 @@ mod tests {
         let st = Stats::default();
         st.probes[0].fetch_add(2, Ordering::Relaxed);
         st.transition(Health::Pending, Health::Healthy);
-        let mut s = String::new();
-        st.render(&mut s);
+        let s = crate::metrics::render_one(StatsOnly(st));
         assert!(
             s.contains("gslb_health_probes_total{result=\"success\"} 2\n"),
             "{s}"

@@ -96,7 +96,10 @@ impl Store for MemStore {
     fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
         Ok(Vec::new())
     }
-    fn apply(&self, _: &[Change]) -> Result<(), StoreError> {
+    fn revision(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn apply(&self, _: &[Change], _: u64) -> Result<(), StoreError> {
         Ok(())
     }
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
@@ -194,8 +197,7 @@ async fn pending_until_proven_then_fails_over_and_recovers() {
             (Health::Unhealthy, Health::Healthy, app),
         ]
     );
-    let mut m = String::new();
-    hub.render_metrics(&mut m);
+    let m = crate::metrics::render_one(hub.collector());
     assert!(
         m.contains("gslb_health_transitions_total{from=\"Healthy\",to=\"Unhealthy\"} 1\n"),
         "{m}"
@@ -238,9 +240,10 @@ async fn one_probe_per_shared_endpoint_and_cancel_on_release() {
     let start = Instant::now();
     tokio::time::sleep(Duration::from_millis(4200)).await;
     let n = vip.count();
-    // First probe in [0, 1) s, then one per second: 4 or 5 in 4.2 s. Per holder it
-    // would be seven times that.
-    assert!((3..=5).contains(&n), "{n} probes in {:?}", start.elapsed());
+    // First probe in [0, 1) s, then one at each grid point after it (the first may
+    // follow within the same second): 4 to 6 in 4.2 s. Per holder it would be seven
+    // times that.
+    assert!((3..=6).contains(&n), "{n} probes in {:?}", start.elapsed());
     assert_eq!(cell_d.get(), Health::Healthy);
 
     // Releasing all but one holder keeps the stream; releasing the last stops it.
@@ -260,18 +263,7 @@ async fn one_probe_per_shared_endpoint_and_cancel_on_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_probe_delays_nobody() {
     // A VIP whose SYNs are never answered: a listener with a full accept queue.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    sock.listen(0).unwrap();
-    let black: SocketAddr = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fill = Vec::new();
-    for _ in 0..4 {
-        fill.push(std::net::TcpStream::connect_timeout(
-            &black,
-            Duration::from_millis(200),
-        ));
-    }
+    let (black, _sock, fill) = black_hole();
     let vip = Vip::bind("127.0.0.1:0");
     let hub = Arc::new(HealthHub::new());
     let prober = hub.start(None);
@@ -433,4 +425,52 @@ fn holder_summary_is_bounded() {
         holder_summary(&holders),
         "n0.example/dc1, n1.example/dc1, n2.example/dc1, n3.example/dc1, n4.example/dc1 (+3 more)"
     );
+}
+
+/// A listener whose accept queue is full: its SYNs are never answered (a black hole).
+fn black_hole() -> (
+    SocketAddr,
+    socket2::Socket,
+    Vec<std::io::Result<std::net::TcpStream>>,
+) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.listen(0).unwrap();
+    let addr: SocketAddr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        fill.push(std::net::TcpStream::connect_timeout(
+            &addr,
+            Duration::from_millis(200),
+        ));
+    }
+    (addr, sock, fill)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_probe_counts_at_once_and_keeps_the_schedule() {
+    // Timeout = period: each probe runs into its timeout exactly at the next slot.
+    // Three failures must take three periods (first probe within 1 s, then one per
+    // second, each counted when it times out): Unhealthy within 4 s. A probe that
+    // pushed the next slot back would take 5 s at least.
+    let (addr, _sock, _fill) = black_hole();
+    let e = ep(addr, 3, 1);
+    let hub = Arc::new(HealthHub::new());
+    let cell = hub.acquire(&e, Holder::new("bh.example", "dc1"));
+    let start = Instant::now();
+    let prober = hub.start(None);
+    assert!(eventually(Duration::from_secs(8), || cell.get() == Health::Unhealthy).await);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(4600),
+        "Unhealthy after {took:?}"
+    );
+    // And the timeouts keep coming once per period.
+    let timeouts = || hub.stats().probes[4].load(Ordering::Relaxed);
+    let before = timeouts();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let n = timeouts() - before;
+    assert!((3..=4).contains(&n), "{n} timed-out probes in 3.5 s");
+    prober.shutdown().await.unwrap();
 }

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,6 +67,8 @@ pub(super) struct Request {
 
 /// Everything the committer writes to.
 pub(super) struct Committer {
+    /// The registry revision of what is published (see `Registry::revision`).
+    pub revision: Arc<AtomicU64>,
     pub store: Arc<dyn Store>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub health: Arc<HealthHub>,
@@ -201,7 +204,8 @@ impl Committer {
                     None => Change::Delete(name.to_string()),
                 })
                 .collect();
-            if let Err(e) = self.store.apply(&writes) {
+            let revision = self.revision.load(Ordering::Acquire) + writes.len() as u64;
+            if let Err(e) = self.store.apply(&writes, revision) {
                 tracing::error!(error = %e, writes = writes.len(), "store write failed; batch not applied");
                 for (reply, _) in waiting {
                     let _ = reply.send(Err(RegistryError::Store(e.clone())));
@@ -209,6 +213,7 @@ impl Committer {
                 return;
             }
             self.publish(current, &changed);
+            self.revision.store(revision, Ordering::Release);
         }
         for (reply, outcome) in waiting {
             let _ = reply.send(outcome);

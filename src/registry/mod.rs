@@ -11,6 +11,7 @@ mod commit;
 mod status;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use arc_swap::ArcSwap;
@@ -85,7 +86,25 @@ pub struct PutOutcome {
     pub view: View,
 }
 
+/// One instance serving the registry, as `GET /api/v1/instances` shows it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceInfo {
+    pub name: String,
+    /// The registry revision this instance has applied.
+    pub revision: u64,
+    /// When this instance was last known to be alive (RFC 3339).
+    pub last_seen: String,
+    #[serde(rename = "self")]
+    pub is_self: bool,
+}
+
 pub struct Registry {
+    /// This instance's name.
+    instance: Arc<str>,
+    /// The registry revision of what is published: bumped by one per change the
+    /// committer writes, stored with the changes.
+    revision: Arc<AtomicU64>,
     store: Arc<dyn Store>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     health: Arc<HealthHub>,
@@ -100,12 +119,14 @@ impl Registry {
     /// Builds the registry from the store: every stored NameService is applied to an
     /// empty registry (the same path as an API write, minus the store write).
     pub fn open(
+        instance: &str,
         store: Arc<dyn Store>,
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
     ) -> Result<Self, RegistryError> {
         let now = crate::timefmt::now_unix();
+        let revision = Arc::new(AtomicU64::new(store.revision()?));
         let mut conditions = HashMap::new();
         let mut entries = Vec::new();
         store.load_each(&mut |ns| {
@@ -135,6 +156,7 @@ impl Registry {
         let conditions = Arc::new(Mutex::new(conditions));
         let (tx, rx) = mpsc::channel();
         let committer = commit::Committer {
+            revision: revision.clone(),
             store: store.clone(),
             snapshot: snapshot.clone(),
             health: health.clone(),
@@ -146,6 +168,8 @@ impl Registry {
             .spawn(move || committer.run(rx))
             .map_err(|e| RegistryError::Committer(e.to_string()))?;
         Ok(Self {
+            instance: instance.into(),
+            revision,
             store,
             snapshot,
             health,
@@ -267,6 +291,27 @@ impl Registry {
 
     fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, status::ReadyMemo>> {
         self.conditions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This instance's name.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The registry revision of what is published.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// The instances serving this registry, sorted by name. With the embedded store
+    /// that is this one alone.
+    pub fn instances(&self) -> Vec<InstanceInfo> {
+        vec![InstanceInfo {
+            name: self.instance.to_string(),
+            revision: self.revision(),
+            last_seen: crate::timefmt::rfc3339(crate::timefmt::now_unix()),
+            is_self: true,
+        }]
     }
 
     /// One NameService with its status.

@@ -35,8 +35,16 @@ fn fixture(tag: &str) -> Fixture {
     let zones = Arc::new(ZoneSet::load_dir(&dir.join("zones")).unwrap());
     let store = Arc::new(SledStore::open(&dir.join("data")).unwrap());
     let hub = Arc::new(HealthHub::new());
-    let registry =
-        Arc::new(Registry::open(store, zones, Arc::new(Topology::default()), hub.clone()).unwrap());
+    let registry = Arc::new(
+        Registry::open(
+            "test",
+            store,
+            zones,
+            Arc::new(Topology::default()),
+            hub.clone(),
+        )
+        .unwrap(),
+    );
     registry.watch_health();
     Fixture { registry, hub, dir }
 }
@@ -149,10 +157,13 @@ fn reopening_restores_verdicts_and_the_ready_date() {
     hub.restore(records);
     let store = Arc::new(SledStore::open(&f.dir.join("data2")).unwrap());
     store
-        .apply(&[crate::store::Change::Put(ns("a.hc.example", 443, 1).into())])
+        .apply(
+            &[crate::store::Change::Put(ns("a.hc.example", 443, 1).into())],
+            1,
+        )
         .unwrap();
     let zones = Arc::new(ZoneSet::load_dir(&f.dir.join("zones")).unwrap());
-    let r = Registry::open(store, zones, Arc::new(Topology::default()), hub).unwrap();
+    let r = Registry::open("test", store, zones, Arc::new(Topology::default()), hub).unwrap();
     assert_eq!(cell_of(&r, "a.hc.example", 0).get(), Health::Healthy);
     assert_eq!(cell_of(&r, "a.hc.example", 1).get(), Health::Unhealthy);
     let after = ready_of(&r, "a.hc.example");

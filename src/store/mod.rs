@@ -83,8 +83,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Applies `changes` in order and flushes them to disk before returning.
-    fn apply(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// The registry revision the stored NameServices reflect (0 for a new store).
+    fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Applies `changes` in order, records `revision` as the one the store now
+    /// reflects (in the same atomic batch), and flushes before returning.
+    fn apply(&self, changes: &[Change], revision: u64) -> Result<(), StoreError>;
 
     /// Every persisted endpoint health record.
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError>;

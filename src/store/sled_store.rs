@@ -5,6 +5,30 @@ use crate::model::NameService;
 
 const NAMESERVICES: &str = "nameservices/v1";
 const HEALTH: &str = "health/v1";
+/// The store's own record, kept in the NameService tree so that it is written in
+/// the same atomic batch as the changes it describes. No NameService key starts
+/// with a zero byte (names are lowercase DNS names).
+const META_KEY: &[u8] = b"\x00meta";
+/// Format of the record: version byte, then the revision (u64, little-endian).
+const META_VERSION: u8 = 1;
+
+fn encode_meta(revision: u64) -> Vec<u8> {
+    let mut v = vec![META_VERSION];
+    v.extend_from_slice(&revision.to_le_bytes());
+    v
+}
+
+fn decode_meta(value: &[u8]) -> Result<u64, StoreError> {
+    match value.split_first() {
+        Some((&META_VERSION, rest)) if rest.len() == 8 => {
+            Ok(u64::from_le_bytes(rest.try_into().expect("8 bytes")))
+        }
+        _ => Err(StoreError::Decode {
+            key: "\\0meta".into(),
+            reason: format!("the store's record is damaged ({} bytes)", value.len()),
+        }),
+    }
+}
 
 /// The embedded default store.
 pub struct SledStore {
@@ -130,6 +154,9 @@ impl Store for SledStore {
         self.nameservices.len();
         for kv in self.nameservices.iter() {
             let (k, v) = kv?;
+            if k.first() == Some(&0) {
+                continue;
+            }
             let mut ns = decode_nameservice(&k, &v)?;
             // A value stored under another key is as corrupt as an undecodable one.
             if ns.name.as_bytes() != &*k {
@@ -145,9 +172,20 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.nameservices
+            .get(META_KEY)?
+            .map_or(Ok(0), |v| decode_meta(&v))
+    }
+
+    fn apply(&self, changes: &[Change], revision: u64) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut undo = sled::Batch::default();
+        match self.nameservices.get(META_KEY)? {
+            Some(old) => undo.insert(META_KEY, old),
+            None => undo.remove(META_KEY),
+        }
+        batch.insert(META_KEY, encode_meta(revision));
         for c in changes {
             let key = match c {
                 Change::Put(ns) => ns.name.as_bytes(),
@@ -249,16 +287,21 @@ mod tests {
         let dir = tmpdir("reopen");
         {
             let s = SledStore::open(&dir).unwrap();
-            s.apply(&[
-                Change::Put(ns("b.example").into()),
-                Change::Put(ns("a.example").into()),
-            ])
+            assert_eq!(s.revision().unwrap(), 0);
+            s.apply(
+                &[
+                    Change::Put(ns("b.example").into()),
+                    Change::Put(ns("a.example").into()),
+                ],
+                2,
+            )
             .unwrap();
-            s.apply(&[Change::Delete("b.example".into())]).unwrap();
+            s.apply(&[Change::Delete("b.example".into())], 3).unwrap();
         }
         let s = reopen(&dir);
         let all = s.load_all().unwrap();
         assert_eq!(all, vec![ns("a.example")]);
+        assert_eq!(s.revision().unwrap(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -269,19 +312,26 @@ mod tests {
         a2.ttl = 60;
         {
             let s = SledStore::open(&dir).unwrap();
-            s.apply(&[
-                Change::Put(ns("a.example").into()),
-                Change::Put(ns("c.example").into()),
-            ])
+            s.apply(
+                &[
+                    Change::Put(ns("a.example").into()),
+                    Change::Put(ns("c.example").into()),
+                ],
+                2,
+            )
             .unwrap();
             s.fail_flush
                 .store(true, std::sync::atomic::Ordering::SeqCst);
-            let failed = s.apply(&[
-                Change::Put(a2.clone().into()),
-                Change::Put(ns("b.example").into()),
-                Change::Delete("c.example".into()),
-            ]);
+            let failed = s.apply(
+                &[
+                    Change::Put(a2.clone().into()),
+                    Change::Put(ns("b.example").into()),
+                    Change::Delete("c.example".into()),
+                ],
+                5,
+            );
             assert!(matches!(failed, Err(StoreError::Io(_))));
+            assert_eq!(s.revision().unwrap(), 2);
             assert_eq!(
                 s.load_all().unwrap(),
                 vec![ns("a.example"), ns("c.example")]
@@ -294,7 +344,8 @@ mod tests {
             s.load_all().unwrap(),
             vec![ns("a.example"), ns("c.example")]
         );
-        s.apply(&[Change::Put(a2.clone().into())]).unwrap();
+        assert_eq!(s.revision().unwrap(), 2);
+        s.apply(&[Change::Put(a2.clone().into())], 3).unwrap();
         assert_eq!(s.load_all().unwrap(), vec![a2, ns("c.example")]);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -304,7 +355,7 @@ mod tests {
     fn writes_the_compact_form_and_still_reads_json() {
         let dir = tmpdir("formats");
         let s = SledStore::open(&dir).unwrap();
-        s.apply(&[Change::Put(ns("b.example").into())]).unwrap();
+        s.apply(&[Change::Put(ns("b.example").into())], 1).unwrap();
         let raw = s.nameservices.get("b.example").unwrap().unwrap();
         assert_eq!(raw[0], FORMAT_NAMESERVICE);
         // A value written by an earlier gslb, in JSON.

@@ -578,9 +578,9 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
             ns.glue = glue;
         }
     }
-    let minimum = match &soa.rdata {
-        RData::SOA(s) => s.minimum,
-        _ => soa.ttl,
+    let (minimum, serial) = match &soa.rdata {
+        RData::SOA(s) => (s.minimum, s.serial),
+        _ => (soa.ttl, 0),
     };
     let mut negative_soa = nodes
         .get(&apex)
@@ -595,6 +595,7 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
         nodes,
         negative_soa,
         negative_record,
+        serial,
         has_delegations,
         has_wildcards,
     })

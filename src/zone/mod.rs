@@ -128,6 +128,17 @@ impl ZoneSet {
         self.origins.clone()
     }
 
+    /// Every zone's origin and SOA serial, sorted by origin (startup log, reload).
+    pub fn serials(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> = self
+            .zones
+            .iter()
+            .map(|z| (z.origin.clone(), z.serial))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The most specific zone holding `name` (lowercase wire form).
     #[inline]
     pub fn find(&self, name: &[u8]) -> Option<&Zone> {
@@ -160,6 +171,8 @@ pub struct Zone {
     negative_soa: Rrset,
     /// The same as a ready-made record, when its names allow.
     negative_record: Option<NegativeSoa>,
+    /// The SOA serial as written in the file.
+    serial: u32,
     has_delegations: bool,
     has_wildcards: bool,
 }
@@ -168,6 +181,11 @@ impl Zone {
     /// Lowercase origin without trailing dot.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The SOA serial as written in the zone file.
+    pub fn serial(&self) -> u32 {
+        self.serial
     }
 
     /// Lowercase wire-form origin.

@@ -696,6 +696,15 @@ fn metrics_count_api_requests_and_nameservices() {
         "gslb_api_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
         "# TYPE gslb_nameservices gauge",
         "gslb_nameservices 2",
+        &format!(
+            "gslb_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_max_fds gauge",
+        "# TYPE process_start_time_seconds gauge",
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -710,6 +719,53 @@ fn metrics_count_api_requests_and_nameservices() {
         let (_, value) = l.rsplit_once(' ').unwrap();
         assert!(value.parse::<f64>().is_ok(), "{l}");
     }
+    // The process metrics describe the server process, not this test.
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", s.pid()))
+        .unwrap()
+        .count() as f64;
+    assert!(
+        (sample("process_open_fds") - fds).abs() <= 8.0,
+        "{fds} vs\n{text}"
+    );
+    let started = std::fs::metadata(format!("/proc/{}", s.pid()))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((sample("process_start_time_seconds") - started).abs() < 5.0);
+    assert!(sample("process_resident_memory_bytes") > 1e6);
+}
+
+#[test]
+fn startup_log_names_version_config_zones_and_registry_size() {
+    let mut s = Server::start_with(ServerOpts {
+        config: Some("# empty\n".into()),
+        ..ServerOpts::default()
+    });
+    s.put_ns(&minimal("app.gslb.example"));
+    assert_eq!(s.terminate(), Some(0));
+    s.restart_same_data();
+    let log = s.log_text();
+    let last_start = &log[log.rfind("starting").expect("a start line")..];
+    assert!(
+        log.contains(&format!("gslb {} starting", env!("CARGO_PKG_VERSION"))),
+        "{log}"
+    );
+    assert!(log.contains("config=") && log.contains(".toml"), "{log}");
+    assert!(
+        last_start.contains("zone=gslb.example serial=2026010101"),
+        "{log}"
+    );
+    assert!(last_start.contains("nameservices=1"), "{log}");
 }
 
 #[test]
@@ -796,6 +852,7 @@ fn openapi_lists_every_route() {
     assert_eq!(documented, served);
     methods.sort();
     let expected = [
+        ("/api/v1/instances", "get"),
         ("/api/v1/nameservices", "get"),
         ("/api/v1/nameservices/{name}", "delete"),
         ("/api/v1/nameservices/{name}", "get"),

@@ -51,6 +51,8 @@ fn deploy_configs_load() {
             assert_eq!(c.data_dir, d.data_dir);
             assert_eq!(c.zones_dir, d.zones_dir);
             assert!(c.api_token.is_none());
+            assert_eq!(c.instance, d.instance);
+            assert_eq!(format!("{:?}", c.registry), format!("{:?}", d.registry));
         }
     }
 }

@@ -284,6 +284,113 @@ fn failover_within_period_times_failure_threshold_and_recovery() {
     );
 }
 
+/// A gateway VIP that can be black-holed: a listener with a backlog of 0 whose
+/// accept thread accepts while it is up. Black-holing stops the thread and fills the
+/// accept queue with connections nobody accepts, so the kernel drops every further
+/// SYN: connects neither succeed nor fail, they time out (CONTRACT §8).
+struct BlackHoleVip {
+    addr: SocketAddr,
+    _sock: Arc<socket2::Socket>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _fill: Vec<std::net::TcpStream>,
+}
+
+impl BlackHoleVip {
+    fn open(ip: &str) -> Self {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        sock.listen(0).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let addr = sock.local_addr().unwrap().as_socket().unwrap();
+        let sock = Arc::new(sock);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (sock.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                if l.accept().is_err() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        Self {
+            addr,
+            _sock: sock,
+            stop,
+            thread: Some(thread),
+            _fill: Vec::new(),
+        }
+    }
+
+    /// From the returned instant on, SYNs to the VIP go unanswered (the accept
+    /// queue is full: a probe may have filled it just before, with a success).
+    fn black_hole(&mut self) -> Instant {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        for _ in 0..16 {
+            let attempt = Instant::now();
+            match std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
+                Ok(c) => self._fill.push(c),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+                    return attempt;
+                }
+            }
+        }
+        panic!("the accept queue of {} never filled", self.addr);
+    }
+}
+
+#[test]
+fn black_holed_vip_fails_over_within_period_times_failure_threshold_plus_one() {
+    let s = server();
+    let mut a = BlackHoleVip::open("127.0.0.23");
+    let b = Vip::open("127.0.0.24");
+    // Timeout = period: every probe of the black-holed VIP runs into its timeout
+    // right at the next slot, the worst case for the schedule.
+    s.put_ns(&json!({
+        "name": "bh.hc.example", "policy": "RoundRobin", "ttl": 5,
+        "healthCheck": hc(1, 3, 1),
+        "targets": [target("dc1", "127.0.0.23", a.addr.port()), target("dc2", &b.ip(), b.port())]
+    }));
+    wait_health(
+        &s,
+        "bh.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    wait_health(
+        &s,
+        "bh.hc.example",
+        "dc2",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+
+    // The bound is tight when the timeout equals the period: a probe that succeeded
+    // just before the black hole is followed by three that time out, the last one
+    // ending 1 s x 3 + 1 s after it. Allow the timer's and the poll's granularity.
+    let down = a.black_hole();
+    while a_answers(&s, "bh.hc.example") != ["127.0.0.24"] {
+        assert!(
+            down.elapsed() < Duration::from_millis(4150),
+            "dc1 still answered after {:?} (bound: 1 s x 3 + 1 s): {}",
+            down.elapsed(),
+            status(&s, "bh.hc.example")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = target_status(&s, "bh.hc.example", "dc1");
+    assert_eq!(t["health"], "Unhealthy");
+    assert_eq!(t["lastError"], "no connection within the 1s timeout");
+    assert!(t["consecutiveFailures"].as_u64().unwrap() >= 3, "{t}");
+    let m = metrics(&s);
+    assert!(metric(&m, "gslb_health_probes_total{result=\"timeout\"}").unwrap() >= 3.0);
+}
+
 #[test]
 fn a_new_target_is_pending_until_proven() {
     let s = server();

@@ -9,5 +9,7 @@ mod cli;
 mod dns;
 mod examples;
 mod health;
+mod istio;
 mod policy;
+mod registry;
 mod steering;

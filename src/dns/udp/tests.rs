@@ -165,8 +165,7 @@ fn worker_answers_every_query_of_a_burst() {
             }
             stop.store(true, Ordering::Relaxed);
             handle.join().unwrap();
-            let mut m = String::new();
-            metrics.render(&mut m, 0);
+            let m = crate::metrics::render_one(metrics.clone());
             let count = |line: &str| -> u64 {
                 m.lines()
                     .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())

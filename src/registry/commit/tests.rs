@@ -64,7 +64,11 @@ impl Store for MemStore {
             .collect())
     }
 
-    fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn revision(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    fn apply(&self, changes: &[Change], _revision: u64) -> Result<(), StoreError> {
         self.applies.fetch_add(1, Ordering::SeqCst);
         let fail = self.fail.load(Ordering::SeqCst);
         {
@@ -122,6 +126,7 @@ fn registry(store: Arc<MemStore>) -> Registry {
     let zones =
         ZoneSet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")).unwrap();
     Registry::open(
+        "test",
         store,
         Arc::new(zones),
         Arc::new(Topology::default()),

@@ -1,0 +1,20 @@
+//! `GET /api/v1/instances`: the instances serving the registry and the revision each
+//! has applied.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::AppState;
+use crate::registry::InstanceInfo;
+
+#[derive(serde::Serialize)]
+pub struct List {
+    pub items: Vec<InstanceInfo>,
+}
+
+/// Every live instance, sorted by name (with the embedded store: this one).
+pub async fn list(State(state): State<AppState>) -> Json<List> {
+    Json(List {
+        items: state.registry.instances(),
+    })
+}

@@ -1,0 +1,552 @@
+//! The Istio objects `gslb import istio` reads, parsed from Kubernetes YAML.
+//!
+//! Every field of an object is either taken by the parser (and then used by the
+//! mapping in [`super::mapping`]) or named in [`Parsed::left_out`] with the reason it
+//! has no NameService equivalent. Fields of the wrong type are errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Note;
+use super::fields::{FieldError, Fields};
+
+/// Where an object came from, for messages: `FILE: document N (Kind ns/name)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub file: String,
+    /// `document 2`, or `document 2, items[3]` inside a `kind: List`.
+    pub document: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file, self.document)?;
+        if !self.kind.is_empty() {
+            write!(f, " ({} {}/{})", self.kind, self.namespace, self.name)?;
+        }
+        Ok(())
+    }
+}
+
+/// A workload address with its labels, locality and weight: a WorkloadEntry's spec,
+/// or one of a ServiceEntry's `endpoints`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// Path of the workload in its object (`spec`, `spec.endpoints[1]`).
+    pub path: String,
+    pub address: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub locality: Option<String>,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceEntry {
+    pub source: Arc<Source>,
+    pub hosts: Vec<String>,
+    /// `NONE`, `STATIC`, `DNS`, `DNS_ROUND_ROBIN`; absent means `NONE`.
+    pub resolution: Option<String>,
+    pub endpoints: Vec<Workload>,
+    /// `spec.workloadSelector.labels`, when the entry selects its workloads.
+    pub selector: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkloadEntry {
+    pub source: Arc<Source>,
+    pub workload: Workload,
+}
+
+/// A Kubernetes probe as a WorkloadGroup carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub period_seconds: Option<u32>,
+    pub timeout_seconds: Option<u32>,
+    pub success_threshold: Option<u32>,
+    pub failure_threshold: Option<u32>,
+    /// `tcpSocket.port`, the one probe shape the model takes today.
+    pub tcp_port: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkloadGroup {
+    pub source: Arc<Source>,
+    /// `spec.metadata.labels`: the labels of the group's workloads.
+    pub labels: BTreeMap<String, String>,
+    pub probe: Option<Probe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Distribute {
+    pub path: String,
+    pub from: String,
+    pub to: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    pub path: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// `trafficPolicy.loadBalancer.localityLbSetting`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalityLb {
+    pub enabled: Option<bool>,
+    pub distribute: Vec<Distribute>,
+    pub failover: Vec<Failover>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DestinationRule {
+    pub source: Arc<Source>,
+    pub host: String,
+    pub locality: Option<LocalityLb>,
+    /// `trafficPolicy.outlierDetection` is set: Istio then fails over by locality
+    /// even without a `localityLbSetting` (it is on by default mesh-wide).
+    pub outlier_detection: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Object {
+    ServiceEntry(ServiceEntry),
+    WorkloadEntry(WorkloadEntry),
+    WorkloadGroup(WorkloadGroup),
+    DestinationRule(DestinationRule),
+}
+
+impl Object {
+    pub fn source(&self) -> &Arc<Source> {
+        match self {
+            Object::ServiceEntry(o) => &o.source,
+            Object::WorkloadEntry(o) => &o.source,
+            Object::WorkloadGroup(o) => &o.source,
+            Object::DestinationRule(o) => &o.source,
+        }
+    }
+}
+
+/// Everything read from the input files.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub objects: Vec<Object>,
+    /// Fields and objects that have no NameService equivalent.
+    pub left_out: Vec<Note>,
+    /// Unreadable files, invalid YAML, fields of the wrong type.
+    pub errors: Vec<Note>,
+}
+
+const GROUP: &str = "networking.istio.io/";
+
+/// Parses every document of `text` (the content of `file`) into `out`.
+/// `namespace` is given to objects that name none (as `kubectl apply -n` would).
+pub fn parse_file(file: &str, text: &str, namespace: &str, out: &mut Parsed) {
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let document = format!("document {}", i + 1);
+        let source = Source {
+            file: file.to_string(),
+            document,
+            kind: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        match Value::deserialize(doc) {
+            // An empty document (a trailing `---`, a file of comments).
+            Ok(Value::Null) => {}
+            Ok(value) => parse_object(source, value, namespace, out),
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+                    .unwrap_or_default();
+                out.errors.push(Note::new(
+                    Arc::new(source),
+                    "",
+                    format!("{at}not valid YAML: {e}"),
+                ));
+                // The parser cannot go on past a syntax error in this file.
+                break;
+            }
+        }
+    }
+}
+
+fn parse_object(mut source: Source, value: Value, namespace: &str, out: &mut Parsed) {
+    let mut obj = match Fields::new("", value) {
+        Ok(f) => f,
+        Err(_) => {
+            out.errors.push(Note::new(
+                Arc::new(source),
+                "",
+                "a document must be a Kubernetes object (a mapping with apiVersion and kind)",
+            ));
+            return;
+        }
+    };
+    let header = (|| -> Result<_, FieldError> {
+        let api_version = obj.string("apiVersion")?.unwrap_or_default();
+        let kind = obj.string("kind")?.unwrap_or_default();
+        let mut meta = obj.mapping("metadata")?;
+        let (name, ns) = match &mut meta {
+            Some(m) => (m.string("name")?, m.string("namespace")?),
+            None => (None, None),
+        };
+        Ok((api_version, kind, name, ns))
+    })();
+    let (api_version, kind, name, ns) = match header {
+        Ok(h) => h,
+        Err(e) => {
+            out.errors
+                .push(Note::new(Arc::new(source), e.field, e.message));
+            return;
+        }
+    };
+    source.kind = kind.clone();
+    source.namespace = ns.unwrap_or_else(|| namespace.to_string());
+    source.name = name.unwrap_or_default();
+
+    if kind == "List" && api_version == "v1" {
+        // `kubectl get -o yaml` wraps several objects in a List.
+        let items = match obj.list("items") {
+            Ok(items) => items,
+            Err(e) => {
+                out.errors
+                    .push(Note::new(Arc::new(source), e.field, e.message));
+                return;
+            }
+        };
+        for (path, item) in items {
+            let inner = Source {
+                document: format!("{}, {path}", source.document),
+                kind: String::new(),
+                namespace: String::new(),
+                name: String::new(),
+                ..source.clone()
+            };
+            parse_object(inner, item, namespace, out);
+        }
+        return;
+    }
+
+    let source = Arc::new(source);
+    if !api_version.starts_with(GROUP) {
+        let what = if kind.is_empty() && api_version.is_empty() {
+            "a document without apiVersion and kind".to_string()
+        } else {
+            format!("{kind} of {api_version:?}")
+        };
+        out.left_out.push(Note::new(
+            source,
+            "",
+            format!("{what} is not imported: gslb imports ServiceEntry, WorkloadEntry, WorkloadGroup and DestinationRule of {GROUP}*"),
+        ));
+        return;
+    }
+    if source.name.is_empty() {
+        out.errors.push(Note::new(
+            source,
+            "metadata.name",
+            "metadata.name is required",
+        ));
+        return;
+    }
+    // Kubernetes bookkeeping: nothing in it is meant for the data plane.
+    obj.discard("metadata");
+    obj.discard("status");
+    let spec = match obj.mapping("spec") {
+        Ok(s) => s.unwrap_or_else(|| Fields::new("spec", Value::Null).expect("null is empty")),
+        Err(e) => {
+            out.errors.push(Note::new(source, e.field, e.message));
+            return;
+        }
+    };
+    let mut rest = obj.rest();
+    let parsed = match kind.as_str() {
+        "ServiceEntry" => service_entry(source.clone(), spec, &mut rest).map(Object::ServiceEntry),
+        "WorkloadEntry" => {
+            workload_entry(source.clone(), spec, &mut rest).map(Object::WorkloadEntry)
+        }
+        "WorkloadGroup" => {
+            workload_group(source.clone(), spec, &mut rest).map(Object::WorkloadGroup)
+        }
+        "DestinationRule" => {
+            destination_rule(source.clone(), spec, &mut rest).map(Object::DestinationRule)
+        }
+        _ => {
+            out.left_out.push(Note::new(
+                source,
+                "",
+                format!("{kind} has no NameService equivalent: gslb answers DNS for ServiceEntry hosts; routing inside the mesh is Envoy's"),
+            ));
+            return;
+        }
+    };
+    match parsed {
+        Ok(o) => {
+            for field in rest {
+                let reason = reason(&kind, &field);
+                out.left_out.push(Note::new(source.clone(), field, reason));
+            }
+            out.objects.push(o);
+        }
+        Err(e) => out.errors.push(Note::new(source, e.field, e.message)),
+    }
+}
+
+/// Why `field` of a `kind` is not mapped: the fields Istio defines that have no
+/// NameService equivalent, each with its reason; anything else is unknown.
+pub fn reason(kind: &str, field: &str) -> String {
+    // Without list indexes: `spec.endpoints[0].ports` -> `spec.endpoints.ports`.
+    let mut path = String::with_capacity(field.len());
+    let mut in_index = false;
+    for c in field.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => path.push(c),
+            _ => {}
+        }
+    }
+    const PORTS: &str = "ports are proxy listener settings; a DNS answer carries addresses only";
+    const NETWORK: &str =
+        "Istio networks pick a gateway inside the mesh; gslb's targets are the gateways";
+    const IDENTITY: &str = "workload identity is checked by mTLS, not by DNS";
+    const EXPORT: &str = "namespace visibility inside the mesh; a NameService is global";
+    const PROXY: &str = "a proxy setting with no DNS equivalent";
+    let r = match (kind, path.as_str()) {
+        ("ServiceEntry", "spec.ports" | "spec.endpoints.ports") => PORTS,
+        ("ServiceEntry", "spec.endpoints.network") => NETWORK,
+        ("ServiceEntry", "spec.endpoints.serviceAccount" | "spec.subjectAltNames") => IDENTITY,
+        ("ServiceEntry", "spec.exportTo") => EXPORT,
+        ("ServiceEntry", "spec.addresses") => {
+            "the virtual IPs of the service inside the mesh; gslb answers the endpoints' addresses"
+        }
+        ("ServiceEntry", "spec.location") => {
+            "MESH_INTERNAL/MESH_EXTERNAL selects Istio's mTLS; it has no DNS equivalent"
+        }
+        ("WorkloadEntry", "spec.ports") => PORTS,
+        ("WorkloadEntry", "spec.network") => NETWORK,
+        ("WorkloadEntry", "spec.serviceAccount") => IDENTITY,
+        ("WorkloadGroup", "spec.template") => {
+            "the template of auto-registered WorkloadEntries; gslb imports WorkloadEntries that exist"
+        }
+        ("WorkloadGroup", "spec.metadata.annotations") => "annotations carry no routing meaning",
+        ("WorkloadGroup", "spec.probe.exec") => "gslb cannot run a command on the workload",
+        ("WorkloadGroup", "spec.probe.grpc") => "gRPC health probes are not supported",
+        ("WorkloadGroup", "spec.probe.tcpSocket.host") => {
+            "one probe host for every workload cannot be a per-target probe address"
+        }
+        ("WorkloadGroup", "spec.probe.httpGet") => {
+            "HTTP probes are not supported yet; without a tcpSocket the targets are not health-checked"
+        }
+        ("WorkloadGroup", "spec.probe.initialDelaySeconds") => {
+            "gslb's first probe goes out within a second; a new target is Pending until it passes"
+        }
+        ("DestinationRule", "spec.trafficPolicy.outlierDetection") => {
+            "passive outlier detection; gslb's active healthCheck decides eligibility"
+        }
+        ("DestinationRule", "spec.trafficPolicy.connectionPool") => {
+            "connection limits are the proxy's, not DNS's"
+        }
+        ("DestinationRule", "spec.trafficPolicy.tls") => "TLS settings are the proxy's, not DNS's",
+        ("DestinationRule", "spec.trafficPolicy.portLevelSettings") => {
+            "per-port policies are the proxy's, not DNS's"
+        }
+        ("DestinationRule", "spec.trafficPolicy.proxyProtocol" | "spec.trafficPolicy.tunnel") => {
+            PROXY
+        }
+        ("DestinationRule", "spec.trafficPolicy.loadBalancer.simple") => {
+            "gslb's policy comes from the endpoints' weights and localities (see docs/istio.md)"
+        }
+        ("DestinationRule", "spec.trafficPolicy.loadBalancer.consistentHash") => {
+            "hashing on HTTP headers or cookies is not possible in DNS"
+        }
+        ("DestinationRule", "spec.trafficPolicy.loadBalancer.warmupDurationSecs") => {
+            "slow start is not supported yet"
+        }
+        (
+            "DestinationRule",
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority",
+        ) => "label-based failover priority has no equivalent; gslb fails over by locality",
+        ("DestinationRule", "spec.subsets") => {
+            "subsets are picked by VirtualService routes inside the mesh"
+        }
+        ("DestinationRule", "spec.exportTo") => EXPORT,
+        ("DestinationRule", "spec.workloadSelector") => "it applies to sidecars, not to DNS",
+        _ => "unknown field: misspelt, misplaced, or from a newer Istio",
+    };
+    format!("not mapped: {r}")
+}
+
+fn workload(mut f: Fields, rest: &mut Vec<String>) -> Result<Workload, FieldError> {
+    let w = Workload {
+        path: f.path().to_string(),
+        address: f.string("address")?,
+        labels: f.string_map("labels")?,
+        locality: f.string("locality")?.filter(|l| !l.is_empty()),
+        weight: f.uint("weight")?,
+    };
+    rest.extend(f.rest());
+    Ok(w)
+}
+
+fn service_entry(
+    source: Arc<Source>,
+    mut spec: Fields,
+    rest: &mut Vec<String>,
+) -> Result<ServiceEntry, FieldError> {
+    let hosts = spec.strings("hosts")?;
+    let resolution = spec.string("resolution")?;
+    let mut endpoints = Vec::new();
+    for (path, v) in spec.list("endpoints")? {
+        endpoints.push(workload(Fields::new(path, v)?, rest)?);
+    }
+    let selector = match spec.mapping("workloadSelector")? {
+        None => None,
+        Some(mut sel) => {
+            let labels = sel.string_map("labels")?;
+            rest.extend(sel.rest());
+            Some(labels)
+        }
+    };
+    rest.extend(spec.rest());
+    Ok(ServiceEntry {
+        source,
+        hosts,
+        resolution,
+        endpoints,
+        selector,
+    })
+}
+
+fn workload_entry(
+    source: Arc<Source>,
+    spec: Fields,
+    rest: &mut Vec<String>,
+) -> Result<WorkloadEntry, FieldError> {
+    Ok(WorkloadEntry {
+        source,
+        workload: workload(spec, rest)?,
+    })
+}
+
+fn workload_group(
+    source: Arc<Source>,
+    mut spec: Fields,
+    rest: &mut Vec<String>,
+) -> Result<WorkloadGroup, FieldError> {
+    let labels = match spec.mapping("metadata")? {
+        None => BTreeMap::new(),
+        Some(mut m) => {
+            let labels = m.string_map("labels")?;
+            rest.extend(m.rest());
+            labels
+        }
+    };
+    let probe = match spec.mapping("probe")? {
+        None => None,
+        Some(mut p) => {
+            let tcp_port = match p.mapping("tcpSocket")? {
+                None => None,
+                Some(mut t) => {
+                    let port = t.uint("port")?;
+                    rest.extend(t.rest());
+                    port
+                }
+            };
+            let probe = Probe {
+                period_seconds: p.uint("periodSeconds")?,
+                timeout_seconds: p.uint("timeoutSeconds")?,
+                success_threshold: p.uint("successThreshold")?,
+                failure_threshold: p.uint("failureThreshold")?,
+                tcp_port,
+            };
+            rest.extend(p.rest());
+            Some(probe)
+        }
+    };
+    rest.extend(spec.rest());
+    Ok(WorkloadGroup {
+        source,
+        labels,
+        probe,
+    })
+}
+
+fn destination_rule(
+    source: Arc<Source>,
+    mut spec: Fields,
+    rest: &mut Vec<String>,
+) -> Result<DestinationRule, FieldError> {
+    let host = spec
+        .string("host")?
+        .ok_or_else(|| FieldError::new("spec.host", "spec.host is required"))?;
+    let mut locality = None;
+    let mut outlier_detection = false;
+    if let Some(mut tp) = spec.mapping("trafficPolicy")? {
+        // Known but not mapped: named by `rest` below with its reason. Only whether
+        // it is there matters (see `DestinationRule::outlier_detection`).
+        outlier_detection = tp.has("outlierDetection");
+        if let Some(mut lb) = tp.mapping("loadBalancer")? {
+            if let Some(mut l) = lb.mapping("localityLbSetting")? {
+                let mut distribute = Vec::new();
+                for (path, v) in l.list("distribute")? {
+                    let mut d = Fields::new(path, v)?;
+                    let from = d.string("from")?.ok_or_else(|| {
+                        FieldError::new(
+                            super::fields::join(d.path(), "from"),
+                            format!("{}.from is required", d.path()),
+                        )
+                    })?;
+                    let to = d.uint_map("to")?;
+                    distribute.push(Distribute {
+                        path: d.path().to_string(),
+                        from,
+                        to,
+                    });
+                    rest.extend(d.rest());
+                }
+                let mut failover = Vec::new();
+                for (path, v) in l.list("failover")? {
+                    let mut fo = Fields::new(path, v)?;
+                    let mut req = |k: &str| {
+                        let field = super::fields::join(fo.path(), k);
+                        fo.string(k)?
+                            .ok_or_else(|| FieldError::new(&field, format!("{field} is required")))
+                    };
+                    let from = req("from")?;
+                    let to = req("to")?;
+                    failover.push(Failover {
+                        path: fo.path().to_string(),
+                        from,
+                        to,
+                    });
+                    rest.extend(fo.rest());
+                }
+                locality = Some(LocalityLb {
+                    enabled: l.boolean("enabled")?,
+                    distribute,
+                    failover,
+                });
+                rest.extend(l.rest());
+            }
+            rest.extend(lb.rest());
+        }
+        rest.extend(tp.rest());
+    }
+    rest.extend(spec.rest());
+    Ok(DestinationRule {
+        source,
+        host,
+        locality,
+        outlier_detection,
+    })
+}
