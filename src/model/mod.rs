@@ -4,6 +4,7 @@
 //! built by [`NameService::from_json`], which fills in every default and enforces
 //! every rule of the contract, so any `NameService` in the program is valid.
 
+pub mod address;
 pub mod locality;
 pub mod name;
 mod nameservice;

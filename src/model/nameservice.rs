@@ -316,6 +316,7 @@ impl NameService {
                 .address
                 .ok_or_else(|| err(f("address"), format!("{} is required", f("address"))))?;
             let address = parse_ip(&f("address"), &addr_s)?;
+            super::address::check(&f("address"), address, &[])?;
             if let Some(l) = &t.locality {
                 Locality::parse(l).map_err(|m| err(f("locality"), m))?;
             }
@@ -326,7 +327,11 @@ impl NameService {
             };
             let probe_address = match &t.probe_address {
                 None => address,
-                Some(s) => parse_ip(&f("probeAddress"), s)?,
+                Some(s) => {
+                    let ip = parse_ip(&f("probeAddress"), s)?;
+                    super::address::check(&f("probeAddress"), ip, &[])?;
+                    ip
+                }
             };
             targets.push(Target {
                 name: tname,
@@ -337,6 +342,18 @@ impl NameService {
                 probe_address,
                 enabled: t.enabled.unwrap_or(true),
             });
+        }
+
+        // Ratio draws by ratio among enabled targets: with every one at 0 no answer
+        // could ever be drawn (a service with every target drained is not this case).
+        if policy == Policy::Ratio
+            && targets.iter().any(|t| t.enabled)
+            && targets.iter().filter(|t| t.enabled).all(|t| t.ratio == 0)
+        {
+            return Err(err(
+                "targets",
+                "policy Ratio needs an enabled target with a ratio above 0: every enabled target has ratio 0, so no answer could be drawn",
+            ));
         }
 
         let failover = input.failover.unwrap_or_default();
@@ -605,6 +622,33 @@ mod tests {
                 "targets[0].enabled",
                 json!({"targets": [{"name": "a", "address": "192.0.2.1", "enabled": "yes"}]}),
             ),
+            (
+                "targets[0].address",
+                json!({"targets": [{"name": "a", "address": "169.254.169.254"}]}),
+            ),
+            (
+                "targets[0].address",
+                json!({"targets": [{"name": "a", "address": "0.0.0.0"}]}),
+            ),
+            (
+                "targets[0].address",
+                json!({"targets": [{"name": "a", "address": "ff02::1"}]}),
+            ),
+            (
+                "targets[1].probeAddress",
+                json!({"targets": [{"name": "a", "address": "192.0.2.1"},
+                                   {"name": "b", "address": "192.0.2.2", "probeAddress": "fe80::1"}]}),
+            ),
+            (
+                "targets[0].probeAddress",
+                json!({"targets": [{"name": "a", "address": "192.0.2.1", "probeAddress": "255.255.255.255"}]}),
+            ),
+            (
+                "targets",
+                json!({"policy": "Ratio", "targets": [
+                    {"name": "a", "address": "192.0.2.1", "ratio": 0},
+                    {"name": "b", "address": "192.0.2.2", "ratio": 7, "enabled": false}]}),
+            ),
             ("allDown", json!({"allDown": "Panic"})),
             (
                 "panicThresholdPercent",
@@ -827,6 +871,23 @@ mod tests {
         v["stickiness"] = json!("None");
         let ns = NameService::from_json(v).unwrap();
         assert_eq!(serde_json::to_value(&ns).unwrap()["stickiness"], "None");
+    }
+
+    #[test]
+    fn ratio_zero_is_fine_while_one_enabled_target_has_a_ratio() {
+        let mut v = minimal();
+        v["policy"] = json!("Ratio");
+        v["targets"] = json!([
+            {"name": "a", "address": "192.0.2.1", "ratio": 0},
+            {"name": "b", "address": "2001:db8::1", "ratio": 1}]);
+        NameService::from_json(v.clone()).unwrap();
+        // Every target drained: nothing is drawn anyway, and draining stays possible.
+        v["targets"] = json!([{"name": "a", "address": "192.0.2.1", "ratio": 0, "enabled": false}]);
+        NameService::from_json(v.clone()).unwrap();
+        // Other policies answer ratio-0 targets.
+        v["policy"] = json!("RoundRobin");
+        v["targets"] = json!([{"name": "a", "address": "192.0.2.1", "ratio": 0}]);
+        NameService::from_json(v).unwrap();
     }
 
     #[test]

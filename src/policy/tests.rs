@@ -297,10 +297,13 @@ fn ratio_cases() {
 
 #[test]
 fn ratio_all_zero_is_nodata() {
+    // (A service whose enabled targets all have ratio 0 is refused; one family can
+    // still have only ratio-0 targets.)
     let f = Fixture::new(
         json!({"name": "z.example", "policy": "Ratio", "targets": [
             {"name": "a", "address": "192.0.2.1", "ratio": 0},
-            {"name": "b", "address": "192.0.2.2", "ratio": 0}]}),
+            {"name": "b", "address": "192.0.2.2", "ratio": 0},
+            {"name": "c", "address": "2001:db8::1", "ratio": 1}]}),
         false,
     );
     let mut rng = fastrand::Rng::with_seed(5);

@@ -431,7 +431,8 @@ mod tests {
                        {"name": "v4", "address": "198.51.100.7", "ratio": 10000, "port": 8443,
                         "probeAddress": "10.0.0.1", "enabled": false},
                        {"name": "v6", "address": "2001:db8::1", "ratio": 0,
-                        "probeAddress": "2001:db8::ffff:1"}]}),
+                        "probeAddress": "2001:db8::ffff:1"},
+                       {"name": "v4b", "address": "198.51.100.8", "ratio": 1}]}),
             json!({"name": "c.example", "ttl": 0, "policy": "Locality",
                    "targets": [
                        {"name": "w", "address": "192.0.2.10", "locality": "us-west/zone-a/rack-1"},

@@ -13,3 +13,4 @@ mod istio;
 mod policy;
 mod registry;
 mod steering;
+mod targets;
