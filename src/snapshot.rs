@@ -189,6 +189,9 @@ pub struct ServiceEntry {
     pub rotation: AtomicUsize,
     /// Answers per target, carried over from the previous compilation.
     pub answers: Arc<AnswerCounts>,
+    /// The registry revision of the change that wrote this resource (its ETag); set
+    /// by the registry after compiling.
+    pub revision: u64,
 }
 
 impl ServiceEntry {
@@ -279,6 +282,7 @@ impl ServiceEntry {
             distribute,
             rotation: AtomicUsize::new(0),
             answers,
+            revision: 0,
             spec,
         }
     }

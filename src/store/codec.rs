@@ -1,9 +1,19 @@
-//! The compact binary form of a stored NameService (format version 2).
+//! The compact binary form of a stored NameService (the body of format versions 2
+//! and 3).
 //!
 //! JSON (version 1) spells every field name and default in every value: ~600 bytes
 //! for a three-target service, which at 100,000 names makes startup read and parse
 //! 60 MB and leaves as much in sled's page cache. This form is ~130 bytes and
 //! decodes without a parser. Version 1 values are still read.
+//!
+//! **Adding a field** needs no new format version: version 3 bodies end with an
+//! extension section of tagged fields, `ext:var × { tag:var len:var bytes }`. A new
+//! field gets the next tag (see [`ext`]), is written only when it differs from its
+//! default (so old values and small values stay as they are) and is read back in
+//! `Reader::extension`. A value carrying a tag this gslb does not know is refused
+//! with the tag named (it was written by a newer gslb: serving it without the field
+//! would answer differently from the instance that wrote it). Version 2 bodies have
+//! no extension section.
 //!
 //! Layout (integers little-endian; `var` is LEB128; a string is `var` length + UTF-8):
 //!
@@ -14,16 +24,9 @@
 //!                 port:(0 | 1 u16) probe_address:ip enabled:u8 }
 //! failover:var × { from:str to:str }
 //! distribute:var × { from:str to:var × { pattern:str weight:var } }
-//! [ fields:var × { tag:var len:var value } ]      optional; absent = none
 //! ip = 4 a.b.c.d | 6 sixteen bytes
+//! (version 3 only) ext:var × { tag:var len:var bytes }
 //! ```
-//!
-//! The tagged fields at the end hold what was added to the model later, each only
-//! when it differs from its default, so a value written before a field existed
-//! still decodes (to the default) without a new format version. A tag this build
-//! does not know is an error, never silently dropped. Tags: 1 panicThresholdPercent,
-//! 2 slowStartSeconds, 3 degradedTtl, 4 stickiness (1 = ClientSubnet),
-//! 5 minEligibleTargets; every value is one `var`.
 //!
 //! The encoder destructures every struct, so a field added to the model does not
 //! compile until it is stored here too.
@@ -36,13 +39,59 @@ use crate::model::{
     Policy, Stickiness, Target,
 };
 
-const TAG_PANIC_THRESHOLD_PERCENT: u32 = 1;
-const TAG_SLOW_START_SECONDS: u32 = 2;
-const TAG_DEGRADED_TTL: u32 = 3;
-const TAG_STICKINESS: u32 = 4;
-const TAG_MIN_ELIGIBLE_TARGETS: u32 = 5;
+/// Tags of the extension section. Append new ones; never reuse a number.
+pub(super) mod ext {
+    /// `panicThresholdPercent`: one `var`.
+    pub const PANIC_THRESHOLD_PERCENT: u32 = 1;
+    /// `slowStartSeconds`: one `var`.
+    pub const SLOW_START_SECONDS: u32 = 2;
+    /// `degradedTtl`: one `var` (its default is `ttl`).
+    pub const DEGRADED_TTL: u32 = 3;
+    /// `stickiness`: one `var`, 1 = ClientSubnet.
+    pub const STICKINESS: u32 = 4;
+    /// `minEligibleTargets`: one `var`.
+    pub const MIN_ELIGIBLE_TARGETS: u32 = 5;
+}
 
+/// Writes the body of a version 3 value.
 pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
+    encode_core(ns, out);
+    let NameService {
+        ttl,
+        panic_threshold_percent,
+        slow_start_seconds,
+        degraded_ttl,
+        stickiness,
+        min_eligible_targets,
+        ..
+    } = ns;
+    let stickiness = match stickiness {
+        Stickiness::Off => 0,
+        Stickiness::ClientSubnet => 1,
+    };
+    // (tag, value, default): written only when it differs from the default.
+    let fields = [
+        (ext::PANIC_THRESHOLD_PERCENT, *panic_threshold_percent, 0),
+        (ext::SLOW_START_SECONDS, *slow_start_seconds, 0),
+        (ext::DEGRADED_TTL, *degraded_ttl, *ttl),
+        (ext::STICKINESS, stickiness, 0),
+        (
+            ext::MIN_ELIGIBLE_TARGETS,
+            *min_eligible_targets,
+            DEFAULT_MIN_ELIGIBLE_TARGETS,
+        ),
+    ];
+    put_len(out, fields.iter().filter(|(_, v, d)| v != d).count());
+    for (tag, v, _) in fields.into_iter().filter(|(_, v, d)| v != d) {
+        let mut value = Vec::with_capacity(5);
+        put_var(&mut value, v);
+        put_var(out, tag);
+        put_len(out, value.len());
+        out.extend_from_slice(&value);
+    }
+}
+
+fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
     let NameService {
         name,
         ttl,
@@ -52,11 +101,12 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
         all_down,
         failover,
         distribute,
-        panic_threshold_percent,
-        slow_start_seconds,
-        degraded_ttl,
-        stickiness,
-        min_eligible_targets,
+        // In the extension section (see `encode`).
+        panic_threshold_percent: _,
+        slow_start_seconds: _,
+        degraded_ttl: _,
+        stickiness: _,
+        min_eligible_targets: _,
     } = ns;
     put_str(out, name);
     put_var(out, *ttl);
@@ -135,35 +185,6 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
             put_var(out, *weight);
         }
     }
-    let stickiness = match stickiness {
-        Stickiness::Off => 0,
-        Stickiness::ClientSubnet => 1,
-    };
-    let fields: Vec<(u32, u32)> = [
-        (TAG_PANIC_THRESHOLD_PERCENT, *panic_threshold_percent, 0),
-        (TAG_SLOW_START_SECONDS, *slow_start_seconds, 0),
-        (TAG_DEGRADED_TTL, *degraded_ttl, *ttl),
-        (TAG_STICKINESS, stickiness, 0),
-        (
-            TAG_MIN_ELIGIBLE_TARGETS,
-            *min_eligible_targets,
-            DEFAULT_MIN_ELIGIBLE_TARGETS,
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, v, default)| v != default)
-    .map(|(tag, v, _)| (tag, v))
-    .collect();
-    if !fields.is_empty() {
-        put_len(out, fields.len());
-        for (tag, v) in fields {
-            let mut value = Vec::with_capacity(5);
-            put_var(&mut value, v);
-            put_var(out, tag);
-            put_len(out, value.len());
-            out.extend_from_slice(&value);
-        }
-    }
 }
 
 fn put_var(out: &mut Vec<u8>, mut v: u32) {
@@ -197,10 +218,29 @@ fn put_ip(out: &mut Vec<u8>, ip: &IpAddr) {
     }
 }
 
-/// Decodes what [`encode`] wrote; the error says what is wrong and where.
-pub(super) fn decode(buf: &[u8]) -> Result<NameService, String> {
+/// Which body layout a value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// Format version 2: no extension section.
+    V2,
+    /// Format version 3: with the extension section.
+    V3,
+}
+
+/// Decodes what [`encode`] wrote (or, with [`Layout::V2`], what gslb wrote before the
+/// extension section existed); the error says what is wrong and where.
+pub(super) fn decode(buf: &[u8], layout: Layout) -> Result<NameService, String> {
     let mut r = Reader { buf, pos: 0 };
-    let ns = r.nameservice()?;
+    let mut ns = r.nameservice()?;
+    if layout == Layout::V3 {
+        for _ in 0..r.len("extension count")? {
+            let tag = r.var("extension tag")?;
+            let n = r.len("extension length")?;
+            let at = r.pos;
+            let data = r.take(n, "extension data")?;
+            r.extension(&mut ns, tag, data, at)?;
+        }
+    }
     if r.pos != buf.len() {
         return Err(format!("{} unexpected bytes at the end", buf.len() - r.pos));
     }
@@ -212,7 +252,47 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// Reads one field of the extension section into `ns`.
+    fn extension(
+        &self,
+        ns: &mut NameService,
+        tag: u32,
+        data: &[u8],
+        at: usize,
+    ) -> Result<(), String> {
+        let one_var = |what: &str| {
+            let mut r = Reader { buf: data, pos: 0 };
+            let v = r.var(what)?;
+            if r.pos != data.len() {
+                return Err(format!(
+                    "{what} at offset {at}: {} bytes, not one integer",
+                    data.len()
+                ));
+            }
+            Ok(v)
+        };
+        match tag {
+            ext::PANIC_THRESHOLD_PERCENT => {
+                ns.panic_threshold_percent = one_var("panicThresholdPercent")?
+            }
+            ext::SLOW_START_SECONDS => ns.slow_start_seconds = one_var("slowStartSeconds")?,
+            ext::DEGRADED_TTL => ns.degraded_ttl = one_var("degradedTtl")?,
+            ext::STICKINESS => {
+                ns.stickiness = match one_var("stickiness")? {
+                    0 => Stickiness::Off,
+                    1 => Stickiness::ClientSubnet,
+                    v => return Err(format!("invalid stickiness {v} at offset {at}")),
+                }
+            }
+            ext::MIN_ELIGIBLE_TARGETS => ns.min_eligible_targets = one_var("minEligibleTargets")?,
+            _ => Err(format!(
+                "unknown field tag {tag} at offset {at}: written by a newer gslb"
+            ))?,
+        }
+        Ok(())
+    }
+
     fn nameservice(&mut self) -> Result<NameService, String> {
         let name = self.str("name")?;
         let ttl = self.var("ttl")?;
@@ -275,7 +355,7 @@ impl Reader<'_> {
             }
             distribute.push(DistributeRule { from, to });
         }
-        let mut ns = NameService {
+        Ok(NameService {
             name,
             ttl,
             policy,
@@ -284,56 +364,20 @@ impl Reader<'_> {
             all_down,
             failover,
             distribute,
+            // The defaults; the extension section may say otherwise.
             panic_threshold_percent: 0,
             slow_start_seconds: 0,
             degraded_ttl: ttl,
             stickiness: Stickiness::Off,
             min_eligible_targets: DEFAULT_MIN_ELIGIBLE_TARGETS,
-        };
-        if self.pos < self.buf.len() {
-            let n = self.len("fields")?;
-            if n == 0 {
-                // The encoder leaves the list out rather than write it empty.
-                return Err(format!("empty field list at offset {}", self.pos - 1));
-            }
-            for _ in 0..n {
-                let tag = self.var("field tag")?;
-                let len = self.len("field length")?;
-                let at = self.pos;
-                let mut value = Reader {
-                    buf: self.take(len, "field value")?,
-                    pos: 0,
-                };
-                let v = value.var("field value")?;
-                if value.pos != len {
-                    return Err(format!(
-                        "field {tag} at offset {at}: {len} bytes, not one integer"
-                    ));
-                }
-                match tag {
-                    TAG_PANIC_THRESHOLD_PERCENT => ns.panic_threshold_percent = v,
-                    TAG_SLOW_START_SECONDS => ns.slow_start_seconds = v,
-                    TAG_DEGRADED_TTL => ns.degraded_ttl = v,
-                    TAG_STICKINESS => {
-                        ns.stickiness = match v {
-                            0 => Stickiness::Off,
-                            1 => Stickiness::ClientSubnet,
-                            _ => return Err(format!("invalid stickiness {v} at offset {at}")),
-                        }
-                    }
-                    TAG_MIN_ELIGIBLE_TARGETS => ns.min_eligible_targets = v,
-                    _ => return Err(format!("unknown field tag {tag} at offset {at}")),
-                }
-            }
-        }
-        Ok(ns)
+        })
     }
 
     fn bad(&self, what: &str, b: u8) -> String {
         format!("invalid {what} byte {b} at offset {}", self.pos - 1)
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         let end = self
             .pos
             .checked_add(n)
@@ -453,28 +497,49 @@ mod tests {
         for ns in samples() {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
-            assert_eq!(decode(&buf).unwrap(), ns);
+            assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
+            // A version 2 body is the same without the extension section (and so
+            // without the fields kept there).
+            let mut v2 = Vec::new();
+            encode_core(&ns, &mut v2);
+            let old = decode(&v2, Layout::V2).unwrap();
+            assert_eq!(
+                old,
+                NameService {
+                    panic_threshold_percent: 0,
+                    slow_start_seconds: 0,
+                    degraded_ttl: ns.ttl,
+                    stickiness: Stickiness::Off,
+                    min_eligible_targets: DEFAULT_MIN_ELIGIBLE_TARGETS,
+                    ..ns.clone()
+                }
+            );
         }
     }
 
     #[test]
-    fn values_without_the_tagged_fields_decode_to_the_defaults() {
-        // What a build before the tagged fields wrote: nothing after `distribute`.
-        let mut ns = samples().remove(2);
-        ns.panic_threshold_percent = 0;
-        ns.slow_start_seconds = 0;
-        ns.degraded_ttl = ns.ttl;
-        ns.min_eligible_targets = DEFAULT_MIN_ELIGIBLE_TARGETS;
-        let mut buf = Vec::new();
-        encode(&ns, &mut buf);
-        let mut full = Vec::new();
-        encode(&samples()[2], &mut full);
-        assert!(full.starts_with(&buf) && full.len() > buf.len());
-        assert_eq!(decode(&buf).unwrap(), ns);
-        // An unknown tag is an error, not a silent loss.
-        let mut bad = buf.clone();
-        bad.extend_from_slice(&[1, 99, 1, 0]);
-        assert!(decode(&bad).unwrap_err().contains("unknown field tag 99"));
+    fn extension_fields_are_written_only_when_not_default() {
+        let [plain, sticky, steered]: [NameService; 3] = samples().try_into().unwrap();
+        let ext_len = |ns: &NameService| {
+            let (mut all, mut core) = (Vec::new(), Vec::new());
+            encode(ns, &mut all);
+            encode_core(ns, &mut core);
+            all.len() - core.len()
+        };
+        // Just the count 0; stickiness + minEligibleTargets (degradedTtl = ttl);
+        // four fields, one of them minEligibleTargets 0.
+        assert_eq!(ext_len(&plain), 1);
+        assert_eq!(ext_len(&sticky), 1 + 2 * 3);
+        assert_eq!(ext_len(&steered), 1 + 3 + 4 + 3 + 3);
+        // A field whose value is not one integer is refused.
+        let mut bad = Vec::new();
+        encode_core(&plain, &mut bad);
+        bad.extend_from_slice(&[1, ext::SLOW_START_SECONDS as u8, 2, 1, 0]);
+        assert!(
+            decode(&bad, Layout::V3)
+                .unwrap_err()
+                .contains("not one integer")
+        );
     }
 
     #[test]
@@ -496,35 +561,37 @@ mod tests {
         for ns in samples() {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
-            // Every truncation, but one: cut just before the tagged fields, the value
-            // reads as one written before they existed (the store's checksums are
-            // what catch such a cut).
-            let mut plain = ns.clone();
-            plain.panic_threshold_percent = 0;
-            plain.slow_start_seconds = 0;
-            plain.degraded_ttl = plain.ttl;
-            plain.stickiness = Stickiness::Off;
-            plain.min_eligible_targets = DEFAULT_MIN_ELIGIBLE_TARGETS;
-            let mut head = Vec::new();
-            encode(&plain, &mut head);
+            // Every truncation.
             for n in 0..buf.len() {
-                if let Ok(got) = decode(&buf[..n]) {
-                    assert!(
-                        n == head.len() && got == plain,
-                        "{n} of {} bytes",
-                        buf.len()
-                    );
-                }
+                assert!(
+                    decode(&buf[..n], Layout::V3).is_err(),
+                    "{} of {} bytes",
+                    n,
+                    buf.len()
+                );
             }
             // Trailing bytes.
             let mut long = buf.clone();
             long.push(0);
-            assert!(decode(&long).is_err());
+            assert!(
+                decode(&long, Layout::V3)
+                    .unwrap_err()
+                    .contains("unexpected bytes")
+            );
+            // A field from a newer gslb.
+            let mut newer = Vec::new();
+            encode_core(&ns, &mut newer);
+            newer.extend_from_slice(&[1, 99, 2, 0xab, 0xcd]);
+            assert!(
+                decode(&newer, Layout::V3)
+                    .unwrap_err()
+                    .contains("unknown field tag 99")
+            );
             // Every single byte flipped: an error or some other valid resource.
             for i in 0..buf.len() {
                 let mut bad = buf.clone();
                 bad[i] ^= 0xff;
-                let _ = decode(&bad);
+                let _ = decode(&bad, Layout::V3);
             }
         }
     }
