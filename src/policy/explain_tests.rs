@@ -120,10 +120,10 @@ fn agree(e: &Explanation, dns: &BTreeMap<Vec<String>, f64>, tolerance: f64) {
 
 fn topo() -> Topology {
     let e = |cidr: &str, loc: &str| {
-        let (a, p) = crate::config::parse_cidr(cidr).unwrap();
+        let net = crate::config::parse_cidr(cidr).unwrap();
         TopologyEntry {
-            addr: a,
-            prefix: p,
+            addr: net.addr(),
+            prefix: net.prefix_len(),
             locality: crate::model::Locality::parse(loc).unwrap(),
         }
     };

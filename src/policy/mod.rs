@@ -420,21 +420,25 @@ fn locality<C: Chance, T: Trace>(
     client: &ClientInfo,
     topology: &Topology,
 ) -> (u64, u8) {
-    let found = topology.lookup(client.addr);
+    // The ECS scope (CONTRACT §5): the widest block around the client that the
+    // topology decides as one, whatever the entry; only worked out for ECS queries.
+    let (found, scope) = if client.ecs_source_prefix.is_some() {
+        topology.lookup_scoped(client.addr)
+    } else {
+        (topology.lookup(client.addr), 0)
+    };
     if T::ENABLED {
         cx.trace.locality(found);
     }
     match found {
-        // Nothing is known about the client: everyone, and a scope as wide as the
-        // question (the answer would be the same for any address in the source prefix
-        // that has no topology entry either).
+        // Nothing is known about the client: everyone.
         None => {
             if T::ENABLED {
                 cx.trace.step(Step::All { no_topology: true });
             }
-            (cx.thin(candidates), client.ecs_source_prefix.unwrap_or(0))
+            (cx.thin(candidates), scope)
         }
-        Some((loc, prefix)) => (nearest(cx, family, candidates, loc), prefix),
+        Some((loc, _)) => (nearest(cx, family, candidates, loc), scope),
     }
 }
 
