@@ -874,6 +874,9 @@ fn openapi_lists_every_route() {
         ("/api/v1/nameservices/{name}/explain", "get"),
         ("/healthz", "get"),
         ("/metrics", "get"),
+        ("/ui", "get"),
+        ("/ui/", "get"),
+        ("/ui/{asset}", "get"),
     ];
     assert_eq!(
         methods,
@@ -883,8 +886,8 @@ fn openapi_lists_every_route() {
             .collect::<Vec<_>>()
     );
     for status in [
-        "200", "201", "204", "400", "401", "403", "404", "405", "409", "412", "413", "415", "422",
-        "500", "503", "507",
+        "200", "201", "204", "308", "400", "401", "403", "404", "405", "409", "412", "413", "415",
+        "422", "500", "503", "507",
     ] {
         assert!(
             text.contains(&format!("\"{status}\":")),

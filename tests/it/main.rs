@@ -5,6 +5,7 @@
 mod harness;
 
 mod api;
+mod browser;
 mod cli;
 mod client;
 mod dns;
@@ -16,3 +17,4 @@ mod policy;
 mod registry;
 mod steering;
 mod targets;
+mod ui;
