@@ -1,6 +1,8 @@
 //! Integration tests: what operators steer (CONTRACT §10), through real DNS against
 //! the running binary, with real health checks against listeners the test opens and
 //! closes: panic threshold, slow start, degraded TTL, sticky Ratio, answer counts.
+//! Fake VIPs live on 127.0.100.0/24, apart from the other modules' addresses: a VIP
+//! closed by one test must not have its port reopened by another.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -101,7 +103,7 @@ const DEADLINE: Duration = Duration::from_secs(15);
 fn panic_mode_answers_every_enabled_target_below_the_threshold() {
     let (s, _z) = start("");
     let mut vips: Vec<Vip> = (1..=4)
-        .map(|i| Vip::open(&format!("127.0.0.{}", 20 + i)))
+        .map(|i| Vip::open(&format!("127.0.100.{}", 20 + i)))
         .collect();
     let name = "panic.gslb.example";
     let targets: Vec<Value> = vips
@@ -110,7 +112,7 @@ fn panic_mode_answers_every_enabled_target_below_the_threshold() {
         .map(|(i, v)| {
             json!({"name": format!("t{i}"), "address": v.addr.ip().to_string(), "port": v.addr.port()})
         })
-        .chain([json!({"name": "off", "address": "127.0.0.29", "enabled": false})])
+        .chain([json!({"name": "off", "address": "127.0.100.29", "enabled": false})])
         .collect();
     s.put_ns(&json!({"name": name, "ttl": 30, "policy": "RoundRobin",
         "panicThresholdPercent": 50, "healthCheck": health_check(), "targets": targets}));
@@ -118,7 +120,7 @@ fn panic_mode_answers_every_enabled_target_below_the_threshold() {
         wait_health(&s, name, &format!("t{i}"), "Healthy");
     }
     let mut dig = Dig::new(&s);
-    let all: BTreeSet<String> = (21..=24).map(|i| format!("127.0.0.{i}")).collect();
+    let all: BTreeSet<String> = (21..=24).map(|i| format!("127.0.100.{i}")).collect();
     assert_eq!(set(&dig.a(name)), all);
 
     // 2 of 4 eligible: not below 50%, only the eligible ones.
@@ -126,7 +128,7 @@ fn panic_mode_answers_every_enabled_target_below_the_threshold() {
     vips[1].close();
     wait_health(&s, name, "t0", "Unhealthy");
     wait_health(&s, name, "t1", "Unhealthy");
-    let two: BTreeSet<String> = ["127.0.0.23", "127.0.0.24"].map(String::from).into();
+    let two: BTreeSet<String> = ["127.0.100.23", "127.0.100.24"].map(String::from).into();
     assert_eq!(set(&dig.a(name)), two);
 
     // 1 of 4: panic, every enabled target (never the disabled one).
@@ -152,7 +154,7 @@ fn panic_mode_answers_every_enabled_target_below_the_threshold() {
     );
     assert_eq!(
         set(&dig.a(name)),
-        ["127.0.0.21", "127.0.0.22", "127.0.0.24"]
+        ["127.0.100.21", "127.0.100.22", "127.0.100.24"]
             .map(String::from)
             .into()
     );
@@ -161,14 +163,14 @@ fn panic_mode_answers_every_enabled_target_below_the_threshold() {
 #[test]
 fn degraded_ttl_while_a_target_is_down_and_the_normal_ttl_after() {
     let (s, _z) = start("");
-    let a = Vip::open("127.0.0.31");
-    let mut b = Vip::open("127.0.0.32");
+    let a = Vip::open("127.0.100.31");
+    let mut b = Vip::open("127.0.100.32");
     let name = "ttl.gslb.example";
     s.put_ns(&json!({"name": name, "ttl": 30, "degradedTtl": 3, "policy": "Ratio",
         "healthCheck": health_check(), "targets": [
-            {"name": "a", "address": "127.0.0.31", "port": a.addr.port()},
-            {"name": "b", "address": "127.0.0.32", "port": b.addr.port()},
-            {"name": "v6", "address": "::1", "port": a.addr.port(), "probeAddress": "127.0.0.31"}]}));
+            {"name": "a", "address": "127.0.100.31", "port": a.addr.port()},
+            {"name": "b", "address": "127.0.100.32", "port": b.addr.port()},
+            {"name": "v6", "address": "::1", "port": a.addr.port(), "probeAddress": "127.0.100.31"}]}));
     wait_health(&s, name, "a", "Healthy");
     wait_health(&s, name, "b", "Healthy");
     let mut dig = Dig::new(&s);
@@ -181,7 +183,7 @@ fn degraded_ttl_while_a_target_is_down_and_the_normal_ttl_after() {
         let m = dig.a(name);
         assert_eq!(
             (set(&m), ttl(&m)),
-            (["127.0.0.31".to_string()].into(), Some(3))
+            (["127.0.100.31".to_string()].into(), Some(3))
         );
     }
     // The other family's answers are not degraded by this one.
@@ -223,14 +225,14 @@ fn bracket_change(s: &Server, name: &str, target: &str, want: &str) -> (Instant,
 #[test]
 fn slow_start_share_follows_the_ramp() {
     let (s, _z) = start("");
-    let warm = Vip::open("127.0.0.41");
-    let mut cold = Vip::open("127.0.0.42");
+    let warm = Vip::open("127.0.100.41");
+    let mut cold = Vip::open("127.0.100.42");
     cold.close();
     let slow_s: u32 = 12;
     let slow = f64::from(slow_s);
     let targets = json!([
-        {"name": "warm", "address": "127.0.0.41", "port": warm.addr.port()},
-        {"name": "cold", "address": "127.0.0.42", "port": cold.addr.port()}]);
+        {"name": "warm", "address": "127.0.100.41", "port": warm.addr.port()},
+        {"name": "cold", "address": "127.0.100.42", "port": cold.addr.port()}]);
     // Two services on the same endpoints: RoundRobin includes the ramping target in
     // its share of answers, Ratio weighs it by its share.
     for (name, policy) in [
@@ -248,7 +250,7 @@ fn slow_start_share_follows_the_ramp() {
     wait_health(&s, "rr.gslb.example", "cold", "Unhealthy");
     let mut dig = Dig::new(&s);
     assert_eq!(
-        presence(&mut dig, "rr.gslb.example", "127.0.0.42", 50).0,
+        presence(&mut dig, "rr.gslb.example", "127.0.100.42", 50).0,
         0.0
     );
     std::thread::sleep(
@@ -264,7 +266,7 @@ fn slow_start_share_follows_the_ramp() {
     for after in [1.5, 5.5, 9.5] {
         let at = turned + Duration::from_secs_f64(after);
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        let (rr, at) = presence(&mut dig, "rr.gslb.example", "127.0.0.42", 1500);
+        let (rr, at) = presence(&mut dig, "rr.gslb.example", "127.0.100.42", 1500);
         let want = ramp(at);
         assert!(
             (rr - want).abs() <= 0.05 + slack,
@@ -273,7 +275,7 @@ fn slow_start_share_follows_the_ramp() {
             rr * 100.0,
             want * 100.0
         );
-        let (ratio, at) = presence(&mut dig, "ratio.gslb.example", "127.0.0.42", 1500);
+        let (ratio, at) = presence(&mut dig, "ratio.gslb.example", "127.0.100.42", 1500);
         let f = ramp(at);
         let want = f / (1.0 + f);
         assert!(
@@ -318,7 +320,7 @@ fn sticky_answers(dig: &mut Dig, name: &str, subnets: u32, host: u8) -> Vec<Stri
 fn sticky_answers_stay_per_subnet_and_only_a_removed_targets_subnets_move() {
     let (s, _z) = start("");
     let vips: Vec<Vip> = (1..=3)
-        .map(|i| Vip::open(&format!("127.0.0.5{i}")))
+        .map(|i| Vip::open(&format!("127.0.100.5{i}")))
         .collect();
     let mut vips = vips;
     let name = "sticky.gslb.example";
@@ -347,7 +349,7 @@ fn sticky_answers_stay_per_subnet_and_only_a_removed_targets_subnets_move() {
     for (i, want) in [(1, 100.0), (2, 200.0), (3, 300.0)] {
         let got = first
             .iter()
-            .filter(|a| **a == format!("127.0.0.5{i}"))
+            .filter(|a| **a == format!("127.0.100.5{i}"))
             .count() as f64;
         assert!((got - want).abs() < 60.0, "t{}: {got} subnets", i - 1);
     }
@@ -357,7 +359,7 @@ fn sticky_answers_stay_per_subnet_and_only_a_removed_targets_subnets_move() {
     let after = sticky_answers(&mut dig, name, n, 1);
     let mut moved = 0;
     for (b, a) in first.iter().zip(&after) {
-        if b == "127.0.0.52" {
+        if b == "127.0.100.52" {
             assert_ne!(a, b);
             moved += 1;
         } else {
