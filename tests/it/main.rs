@@ -5,6 +5,7 @@
 mod harness;
 
 mod api;
+mod browser;
 mod cli;
 mod client;
 mod dns;
@@ -16,4 +17,6 @@ mod operators;
 mod policy;
 mod registry;
 mod resolver;
+mod steering;
 mod targets;
+mod ui;
