@@ -16,5 +16,6 @@ mod limits;
 mod operators;
 mod policy;
 mod registry;
+mod steering;
 mod targets;
 mod ui;
