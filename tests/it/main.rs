@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod client;
 mod dns;
+mod dns_limits;
 mod examples;
 mod health;
 mod istio;
