@@ -123,14 +123,23 @@ pub async fn run(
             .load_health()
             .context("loading the stored health state")?,
     );
-    let registry = Arc::new(Registry::open(
-        &config.instance,
-        store.clone(),
-        zones,
-        config.topology.clone(),
-        health.clone(),
-    )?);
-    registry.watch_health();
+    let registry = Arc::new(
+        Registry::open(
+            &config.instance,
+            store.clone(),
+            zones,
+            config.topology.clone(),
+            health.clone(),
+        )
+        .with_context(|| {
+            format!(
+                "loading the NameServices stored in {}",
+                config.data_dir.display()
+            )
+        })?,
+    );
+    // Ready conditions follow health changes (subscribed before the first probe).
+    let _status = registry.follow_health();
     let metrics = Arc::new(Metrics::new());
     let exporter = Arc::new(exporter(&metrics, &registry));
 

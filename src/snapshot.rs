@@ -83,6 +83,9 @@ pub struct ServiceEntry {
     pub distribute: Vec<DistributeEntry>,
     /// Rotation for RoundRobin and Locality answers: advanced by one per query.
     pub rotation: AtomicUsize,
+    /// The registry revision of the change that wrote this resource (its ETag); set
+    /// by the registry after compiling.
+    pub revision: u64,
 }
 
 impl ServiceEntry {
@@ -157,6 +160,7 @@ impl ServiceEntry {
             failover_targets,
             distribute,
             rotation: AtomicUsize::new(0),
+            revision: 0,
             spec,
         }
     }

@@ -111,6 +111,16 @@ impl From<RegistryError> for ApiError {
             RegistryError::Collision { .. } => {
                 Self::new(StatusCode::CONFLICT, e.to_string()).with_field("name")
             }
+            RegistryError::PreconditionFailed(_) => {
+                Self::new(StatusCode::PRECONDITION_FAILED, e.to_string())
+            }
+            RegistryError::Store(inner) if inner.is_full() => {
+                tracing::error!(error = %inner, "store write failed: disk full; change not applied");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    format!("the disk holding the store is full, nothing was changed: {inner}"),
+                )
+            }
             RegistryError::Store(inner) => {
                 // Logged once, here, where it is handled; the registry published nothing.
                 tracing::error!(error = %inner, "store write failed; change not applied");

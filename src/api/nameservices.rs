@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, ROUTE_NAMESERVICES, body};
 use crate::model::{NameService, normalize_name};
-use crate::registry::{RegistryError, View};
+use crate::registry::{Precondition, RegistryError, Tags, View};
 
 #[derive(serde::Serialize)]
 pub struct List {
@@ -23,6 +23,61 @@ fn raw_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
 }
 
+/// The `ETag` of a resource at `revision`.
+fn etag(revision: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{revision}\"")).expect("digits and quotes")
+}
+
+/// The entity tags of every `header` line (RFC 9110 section 8.8.3): `*`, or a list
+/// of `"<revision>"`. Weak tags (`W/"..."`) never match `If-Match`, which compares
+/// strongly, and match `If-None-Match` like strong ones. A tag that is not one of
+/// ours matches nothing.
+fn tags(headers: &HeaderMap, header: header::HeaderName) -> Result<Option<Tags>, ApiError> {
+    let mut values = headers.get_all(&header).iter().peekable();
+    if values.peek().is_none() {
+        return Ok(None);
+    }
+    let weak_matches = header == header::IF_NONE_MATCH;
+    let mut list = Vec::new();
+    for v in values {
+        let bad = || {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{header}: {v:?} is not * or a list of entity tags such as \"42\""),
+            )
+        };
+        let text = v.to_str().map_err(|_| bad())?;
+        for item in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if item == "*" {
+                return Ok(Some(Tags::Any));
+            }
+            let (weak, tag) = match item.strip_prefix("W/") {
+                Some(t) => (true, t),
+                None => (false, item),
+            };
+            let opaque = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .filter(|t| !t.contains('"'))
+                .ok_or_else(bad)?;
+            if let Ok(rev) = opaque.parse::<u64>()
+                && (!weak || weak_matches)
+            {
+                list.push(rev);
+            }
+        }
+    }
+    Ok(Some(Tags::Revisions(list)))
+}
+
+/// The conditions of a write.
+fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    Ok(Precondition {
+        if_match: tags(headers, header::IF_MATCH)?,
+        if_none_match: tags(headers, header::IF_NONE_MATCH)?,
+    })
+}
+
 /// `PUT /api/v1/nameservices/{name}`: 201 created, 200 replaced.
 pub async fn put(
     State(state): State<AppState>,
@@ -31,6 +86,7 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let raw = raw_name(path)?;
+    let cond = precondition(&headers)?;
     let mut value = body::read_json(&headers, body).await?;
     let name = normalize_name(&raw).map_err(|e| {
         ApiError::invalid(
@@ -56,14 +112,16 @@ pub async fn put(
     }
     let targets = ns.targets.len();
     let policy = ns.policy;
-    let outcome = state.registry.put_async(ns).await?;
+    let outcome = state.registry.put_async(ns, cond).await?;
     let action = if outcome.created {
         "created"
     } else {
         "replaced"
     };
     tracing::info!(nameservice = %name, action, ?policy, targets, "NameService {action}");
+    let revision = outcome.view.revision;
     let mut resp = Json(outcome.view).into_response();
+    resp.headers_mut().insert(header::ETAG, etag(revision));
     if outcome.created {
         *resp.status_mut() = StatusCode::CREATED;
         if let Ok(loc) = HeaderValue::from_str(&format!("{ROUTE_NAMESERVICES}/{name}")) {
@@ -77,14 +135,17 @@ pub async fn put(
 pub async fn get(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<View>, ApiError> {
+) -> Result<Response, ApiError> {
     let raw = raw_name(path)?;
     // A name that is not valid cannot have been stored: it is simply not there.
     let view = normalize_name(&raw)
         .ok()
         .and_then(|n| state.registry.get(&n))
         .ok_or_else(|| ApiError::from(RegistryError::NotFound(raw)))?;
-    Ok(Json(view))
+    let revision = view.revision;
+    let mut resp = Json(view).into_response();
+    resp.headers_mut().insert(header::ETAG, etag(revision));
+    Ok(resp)
 }
 
 /// `GET /api/v1/nameservices`: every NameService, sorted by name.
@@ -98,11 +159,13 @@ pub async fn list(State(state): State<AppState>) -> Json<List> {
 pub async fn delete(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let raw = raw_name(path)?;
+    let cond = precondition(&headers)?;
     let name =
         normalize_name(&raw).map_err(|_| ApiError::from(RegistryError::NotFound(raw.clone())))?;
-    state.registry.delete_async(&name).await?;
+    state.registry.delete_async(&name, cond).await?;
     tracing::info!(nameservice = %name, action = "deleted", "NameService deleted");
     Ok(StatusCode::NO_CONTENT)
 }

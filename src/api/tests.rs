@@ -412,20 +412,20 @@ struct FlakyStore {
 }
 
 impl Store for FlakyStore {
-    fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
-        self.inner.load_all()
+    fn load_each(&self, f: &mut dyn FnMut(NameService, u64)) -> Result<(), StoreError> {
+        self.inner.load_each(f)
     }
     fn revision(&self) -> Result<u64, StoreError> {
         self.inner.revision()
     }
-    fn apply(&self, changes: &[Change], revision: u64) -> Result<(), StoreError> {
+    fn apply(&self, changes: &[Change], revision: u64, durable: bool) -> Result<(), StoreError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Decode {
                 key: "test".into(),
                 reason: "injected failure".into(),
             });
         }
-        self.inner.apply(changes, revision)
+        self.inner.apply(changes, revision, durable)
     }
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
         self.inner.load_health()

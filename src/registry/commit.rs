@@ -1,19 +1,32 @@
-//! Group commit: the one thread that writes NameServices.
+//! The committer: the one thread that changes the registry, and the one apply path.
 //!
-//! API writers hand their change to the committer through a channel and wait for its
-//! reply. The committer takes everything pending, decides each change in arrival
-//! order against the state left by the ones before it, writes all accepted changes
-//! with one store batch and **one** flush, publishes **one** snapshot holding all of
-//! them, and only then replies to every writer with its own outcome. So a burst of
-//! writers pays for one fsync instead of one each, and the invariants of the
-//! registry hold per write:
+//! Every change reaches the published snapshot here, whatever its source:
 //!
-//! - flushed before published, published before the reply: a success is durable and
+//! - **writes** of this instance's API (the embedded backend): decided here against
+//!   the state the writes before them leave (preconditions, placement, 404), then
+//!   stored;
+//! - **applied changes** decided elsewhere: the local copy at startup, and (with
+//!   etcd) committed transactions and watch events. Each name is taken only when
+//!   its revision is newer than the one known for it, so sources may overlap and
+//!   arrive out of order without a name ever going back.
+//!
+//! Both go through the same steps: **validate** (the model did, on parsing) ->
+//! **place** (zone membership, static CNAME, delegation) -> **store** -> **compile**
+//! -> **publish**. A name that cannot be placed is refused when it is a write and
+//! *parked* when it was decided elsewhere: kept (stored, listed nowhere, not
+//! served, logged once) until a write or a change of zones places it.
+//!
+//! Group commit: the committer takes everything pending, writes all accepted
+//! changes with one store batch and **one** flush, publishes **one** snapshot, and
+//! only then replies to every writer with its own outcome. The invariants hold per
+//! write:
+//!
+//! - stored before published, published before the reply: a success is durable and
 //!   visible to the very next DNS query;
-//! - a failed flush fails every write of the batch and publishes nothing;
+//! - a failed store write fails every write of the batch and publishes nothing;
 //! - a rejected write changes nothing, and an outcome that depends on an earlier
-//!   write of the same batch (a 404 after a delete, an unchanged PUT after a PUT) is
-//!   only given once that write is durable.
+//!   write of the same batch (a 404 after a delete, a 412 after a put, an unchanged
+//!   PUT after a PUT) is only given once that write is durable.
 //!
 //! The committer also owns the old snapshots: it keeps each replaced snapshot until
 //! no reader holds it any more and drops it itself, so the last reference to a big
@@ -21,48 +34,80 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
-use super::{RegistryError, placement, status};
+use super::{Precondition, RegistryError, placement, status};
 use crate::health::HealthHub;
 use crate::model::NameService;
 use crate::snapshot::{ServiceEntry, Snapshot};
 use crate::store::{Change, Store};
 
-/// At most this many changes go into one batch, so one batch's flush and snapshot
+/// At most this many requests go into one batch, so one batch's flush and snapshot
 /// stay small when a flood of writers arrives at once.
 pub(super) const MAX_BATCH: usize = 1024;
 
 /// How often an idle committer looks again at old snapshots a reader still held.
 const REAP_INTERVAL: Duration = Duration::from_millis(50);
 
-/// A change a writer asks for.
+/// A change a writer of this instance's API asks for.
 #[derive(Debug)]
 pub(super) enum Op {
     /// Create or replace (validated by the model already).
-    Put(Arc<NameService>),
+    Put(Arc<NameService>, Precondition),
     /// Delete by normalized name.
-    Delete(String),
+    Delete(String, Precondition),
 }
 
-/// What happened to one accepted change.
+/// What happened to one accepted write, with the revision the name has after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Applied {
-    Put { created: bool },
-    Deleted,
+    Put { created: bool, revision: u64 },
+    Deleted { revision: u64 },
 }
 
 pub(super) type Outcome = Result<Applied, RegistryError>;
 
-pub(super) struct Request {
-    pub op: Op,
-    pub reply: oneshot::Sender<Outcome>,
+/// The state of one name decided elsewhere: `spec` at `revision`, or deleted at
+/// `revision` (`spec: None`).
+#[derive(Debug, Clone)]
+pub(super) struct Incoming {
+    pub name: Arc<str>,
+    pub spec: Option<Arc<NameService>>,
+    pub revision: u64,
+}
+
+pub(super) enum Request {
+    /// A write of this instance's API, decided here.
+    Write {
+        op: Op,
+        reply: oneshot::Sender<Outcome>,
+    },
+    /// Changes decided elsewhere, applied as they are (newer revisions win). The
+    /// registry revision becomes `revision` (when higher); `store` writes them to the
+    /// store (the local copy), `durable` flushes it first.
+    Apply {
+        changes: Vec<Incoming>,
+        revision: u64,
+        store: bool,
+        durable: bool,
+        reply: Option<oneshot::Sender<Result<(), RegistryError>>>,
+    },
+}
+
+/// A resource as the committer knows it: served, or parked (stored but not
+/// placeable in the current zones).
+#[derive(Debug, Clone)]
+struct Known {
+    spec: Arc<NameService>,
+    revision: u64,
+    /// The published entry; `None` while parked.
+    entry: Option<Arc<ServiceEntry>>,
 }
 
 /// Everything the committer writes to.
@@ -72,7 +117,13 @@ pub(super) struct Committer {
     pub store: Arc<dyn Store>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub health: Arc<HealthHub>,
-    pub conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
+    pub status: Arc<status::Book>,
+    /// Stored names that no served zone can hold now: not served, kept until a write
+    /// or a change of zones places them (or they are deleted).
+    pub parked: HashMap<Arc<str>, (Arc<NameService>, u64)>,
+    /// Names deleted by an applied change, with the revision of the deletion, so an
+    /// older put arriving later (from another source) cannot bring them back.
+    pub tombstones: HashMap<Arc<str>, u64>,
     /// Replaced snapshots that some reader may still hold; dropped here once we hold
     /// the last reference.
     pub retired: Vec<Arc<Snapshot>>,
@@ -80,23 +131,29 @@ pub(super) struct Committer {
 
 /// One name touched by a batch.
 struct Slot {
-    /// The published entry, if any.
-    before: Option<Arc<ServiceEntry>>,
-    /// The resource after the changes of this batch seen so far.
-    after: Option<Arc<NameService>>,
+    /// What is known before the batch.
+    before: Option<Known>,
+    /// The resource after the changes of this batch seen so far, with its revision.
+    after: Option<(Arc<NameService>, u64)>,
+    /// The revision of the deletion when the batch deleted the name.
+    deleted_at: Option<u64>,
     /// Some accepted change of this batch touched the name: outcomes decided
     /// against `after` depend on the batch being committed.
     dirty: bool,
 }
 
 impl Slot {
-    /// Whether the batch leaves the name different from what is published.
+    /// Whether the batch leaves the name different from what is known.
     fn changed(&self) -> bool {
         match (&self.before, &self.after) {
             (None, None) => false,
-            (Some(b), Some(a)) => !Arc::ptr_eq(&b.spec, a) && *b.spec != **a,
+            (Some(b), Some((a, rev))) => b.revision != *rev || !Arc::ptr_eq(&b.spec, a),
             _ => true,
         }
+    }
+
+    fn current_revision(&self) -> Option<u64> {
+        self.after.as_ref().map(|(_, r)| *r)
     }
 }
 
@@ -134,131 +191,223 @@ impl Committer {
         self.retired.clear();
     }
 
-    /// Decides, writes, publishes and answers one batch.
+    /// What is known about `name` now: served or parked.
+    fn known(&self, current: &Snapshot, name: &str) -> Option<Known> {
+        if let Some(e) = current.service(name) {
+            return Some(Known {
+                spec: e.spec.clone(),
+                revision: e.revision,
+                entry: Some(e.clone()),
+            });
+        }
+        self.parked.get(name).map(|(spec, revision)| Known {
+            spec: spec.clone(),
+            revision: *revision,
+            entry: None,
+        })
+    }
+
+    /// Decides, stores, publishes and answers one batch.
     pub fn commit(&mut self, batch: Vec<Request>) {
         let current = self.snapshot.load_full();
         let mut slots: HashMap<Arc<str>, Slot> = HashMap::with_capacity(batch.len());
         // Replies that wait for the batch to be durable.
         let mut waiting: Vec<(oneshot::Sender<Outcome>, Outcome)> = Vec::with_capacity(batch.len());
+        let mut applied_replies = Vec::new();
+        let start_revision = self.revision.load(Ordering::Acquire);
+        let mut revision = start_revision;
+        let (mut store, mut durable) = (false, false);
 
-        for Request { op, reply } in batch {
-            let name = match &op {
-                Op::Put(spec) => spec.name.as_str(),
-                Op::Delete(name) => name.as_str(),
-            };
-            if let Op::Put(_) = op
-                && let Err(e) = placement(&current.zones, name)
-            {
-                let _ = reply.send(Err(e));
-                continue;
-            }
-            let slot = match slots.entry(Arc::from(name)) {
-                Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => {
-                    let before = current.service(v.key()).cloned();
-                    let after = before.as_ref().map(|e| e.spec.clone());
-                    v.insert(Slot {
-                        before,
-                        after,
-                        dirty: false,
-                    })
-                }
-            };
-            let depends = slot.dirty;
-            let outcome = match op {
-                Op::Put(spec) => {
-                    let created = slot.after.is_none();
-                    if slot.after.as_deref() != Some(&*spec) {
-                        slot.after = Some(spec);
-                        slot.dirty = true;
-                        waiting.push((reply, Ok(Applied::Put { created })));
+        for request in batch {
+            match request {
+                Request::Write { op, reply } => {
+                    store = true;
+                    durable = true;
+                    let name = match &op {
+                        Op::Put(spec, _) => spec.name.as_str(),
+                        Op::Delete(name, _) => name.as_str(),
+                    };
+                    if let Op::Put(..) = op
+                        && let Err(e) = placement(&current.zones, name)
+                    {
+                        let _ = reply.send(Err(e));
                         continue;
                     }
-                    // Unchanged: nothing to write.
-                    Ok(Applied::Put { created: false })
-                }
-                Op::Delete(name) => {
-                    if slot.after.is_some() {
-                        slot.after = None;
-                        slot.dirty = true;
-                        waiting.push((reply, Ok(Applied::Deleted)));
-                        continue;
+                    let slot = self.slot(&mut slots, &current, name);
+                    let depends = slot.dirty;
+                    let outcome = decide(slot, op, &mut revision);
+                    match outcome {
+                        Decided::Wait(o) => waiting.push((reply, o)),
+                        Decided::Now(o) if depends => waiting.push((reply, o)),
+                        Decided::Now(o) => {
+                            let _ = reply.send(o);
+                        }
                     }
-                    Err(RegistryError::NotFound(name))
                 }
-            };
-            if depends {
-                waiting.push((reply, outcome));
-            } else {
-                let _ = reply.send(outcome);
+                Request::Apply {
+                    changes,
+                    revision: at,
+                    store: s,
+                    durable: d,
+                    reply,
+                } => {
+                    store |= s;
+                    durable |= d;
+                    revision = revision.max(at);
+                    for c in changes {
+                        let tomb = self.tombstones.get(&c.name).copied();
+                        let slot = self.slot(&mut slots, &current, &c.name);
+                        let known = slot
+                            .current_revision()
+                            .into_iter()
+                            .chain(slot.deleted_at)
+                            .chain(tomb)
+                            .max();
+                        if known.is_some_and(|k| k >= c.revision) {
+                            continue;
+                        }
+                        match c.spec {
+                            Some(spec) => {
+                                slot.after = Some((spec, c.revision));
+                                slot.deleted_at = None;
+                            }
+                            None => {
+                                slot.after = None;
+                                slot.deleted_at = Some(c.revision);
+                            }
+                        }
+                        slot.dirty = true;
+                    }
+                    if let Some(r) = reply {
+                        applied_replies.push(r);
+                    }
+                }
             }
         }
 
         let changed: Vec<(Arc<str>, Slot)> =
             slots.into_iter().filter(|(_, s)| s.changed()).collect();
-        if !changed.is_empty() {
+        if store && (!changed.is_empty() || revision != start_revision) {
             let writes: Vec<Change> = changed
                 .iter()
                 .map(|(name, s)| match &s.after {
-                    Some(spec) => Change::Put(spec.clone()),
+                    Some((spec, rev)) => Change::Put(spec.clone(), *rev),
                     None => Change::Delete(name.to_string()),
                 })
                 .collect();
-            let revision = self.revision.load(Ordering::Acquire) + writes.len() as u64;
-            if let Err(e) = self.store.apply(&writes, revision) {
+            if let Err(e) = self.store.apply(&writes, revision, durable) {
                 tracing::error!(error = %e, writes = writes.len(), "store write failed; batch not applied");
+                let e = RegistryError::Store(e);
                 for (reply, _) in waiting {
-                    let _ = reply.send(Err(RegistryError::Store(e.clone())));
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for reply in applied_replies {
+                    let _ = reply.send(Err(e.clone()));
                 }
                 return;
             }
-            self.publish(current, &changed);
-            self.revision.store(revision, Ordering::Release);
         }
+        if !changed.is_empty() {
+            self.publish(current, changed);
+        }
+        self.revision.store(revision, Ordering::Release);
         for (reply, outcome) in waiting {
             let _ = reply.send(outcome);
+        }
+        for reply in applied_replies {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    fn slot<'a>(
+        &self,
+        slots: &'a mut HashMap<Arc<str>, Slot>,
+        current: &Snapshot,
+        name: &str,
+    ) -> &'a mut Slot {
+        match slots.entry(Arc::from(name)) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let before = self.known(current, v.key());
+                let after = before.as_ref().map(|k| (k.spec.clone(), k.revision));
+                v.insert(Slot {
+                    before,
+                    after,
+                    deleted_at: None,
+                    dirty: false,
+                })
+            }
         }
     }
 
     /// Swaps in `current` with `changed` applied; keeps `current` to drop it here.
-    fn publish(&mut self, current: Arc<Snapshot>, changed: &[(Arc<str>, Slot)]) {
-        let health = &self.health;
+    fn publish(&mut self, current: Arc<Snapshot>, changed: Vec<(Arc<str>, Slot)>) {
+        let health = self.health.clone();
         // Hold the new endpoints before publishing and release the old ones after, so
         // an endpoint both keep keeps its verdict (and its probe stream).
+        let mut entries = Vec::with_capacity(changed.len());
+        for (name, s) in &changed {
+            match &s.deleted_at {
+                Some(rev) => {
+                    self.tombstones.insert(name.clone(), *rev);
+                }
+                None => {
+                    self.tombstones.remove(name);
+                }
+            }
+            let entry = match &s.after {
+                None => {
+                    self.parked.remove(name);
+                    None
+                }
+                // Placed in the current zones: served. Otherwise parked (a write
+                // was placed already; this is a change decided elsewhere).
+                Some((spec, rev)) => match placement(&current.zones, name) {
+                    Ok(()) => {
+                        self.parked.remove(name);
+                        let cells = health.acquire_service(spec);
+                        let mut e = ServiceEntry::compile(spec.clone(), |ep| cells[ep].clone());
+                        e.revision = *rev;
+                        Some(Arc::new(e))
+                    }
+                    Err(why) => {
+                        tracing::warn!(nameservice = %name, revision = rev, reason = %why, "NameService not served: it cannot be placed in the served zones");
+                        self.parked.insert(name.clone(), (spec.clone(), *rev));
+                        None
+                    }
+                },
+            };
+            entries.push((name.clone(), entry));
+        }
+        let served: Vec<bool> = entries.iter().map(|(_, e)| e.is_some()).collect();
         let next = Snapshot {
             zones: current.zones.clone(),
-            services: current
-                .services
-                .with_changes(changed.iter().map(|(name, s)| {
-                    let entry = s.after.as_ref().map(|spec| {
-                        let cells = health.acquire_service(spec);
-                        Arc::new(ServiceEntry::compile(spec.clone(), |ep| cells[ep].clone()))
-                    });
-                    (name.clone(), entry)
-                })),
+            services: current.services.with_changes(entries),
             topology: current.topology.clone(),
         };
         self.snapshot.store(Arc::new(next));
         self.retired.push(current);
-        for (_, s) in changed {
-            if let Some(old) = &s.before {
-                self.health.release_service(&old.spec);
+        for (_, s) in &changed {
+            if let Some(Known {
+                spec,
+                entry: Some(_),
+                ..
+            }) = &s.before
+            {
+                self.health.release_service(spec);
             }
         }
         let now = crate::timefmt::now_unix();
-        let mut memos = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, s) in changed {
-            match &s.after {
-                Some(spec) => {
-                    let memo = memos
-                        .entry(name.clone())
-                        .or_insert_with(|| status::ReadyMemo::initial(now));
-                    // A new set of targets may change the reason right now.
-                    status::compute(spec, health, memo, now);
+        for ((name, s), served) in changed.iter().zip(served) {
+            match (&s.after, served) {
+                // Loaded with health restored from the store: the condition is
+                // dated by the verdicts' own changes.
+                (Some((spec, _)), true) if s.before.is_none() => {
+                    self.status.restore(spec, &health, now)
                 }
-                None => {
-                    memos.remove(&**name);
-                }
+                // A new set of targets may change the reason right now.
+                (Some((spec, _)), true) => self.status.refresh(spec, &health, now),
+                _ => self.status.forget(name),
             }
         }
     }
@@ -266,6 +415,64 @@ impl Committer {
     /// Drops the old snapshots no reader holds any more (here, not on a DNS worker).
     fn reap(&mut self) {
         self.retired.retain(|s| Arc::strong_count(s) > 1);
+    }
+}
+
+/// A write's outcome: now, or once the batch is durable.
+enum Decided {
+    Now(Outcome),
+    Wait(Outcome),
+}
+
+/// Decides one write against the state of its slot; accepted changes take the next
+/// revision.
+fn decide(slot: &mut Slot, op: Op, revision: &mut u64) -> Decided {
+    // A parked name is invisible to reads (GET answers 404), so a write sees it as
+    // absent too; a DELETE still removes it from the store.
+    let parked = !slot.dirty && slot.before.as_ref().is_some_and(|k| k.entry.is_none());
+    let visible = if parked {
+        None
+    } else {
+        slot.current_revision()
+    };
+    match op {
+        Op::Put(spec, cond) => {
+            if let Err(e) = cond.check(visible) {
+                return Decided::Now(Err(e));
+            }
+            match &slot.after {
+                Some((s, rev)) if !parked && **s == *spec => Decided::Now(Ok(Applied::Put {
+                    created: false,
+                    revision: *rev,
+                })),
+                _ => {
+                    *revision += 1;
+                    slot.after = Some((spec, *revision));
+                    slot.deleted_at = None;
+                    slot.dirty = true;
+                    Decided::Wait(Ok(Applied::Put {
+                        created: visible.is_none(),
+                        revision: *revision,
+                    }))
+                }
+            }
+        }
+        Op::Delete(name, cond) => {
+            if slot.after.is_none() {
+                return Decided::Now(Err(RegistryError::NotFound(name)));
+            }
+            if let Err(e) = cond.check(visible) {
+                return Decided::Now(Err(e));
+            }
+            *revision += 1;
+            // No tombstone: writes decided here are the only source of changes
+            // (the embedded backend), so no older change can arrive after this one.
+            slot.after = None;
+            slot.dirty = true;
+            Decided::Wait(Ok(Applied::Deleted {
+                revision: *revision,
+            }))
+        }
     }
 }
 

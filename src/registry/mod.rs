@@ -1,28 +1,34 @@
-//! The source of truth for NameServices: validate -> store -> rebuild snapshot -> publish.
+//! The source of truth for NameServices: validate -> place -> store -> compile ->
+//! publish.
 //!
 //! **Architecture Invariant:** every change goes through the committer thread
-//! ([`commit`]): the store has flushed the change before the new snapshot is
-//! published, and the snapshot is published before the caller is told it succeeded,
-//! so a 2xx is both durable and visible to the very next DNS query. Concurrent
-//! writes share one flush and one snapshot (group commit). Startup is the same
-//! path: the stored resources are applied to an empty registry.
+//! ([`commit`]) and its one apply path: the store has the change before the new
+//! snapshot is published, and the snapshot is published before the caller is told
+//! it succeeded, so a 2xx is both durable and visible to the very next DNS query.
+//! Concurrent writes share one flush and one snapshot (group commit). Startup is
+//! the same path: the stored resources are applied to an empty registry, with the
+//! same placement checks as an API write.
+//!
+//! **Architecture Invariant:** every resource carries the revision of the change
+//! that wrote it (its ETag), and the registry the revision of the last change it
+//! applied; both only grow.
 
 mod commit;
 mod status;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 pub use status::{Condition, Status, TargetStatus};
 
-use crate::health::{HealthChange, HealthHub};
+use crate::health::{HealthEvent, HealthHub};
 use crate::model::NameService;
 use crate::policy::Topology;
-use crate::snapshot::{ServiceEntry, ServiceMap, Snapshot};
+use crate::snapshot::{ServiceMap, Snapshot};
 use crate::store::{Store, StoreError};
 use crate::zone::{Collision, ZoneSet};
 
@@ -38,6 +44,9 @@ pub enum RegistryError {
         zone: String,
         what: String,
     },
+    /// An `If-Match` / `If-None-Match` condition did not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the registry's committer is not running: {0}")]
@@ -71,12 +80,73 @@ fn placement(zones: &ZoneSet, name: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// Entity tags a condition lists (`If-Match`, `If-None-Match`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tags {
+    /// `*`: any current version.
+    Any,
+    /// Strong tags `"<revision>"`; an empty list matches nothing.
+    Revisions(Vec<u64>),
+}
+
+impl Tags {
+    fn matches(&self, revision: u64) -> bool {
+        match self {
+            Tags::Any => true,
+            Tags::Revisions(list) => list.contains(&revision),
+        }
+    }
+}
+
+/// The conditions of a write (RFC 9110 section 13.1), checked against the current
+/// revision of the resource when the write is decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Precondition {
+    pub if_match: Option<Tags>,
+    pub if_none_match: Option<Tags>,
+}
+
+impl Precondition {
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.if_none_match.is_none()
+    }
+
+    /// Checks the conditions against the resource's current revision (`None`:
+    /// absent).
+    pub fn check(&self, current: Option<u64>) -> Result<(), RegistryError> {
+        if let Some(tags) = &self.if_match
+            && !current.is_some_and(|r| tags.matches(r))
+        {
+            return Err(RegistryError::PreconditionFailed(match current {
+                None => "If-Match: the NameService does not exist".into(),
+                Some(r) => format!(
+                    "If-Match: the NameService is at revision \"{r}\", which the request does not name"
+                ),
+            }));
+        }
+        if let Some(tags) = &self.if_none_match
+            && let Some(r) = current.filter(|r| tags.matches(*r))
+        {
+            return Err(RegistryError::PreconditionFailed(match tags {
+                Tags::Any => format!("If-None-Match: *: the NameService exists (revision \"{r}\")"),
+                Tags::Revisions(_) => {
+                    format!("If-None-Match: the NameService is at revision \"{r}\"")
+                }
+            }));
+        }
+        Ok(())
+    }
+}
+
 /// A NameService together with its current status, as the API returns it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct View {
     #[serde(flatten)]
     pub spec: Arc<NameService>,
     pub status: Status,
+    /// The revision of the change that wrote it: its ETag.
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 /// Outcome of a PUT.
@@ -112,12 +182,14 @@ pub struct Registry {
     commits: Option<mpsc::Sender<commit::Request>>,
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
-    conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
+    status: Arc<status::Book>,
 }
 
 impl Registry {
     /// Builds the registry from the store: every stored NameService is applied to an
-    /// empty registry (the same path as an API write, minus the store write).
+    /// empty registry through the committer's one apply path (placement checks
+    /// included: a stored name that no served zone can hold now is parked, not
+    /// served).
     pub fn open(
         instance: &str,
         store: Arc<dyn Store>,
@@ -125,44 +197,44 @@ impl Registry {
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
     ) -> Result<Self, RegistryError> {
-        let now = crate::timefmt::now_unix();
-        let revision = Arc::new(AtomicU64::new(store.revision()?));
-        let mut conditions = HashMap::new();
-        let mut entries = Vec::new();
-        store.load_each(&mut |ns| {
-            // Stored names that no zone serves any more stay stored (the zone may come
-            // back) but are neither served nor probed; say so once.
-            if zones.zone_of(&ns.name).is_none() {
-                tracing::warn!(nameservice = %ns.name, "stored NameService is outside every served zone; not served");
-                return;
-            }
-            let cells = health.acquire_service(&ns);
-            let spec = Arc::new(ns);
-            let name: Arc<str> = spec.name.as_str().into();
-            // Health may be restored from the store: so is the Ready condition.
-            conditions.insert(
-                name.clone(),
-                status::ReadyMemo::restored(&spec, &health, now),
-            );
-            let entry = Arc::new(ServiceEntry::compile(spec, |ep| cells[ep].clone()));
-            entries.push((name, Some(entry)));
+        let stored_revision = store.revision()?;
+        let mut changes = Vec::new();
+        store.load_each(&mut |ns, rev| {
+            changes.push(commit::Incoming {
+                name: ns.name.as_str().into(),
+                spec: Some(Arc::new(ns)),
+                revision: rev,
+            });
         })?;
-        let snapshot = Snapshot {
-            services: ServiceMap::default().with_changes(entries),
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
+            services: ServiceMap::default(),
             zones,
             topology,
-        };
-        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-        let conditions = Arc::new(Mutex::new(conditions));
-        let (tx, rx) = mpsc::channel();
-        let committer = commit::Committer {
+        }));
+        let revision = Arc::new(AtomicU64::new(0));
+        let book = Arc::new(status::Book::default());
+        let mut committer = commit::Committer {
             revision: revision.clone(),
             store: store.clone(),
             snapshot: snapshot.clone(),
             health: health.clone(),
-            conditions: conditions.clone(),
+            status: book.clone(),
+            parked: HashMap::new(),
+            tombstones: HashMap::new(),
             retired: Vec::new(),
         };
+        let (done, mut loaded) = oneshot::channel();
+        committer.commit(vec![commit::Request::Apply {
+            changes,
+            revision: stored_revision,
+            store: false,
+            durable: false,
+            reply: Some(done),
+        }]);
+        loaded
+            .try_recv()
+            .map_err(|_| RegistryError::committer_gone())??;
+        let (tx, rx) = mpsc::channel();
         let committer = std::thread::Builder::new()
             .name("gslb-commit".into())
             .spawn(move || committer.run(rx))
@@ -175,29 +247,48 @@ impl Registry {
             health,
             commits: Some(tx),
             committer: Some(committer),
-            conditions,
+            status: book,
         })
     }
 
-    /// Records Ready transitions as health changes happen (rather than when someone
-    /// happens to read the status), so `lastTransitionTime` is the time of the change.
-    pub fn watch_health(self: &Arc<Self>) {
+    /// Follows the health events from now on: every verdict change refreshes the
+    /// Ready condition of the NameServices holding it, dated by the change (rather
+    /// than by whoever reads the status next). Call inside the runtime, before the
+    /// prober starts; the task ends with the registry.
+    pub fn follow_health(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut events = self.health.subscribe();
         let me = Arc::downgrade(self);
-        self.health.set_change_hook(move |c| {
-            if let Some(r) = me.upgrade() {
-                r.health_changed(c);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let event = events.recv().await;
+                let Some(r) = me.upgrade() else { return };
+                match event {
+                    Ok(e) => {
+                        if let HealthEvent::Verdict(c) = &*e {
+                            let snap = r.snapshot.load();
+                            for name in c.nameservices() {
+                                if let Some(entry) = snap.service(name) {
+                                    r.status.refresh(&entry.spec, &r.health, c.at());
+                                }
+                            }
+                        }
+                    }
+                    // Events were lost: bring every condition up to date, now.
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            lost = n,
+                            "health events lost; refreshing every Ready condition"
+                        );
+                        let now = crate::timefmt::now_unix();
+                        for (_, entry) in r.snapshot.load().services.iter() {
+                            r.status.refresh(&entry.spec, &r.health, now);
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                }
             }
-        });
-    }
-
-    fn health_changed(&self, change: &HealthChange) {
-        let snap = self.snapshot.load();
-        let mut memos = self.lock_conditions();
-        for name in &change.nameservices {
-            if let (Some(entry), Some(memo)) = (snap.service(name), memos.get_mut(&**name)) {
-                status::compute(&entry.spec, &self.health, memo, change.at);
-            }
-        }
+        })
     }
 
     /// The handle DNS workers load snapshots from.
@@ -218,26 +309,39 @@ impl Registry {
     /// Blocking (waits for the flush): call from a blocking context; async code
     /// calls [`Registry::put_async`].
     pub fn put(&self, ns: NameService) -> Result<PutOutcome, RegistryError> {
+        self.put_if(ns, Precondition::default())
+    }
+
+    /// [`Registry::put`] under `cond`.
+    pub fn put_if(&self, ns: NameService, cond: Precondition) -> Result<PutOutcome, RegistryError> {
         let spec = Arc::new(ns);
-        if let Some(done) = self.unchanged(&spec) {
+        if cond.is_empty()
+            && let Some(done) = self.unchanged(&spec)
+        {
             return Ok(done);
         }
         let applied = self
-            .submit(commit::Op::Put(spec.clone()))?
+            .submit(commit::Op::Put(spec.clone(), cond))?
             .blocking_recv()
             .map_err(|_| RegistryError::committer_gone())??;
         Ok(self.put_outcome(applied, &spec))
     }
 
-    /// [`Registry::put`] for async callers: waits for the group commit without
+    /// [`Registry::put_if`] for async callers: waits for the group commit without
     /// holding a thread.
-    pub async fn put_async(&self, ns: NameService) -> Result<PutOutcome, RegistryError> {
+    pub async fn put_async(
+        &self,
+        ns: NameService,
+        cond: Precondition,
+    ) -> Result<PutOutcome, RegistryError> {
         let spec = Arc::new(ns);
-        if let Some(done) = self.unchanged(&spec) {
+        if cond.is_empty()
+            && let Some(done) = self.unchanged(&spec)
+        {
             return Ok(done);
         }
         let applied = self
-            .submit(commit::Op::Put(spec.clone()))?
+            .submit(commit::Op::Put(spec.clone(), cond))?
             .await
             .map_err(|_| RegistryError::committer_gone())??;
         Ok(self.put_outcome(applied, &spec))
@@ -246,15 +350,18 @@ impl Registry {
     /// Deletes a NameService. Durable and visible when it returns `Ok`. Blocking;
     /// async code calls [`Registry::delete_async`].
     pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
-        self.submit(commit::Op::Delete(name.to_string()))?
-            .blocking_recv()
-            .map_err(|_| RegistryError::committer_gone())??;
+        self.submit(commit::Op::Delete(
+            name.to_string(),
+            Precondition::default(),
+        ))?
+        .blocking_recv()
+        .map_err(|_| RegistryError::committer_gone())??;
         Ok(())
     }
 
-    /// [`Registry::delete`] for async callers.
-    pub async fn delete_async(&self, name: &str) -> Result<(), RegistryError> {
-        self.submit(commit::Op::Delete(name.to_string()))?
+    /// [`Registry::delete`] for async callers, under `cond`.
+    pub async fn delete_async(&self, name: &str, cond: Precondition) -> Result<(), RegistryError> {
+        self.submit(commit::Op::Delete(name.to_string(), cond))?
             .await
             .map_err(|_| RegistryError::committer_gone())??;
         Ok(())
@@ -267,14 +374,17 @@ impl Registry {
         let existing = snap.service(&spec.name)?;
         (*existing.spec == **spec).then(|| PutOutcome {
             created: false,
-            view: self.view(&existing.spec),
+            view: self.view(&existing.spec, existing.revision),
         })
     }
 
     fn put_outcome(&self, applied: commit::Applied, spec: &Arc<NameService>) -> PutOutcome {
-        PutOutcome {
-            created: applied == commit::Applied::Put { created: true },
-            view: self.view(spec),
+        match applied {
+            commit::Applied::Put { created, revision } => PutOutcome {
+                created,
+                view: self.view(spec, revision),
+            },
+            commit::Applied::Deleted { .. } => unreachable!("a PUT is never a deletion"),
         }
     }
 
@@ -284,13 +394,9 @@ impl Registry {
         let (reply, rx) = oneshot::channel();
         self.commits
             .as_ref()
-            .and_then(|tx| tx.send(commit::Request { op, reply }).ok())
+            .and_then(|tx| tx.send(commit::Request::Write { op, reply }).ok())
             .ok_or_else(RegistryError::committer_gone)?;
         Ok(rx)
-    }
-
-    fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, status::ReadyMemo>> {
-        self.conditions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This instance's name.
@@ -317,15 +423,19 @@ impl Registry {
     /// One NameService with its status.
     pub fn get(&self, name: &str) -> Option<View> {
         let snap = self.snapshot.load();
-        snap.service(name).map(|e| self.view(&e.spec))
+        snap.service(name).map(|e| self.view(&e.spec, e.revision))
     }
 
     /// Every NameService, sorted by name.
     pub fn list(&self) -> Vec<View> {
         let snap = self.snapshot.load();
-        let mut specs: Vec<_> = snap.services.iter().map(|(_, e)| e.spec.clone()).collect();
-        specs.sort_by(|a, b| a.name.cmp(&b.name));
-        specs.iter().map(|s| self.view(s)).collect()
+        let mut specs: Vec<_> = snap
+            .services
+            .iter()
+            .map(|(_, e)| (e.spec.clone(), e.revision))
+            .collect();
+        specs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        specs.iter().map(|(s, r)| self.view(s, *r)).collect()
     }
 
     /// How many NameServices are served.
@@ -337,17 +447,11 @@ impl Registry {
         self.len() == 0
     }
 
-    fn view(&self, spec: &Arc<NameService>) -> View {
-        let mut memos = self.lock_conditions();
-        let memo = match memos.get_mut(spec.name.as_str()) {
-            Some(m) => m,
-            None => memos
-                .entry(spec.name.as_str().into())
-                .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix())),
-        };
+    fn view(&self, spec: &Arc<NameService>, revision: u64) -> View {
         View {
             spec: spec.clone(),
-            status: status::compute(spec, &self.health, memo, crate::timefmt::now_unix()),
+            status: self.status.view(spec, &self.health),
+            revision,
         }
     }
 

@@ -1,9 +1,19 @@
-//! The compact binary form of a stored NameService (format version 2).
+//! The compact binary form of a stored NameService (the body of format versions 2
+//! and 3).
 //!
 //! JSON (version 1) spells every field name and default in every value: ~600 bytes
 //! for a three-target service, which at 100,000 names makes startup read and parse
 //! 60 MB and leaves as much in sled's page cache. This form is ~130 bytes and
 //! decodes without a parser. Version 1 values are still read.
+//!
+//! **Adding a field** needs no new format version: version 3 bodies end with an
+//! extension section of tagged fields, `ext:var × { tag:var len:var bytes }`. A new
+//! field gets the next tag (see [`ext`]), is written only when it differs from its
+//! default (so old values and small values stay as they are) and is read back in
+//! `Reader::extension`. A value carrying a tag this gslb does not know is refused
+//! with the tag named (it was written by a newer gslb: serving it without the field
+//! would answer differently from the instance that wrote it). Version 2 bodies have
+//! no extension section.
 //!
 //! Layout (integers little-endian; `var` is LEB128; a string is `var` length + UTF-8):
 //!
@@ -15,6 +25,7 @@
 //! failover:var × { from:str to:str }
 //! distribute:var × { from:str to:var × { pattern:str weight:var } }
 //! ip = 4 a.b.c.d | 6 sixteen bytes
+//! (version 3 only) ext:var × { tag:var len:var bytes }
 //! ```
 //!
 //! The encoder destructures every struct, so a field added to the model does not
@@ -27,7 +38,17 @@ use crate::model::{
     AllDown, DistributeRule, FailoverRule, HealthCheck, NameService, Policy, Target,
 };
 
+/// Tags of the extension section. Append new ones; never reuse a number.
+pub(super) mod ext {}
+
+/// Writes the body of a version 3 value.
 pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
+    encode_core(ns, out);
+    // The extension section: no field uses it yet.
+    put_len(out, 0);
+}
+
+fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
     let NameService {
         name,
         ttl,
@@ -148,10 +169,29 @@ fn put_ip(out: &mut Vec<u8>, ip: &IpAddr) {
     }
 }
 
-/// Decodes what [`encode`] wrote; the error says what is wrong and where.
-pub(super) fn decode(buf: &[u8]) -> Result<NameService, String> {
+/// Which body layout a value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// Format version 2: no extension section.
+    V2,
+    /// Format version 3: with the extension section.
+    V3,
+}
+
+/// Decodes what [`encode`] wrote (or, with [`Layout::V2`], what gslb wrote before the
+/// extension section existed); the error says what is wrong and where.
+pub(super) fn decode(buf: &[u8], layout: Layout) -> Result<NameService, String> {
     let mut r = Reader { buf, pos: 0 };
-    let ns = r.nameservice()?;
+    let mut ns = r.nameservice()?;
+    if layout == Layout::V3 {
+        for _ in 0..r.len("extension count")? {
+            let tag = r.var("extension tag")?;
+            let n = r.len("extension length")?;
+            let at = r.pos;
+            let data = r.take(n, "extension data")?;
+            r.extension(&mut ns, tag, data, at)?;
+        }
+    }
     if r.pos != buf.len() {
         return Err(format!("{} unexpected bytes at the end", buf.len() - r.pos));
     }
@@ -163,7 +203,20 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// Reads one field of the extension section into `ns`.
+    fn extension(
+        &self,
+        _ns: &mut NameService,
+        tag: u32,
+        _data: &[u8],
+        at: usize,
+    ) -> Result<(), String> {
+        Err(format!(
+            "unknown field tag {tag} at offset {at}: written by a newer gslb"
+        ))
+    }
+
     fn nameservice(&mut self) -> Result<NameService, String> {
         let name = self.str("name")?;
         let ttl = self.var("ttl")?;
@@ -242,7 +295,7 @@ impl Reader<'_> {
         format!("invalid {what} byte {b} at offset {}", self.pos - 1)
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         let end = self
             .pos
             .checked_add(n)
@@ -359,7 +412,11 @@ mod tests {
         for ns in samples() {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
-            assert_eq!(decode(&buf).unwrap(), ns);
+            assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
+            // A version 2 body is the same without the extension section.
+            let mut v2 = Vec::new();
+            encode_core(&ns, &mut v2);
+            assert_eq!(decode(&v2, Layout::V2).unwrap(), ns);
         }
     }
 
@@ -384,17 +441,35 @@ mod tests {
             encode(&ns, &mut buf);
             // Every truncation.
             for n in 0..buf.len() {
-                assert!(decode(&buf[..n]).is_err(), "{} of {} bytes", n, buf.len());
+                assert!(
+                    decode(&buf[..n], Layout::V3).is_err(),
+                    "{} of {} bytes",
+                    n,
+                    buf.len()
+                );
             }
             // Trailing bytes.
             let mut long = buf.clone();
             long.push(0);
-            assert!(decode(&long).unwrap_err().contains("unexpected bytes"));
+            assert!(
+                decode(&long, Layout::V3)
+                    .unwrap_err()
+                    .contains("unexpected bytes")
+            );
+            // A field from a newer gslb.
+            let mut newer = buf.clone();
+            newer.pop();
+            newer.extend_from_slice(&[1, 99, 2, 0xab, 0xcd]);
+            assert!(
+                decode(&newer, Layout::V3)
+                    .unwrap_err()
+                    .contains("unknown field tag 99")
+            );
             // Every single byte flipped: an error or some other valid resource.
             for i in 0..buf.len() {
                 let mut bad = buf.clone();
                 bad[i] ^= 0xff;
-                let _ = decode(&bad);
+                let _ = decode(&bad, Layout::V3);
             }
         }
     }

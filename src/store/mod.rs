@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** a write method returns only after the data is flushed
 //! to disk, so a 2xx built on it survives `kill -9`.
 
+mod ack;
 mod codec;
 mod sled_store;
 
@@ -19,9 +20,13 @@ use crate::model::NameService;
 /// The format version in front of every stored value: JSON. Health records are
 /// written in it; NameServices were, and are still read in it.
 pub const FORMAT_VERSION: u8 = 1;
-/// The format version of NameServices as written now: a compact binary form
-/// (`codec.rs`), a fifth of the JSON, so startup with 100,000 names reads less.
+/// NameServices in the compact binary form (`codec.rs`) without a checksum: written
+/// by earlier gslb versions, still read.
 pub const FORMAT_NAMESERVICE: u8 = 2;
+/// NameServices as written now: a checksum over the key and the rest of the value,
+/// the revision of the change that wrote it, and the binary form with its extension
+/// section (`sled_store.rs` has the layout).
+pub const FORMAT_CHECKED: u8 = 3;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -33,12 +38,48 @@ pub enum StoreError {
     },
     #[error("store I/O error: {0}")]
     Io(#[from] sled::Error),
+    #[error("store at {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
     #[error("stored value for key {key:?} cannot be decoded: {reason}")]
     Decode { key: String, reason: String },
     #[error(
-        "stored value for key {key:?} has format version {found}, this gslb reads versions {FORMAT_VERSION} and {FORMAT_NAMESERVICE}"
+        "stored value for key {key:?} has format version {found}, this gslb reads versions {FORMAT_VERSION} to {FORMAT_CHECKED}"
     )]
     Version { key: String, found: u8 },
+    /// The store does not hold what its own record says it holds, or lost the record.
+    #[error(
+        "store at {path} is damaged: {detail}; gslb does not start on a partial registry (docs/operations.md, \"A damaged store\")"
+    )]
+    Damaged { path: String, detail: String },
+    /// The disk is full: nothing was written.
+    #[error("the disk holding the store is full: nothing was written")]
+    Full,
+}
+
+impl StoreError {
+    /// Whether this is the disk running out of space (answered 507).
+    pub fn is_full(&self) -> bool {
+        match self {
+            Self::Full => true,
+            Self::Io(sled::Error::Io(e)) => e.raw_os_error() == Some(libc::ENOSPC),
+            Self::File { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+}
+
+/// What a store holds NameServices for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The registry itself: the embedded backend, this instance alone.
+    Sled,
+    /// This instance's local copy of an etcd registry: the cluster it came from and
+    /// the key prefix.
+    Etcd { cluster_id: u64, prefix: String },
 }
 
 /// Persisted health of one probe endpoint, so a restart neither revives a dead
@@ -55,8 +96,13 @@ pub struct StoredHealth {
     pub failure_threshold: u32,
     #[serde(default)]
     pub success_threshold: u32,
-    /// "Pending", "Healthy" or "Unhealthy".
+    /// "Pending", "Healthy" or "Unhealthy": the verdict the answers used.
     pub health: String,
+    /// This instance's own verdict from its probes, when it differs in kind from
+    /// `health` (with `[health] quorum = "majority"` the fleet decides `health`);
+    /// absent in records written before quorums existed: then it is `health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_health: Option<String>,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
     pub last_probe_time: Option<u64>,
@@ -67,28 +113,46 @@ pub struct StoredHealth {
 /// One change in a batch written atomically by [`Store::apply`].
 #[derive(Debug, Clone)]
 pub enum Change {
-    Put(Arc<NameService>),
+    /// Create or replace, with the revision of the change (its ETag).
+    Put(Arc<NameService>, u64),
     Delete(String),
 }
 
 pub trait Store: Send + Sync + 'static {
-    /// Every stored NameService, sorted by name. Fails on any undecodable value:
-    /// serving an empty or partial registry by mistake is worse than not starting.
-    fn load_all(&self) -> Result<Vec<NameService>, StoreError>;
-
-    /// Hands every stored NameService to `f`, sorted by name, without holding them all
-    /// at once (startup with 100,000 names). Fails like [`Store::load_all`].
-    fn load_each(&self, f: &mut dyn FnMut(NameService)) -> Result<(), StoreError> {
-        self.load_all()?.into_iter().for_each(f);
-        Ok(())
+    /// Every stored NameService with the revision that wrote it, sorted by name.
+    /// Fails like [`Store::load_each`].
+    fn load_all(&self) -> Result<Vec<(NameService, u64)>, StoreError> {
+        let mut out = Vec::new();
+        self.load_each(&mut |ns, rev| out.push((ns, rev)))?;
+        Ok(out)
     }
+
+    /// Hands every stored NameService and its revision to `f`, sorted by name,
+    /// without holding them all at once (startup with 100,000 names). Fails on any
+    /// undecodable value, a checksum that does not match, or contents that differ
+    /// from the store's own record of them: serving an empty or partial registry by
+    /// mistake is worse than not starting. `f` may have been called for some values
+    /// when it fails: the caller discards what it built.
+    fn load_each(&self, f: &mut dyn FnMut(NameService, u64)) -> Result<(), StoreError>;
 
     /// The registry revision the stored NameServices reflect (0 for a new store).
     fn revision(&self) -> Result<u64, StoreError>;
 
-    /// Applies `changes` in order, records `revision` as the one the store now
-    /// reflects (in the same atomic batch), and flushes before returning.
-    fn apply(&self, changes: &[Change], revision: u64) -> Result<(), StoreError>;
+    /// What the store holds NameServices for.
+    fn origin(&self) -> Origin {
+        Origin::Sled
+    }
+
+    /// Records what the store holds NameServices for (flushed before returning).
+    fn set_origin(&self, _origin: Origin) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Applies `changes` in order and records `revision` as the one the store now
+    /// reflects, in one atomic batch. With `durable`, flushes before returning;
+    /// without, the batch reaches the disk with the next flush (sled's own, every
+    /// half second) and a crash may lose it, but never half of it.
+    fn apply(&self, changes: &[Change], revision: u64, durable: bool) -> Result<(), StoreError>;
 
     /// Every persisted endpoint health record.
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError>;

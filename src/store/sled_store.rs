@@ -1,33 +1,143 @@
-use std::path::Path;
+//! The embedded store: sled, with checksums on every NameService value and the
+//! store's own record of what it holds.
+//!
+//! Layout of a NameService value (format version 3), under its name as the key:
+//!
+//! ```text
+//! 3  checksum:u64le  revision:u64le  body (codec.rs, with its extension section)
+//! checksum = xxh3-64(key || revision || body)
+//! ```
+//!
+//! **The record.** The NameService tree also holds, under a key no name can take
+//! (`\0meta`), the store's record of itself, rewritten in the same atomic batch as
+//! every change: the store id, the registry revision, the number of NameServices
+//! and a digest of them (the wrapping sum of xxh3-64 over each key and value), and
+//! what the store is for ([`Origin`]). Loading recomputes the count and digest and
+//! refuses a store that differs from its record.
+//!
+//! **Acknowledged means on disk.** sled's own flush ends in `sync_file_range`,
+//! which neither flushes the disk's write cache nor the file's size: a power loss
+//! may take back what it wrote. A durable batch here ends in `fdatasync` of sled's
+//! log file, and then in a write of the record to `store-ack` ([`ack`]), outside
+//! sled, also synced, before the writers are answered. sled cuts a damaged log at
+//! the damage and comes back older but self-consistent; `store-ack` is what tells
+//! that acknowledged writes went missing, and opening refuses such a store.
 
-use super::{Change, FORMAT_NAMESERVICE, FORMAT_VERSION, Store, StoreError, StoredHealth, codec};
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::ack::{self, Ack, AckFile};
+use super::{
+    Change, FORMAT_CHECKED, FORMAT_NAMESERVICE, FORMAT_VERSION, Origin, Store, StoreError,
+    StoredHealth, codec,
+};
 use crate::model::NameService;
 
 const NAMESERVICES: &str = "nameservices/v1";
 const HEALTH: &str = "health/v1";
-/// The store's own record, kept in the NameService tree so that it is written in
-/// the same atomic batch as the changes it describes. No NameService key starts
-/// with a zero byte (names are lowercase DNS names).
+/// The store's own record. No NameService key starts with a zero byte (names are
+/// lowercase DNS names).
 const META_KEY: &[u8] = b"\x00meta";
-/// Format of the record: version byte, then the revision (u64, little-endian).
-const META_VERSION: u8 = 1;
+/// The record as the first gslb with revisions wrote it: the revision alone.
+const META_V1: u8 = 1;
+/// The record now: see [`Record::encode`].
+const META_V2: u8 = 2;
 
-fn encode_meta(revision: u64) -> Vec<u8> {
-    let mut v = vec![META_VERSION];
-    v.extend_from_slice(&revision.to_le_bytes());
-    v
+/// The store's own record of what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    id: u64,
+    revision: u64,
+    count: u64,
+    digest: u64,
+    origin: Origin,
 }
 
-fn decode_meta(value: &[u8]) -> Result<u64, StoreError> {
-    match value.split_first() {
-        Some((&META_VERSION, rest)) if rest.len() == 8 => {
-            Ok(u64::from_le_bytes(rest.try_into().expect("8 bytes")))
+impl Record {
+    /// `2 id revision count digest origin:u8 [cluster_id:u64 prefix_len:u16 prefix]
+    /// checksum` (u64 little-endian; checksum = xxh3-64 of everything before it).
+    fn encode(&self) -> Vec<u8> {
+        let mut v = vec![META_V2];
+        for n in [self.id, self.revision, self.count, self.digest] {
+            v.extend_from_slice(&n.to_le_bytes());
         }
-        _ => Err(StoreError::Decode {
-            key: "\\0meta".into(),
-            reason: format!("the store's record is damaged ({} bytes)", value.len()),
-        }),
+        match &self.origin {
+            Origin::Sled => v.push(0),
+            Origin::Etcd { cluster_id, prefix } => {
+                v.push(1);
+                v.extend_from_slice(&cluster_id.to_le_bytes());
+                let p = prefix.as_bytes();
+                v.extend_from_slice(&(p.len().min(u16::MAX as usize) as u16).to_le_bytes());
+                v.extend_from_slice(&p[..p.len().min(u16::MAX as usize)]);
+            }
+        }
+        let sum = xxh3_64(&v);
+        v.extend_from_slice(&sum.to_le_bytes());
+        v
     }
+
+    fn decode(v: &[u8]) -> Result<Self, String> {
+        let (body, sum) = v
+            .split_last_chunk::<8>()
+            .ok_or_else(|| format!("the record is {} bytes long", v.len()))?;
+        if xxh3_64(body) != u64::from_le_bytes(*sum) {
+            return Err("the record's checksum does not match".into());
+        }
+        let u64_at = |i: usize| -> Result<u64, String> {
+            body.get(i..i + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .ok_or_else(|| "the record is truncated".to_string())
+        };
+        if body.first() != Some(&META_V2) {
+            return Err(format!("the record has format {:?}", body.first()));
+        }
+        let origin = match body.get(33) {
+            Some(0) => Origin::Sled,
+            Some(1) => {
+                let cluster_id = u64_at(34)?;
+                let len = body
+                    .get(42..44)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+                    .ok_or("the record is truncated")?;
+                let prefix = body
+                    .get(44..44 + len)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .ok_or("the record's prefix is damaged")?
+                    .to_string();
+                Origin::Etcd { cluster_id, prefix }
+            }
+            other => return Err(format!("the record names an unknown origin {other:?}")),
+        };
+        Ok(Self {
+            id: u64_at(1)?,
+            revision: u64_at(9)?,
+            count: u64_at(17)?,
+            digest: u64_at(25)?,
+            origin,
+        })
+    }
+}
+
+impl Record {
+    fn ack(&self) -> Ack {
+        Ack {
+            id: self.id,
+            revision: self.revision,
+            count: self.count,
+            digest: self.digest,
+        }
+    }
+}
+
+/// What one stored entry adds to the digest.
+fn entry_hash(key: &[u8], value: &[u8]) -> u64 {
+    let mut h = xxh3_64(key);
+    h ^= xxh3_64(value).rotate_left(17);
+    h
 }
 
 /// The embedded default store.
@@ -35,6 +145,12 @@ pub struct SledStore {
     db: sled::Db,
     nameservices: sled::Tree,
     health: sled::Tree,
+    dir: PathBuf,
+    /// sled's log file, to `fdatasync` it after sled's flush.
+    log: File,
+    /// The record as last written and the acknowledgment file; only the writer (the
+    /// registry's committer) changes them, under this lock.
+    record: Mutex<(Record, AckFile)>,
     /// Makes the next NameService flush fail (tests of the failure path).
     #[cfg(test)]
     fail_flush: std::sync::atomic::AtomicBool,
@@ -64,23 +180,58 @@ fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T,
     }
 }
 
-fn encode_nameservice(ns: &NameService) -> Vec<u8> {
+/// The stored form of `ns` under its name, written by the change at `revision`.
+fn encode_nameservice(ns: &NameService, revision: u64) -> Vec<u8> {
     let mut buf = Vec::with_capacity(160);
-    buf.push(FORMAT_NAMESERVICE);
+    buf.push(FORMAT_CHECKED);
+    buf.extend_from_slice(&[0; 8]);
+    buf.extend_from_slice(&revision.to_le_bytes());
     codec::encode(ns, &mut buf);
+    let sum = checksum(ns.name.as_bytes(), &buf[9..]);
+    buf[1..9].copy_from_slice(&sum.to_le_bytes());
     buf
 }
 
-fn decode_nameservice(key: &[u8], value: &[u8]) -> Result<NameService, StoreError> {
-    match value.split_first() {
-        Some((&FORMAT_NAMESERVICE, body)) => {
-            codec::decode(body).map_err(|reason| StoreError::Decode {
-                key: String::from_utf8_lossy(key).into_owned(),
-                reason,
-            })
+fn checksum(key: &[u8], rest: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(key);
+    h.update(rest);
+    h.digest()
+}
+
+/// Decodes a stored NameService and the revision that wrote it (0 for values
+/// written before revisions existed).
+fn decode_nameservice(key: &[u8], value: &[u8]) -> Result<(NameService, u64), StoreError> {
+    let bad = |reason: String| StoreError::Decode {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    };
+    let (ns, rev) = match value.split_first() {
+        Some((&FORMAT_CHECKED, rest)) => {
+            let (sum, rest) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| bad(format!("truncated: {} bytes", value.len())))?;
+            if checksum(key, rest) != u64::from_le_bytes(*sum) {
+                return Err(bad(
+                    "its checksum does not match (the value is damaged)".into()
+                ));
+            }
+            let (rev, body) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| bad(format!("truncated: {} bytes", value.len())))?;
+            let ns = codec::decode(body, codec::Layout::V3).map_err(bad)?;
+            (ns, u64::from_le_bytes(*rev))
         }
-        _ => decode(key, value),
+        Some((&FORMAT_NAMESERVICE, body)) => {
+            (codec::decode(body, codec::Layout::V2).map_err(bad)?, 0)
+        }
+        _ => (decode(key, value)?, 0),
+    };
+    // A value stored under another key is as corrupt as an undecodable one.
+    if ns.name.as_bytes() != key {
+        return Err(bad(format!("holds the NameService {:?}", ns.name)));
     }
+    Ok((ns, rev))
 }
 
 fn health_key(h: &StoredHealth) -> Vec<u8> {
@@ -97,12 +248,37 @@ fn health_key(h: &StoredHealth) -> Vec<u8> {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`. Refuses a store whose record
+    /// is damaged or lost (see the module doc); the contents are checked against the
+    /// record by [`Store::load_each`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.display().to_string();
         let open_err = |source| StoreError::Open {
-            path: dir.display().to_string(),
+            path: path.clone(),
             source,
         };
+        let damaged = |detail: String| StoreError::Damaged {
+            path: path.clone(),
+            detail,
+        };
+        let file_err = |p: &Path, e: std::io::Error| StoreError::File {
+            path: p.display().to_string(),
+            source: e.into(),
+        };
+        let ack_path = AckFile::path(dir).display().to_string();
+        let acked = ack::AckFile::read(dir).map_err(|e| file_err(&AckFile::path(dir), e))?;
+        // sled recreates a missing database silently: a store that existed must
+        // still have its files.
+        if !matches!(acked, ack::Read::Absent) {
+            for f in ["conf", "db"] {
+                if !dir.join(f).exists() {
+                    return Err(damaged(format!(
+                        "{} is missing, but {ack_path} says a store was here",
+                        dir.join(f).display(),
+                    )));
+                }
+            }
+        }
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::LowSpace)
@@ -111,17 +287,125 @@ impl SledStore {
             .map_err(open_err)?;
         let nameservices = db.open_tree(NAMESERVICES).map_err(open_err)?;
         let health = db.open_tree(HEALTH).map_err(open_err)?;
+        let stored = nameservices.get(META_KEY).map_err(open_err)?;
+        let record = match (&stored, acked) {
+            (Some(v), acked) if v.first() == Some(&META_V2) => {
+                let r = Record::decode(v).map_err(|d| damaged(format!("{d} (key \\0meta)")))?;
+                match acked {
+                    ack::Read::Found(a) if a.id != r.id => {
+                        return Err(damaged(format!(
+                            "{ack_path} names store {:016x} but the store is {:016x}",
+                            a.id, r.id
+                        )));
+                    }
+                    ack::Read::Found(a) if r.revision < a.revision => {
+                        return Err(damaged(format!(
+                            "it holds revision {} ({} NameServices), but revision {} ({} NameServices) was acknowledged ({ack_path}): acknowledged writes are missing",
+                            r.revision, r.count, a.revision, a.count
+                        )));
+                    }
+                    ack::Read::Found(a)
+                        if r.revision == a.revision
+                            && (r.count, r.digest) != (a.count, a.digest) =>
+                    {
+                        return Err(damaged(format!(
+                            "at revision {} it holds {} NameServices, but {} different ones were acknowledged ({ack_path})",
+                            r.revision, r.count, a.count
+                        )));
+                    }
+                    ack::Read::Found(_) => {}
+                    ack::Read::Damaged => {
+                        return Err(damaged(format!("{ack_path} is damaged")));
+                    }
+                    ack::Read::Absent => {
+                        tracing::warn!(file = %ack_path, "store acknowledgment file missing; rewriting it (the contents are checked against the store's record on load)");
+                    }
+                }
+                r
+            }
+            (_, ack::Read::Found(_) | ack::Read::Damaged) => {
+                return Err(damaged(format!(
+                    "its record (key \\0meta) is {}, but {ack_path} says a store was here",
+                    if stored.is_some() {
+                        "of an unknown format"
+                    } else {
+                        "missing"
+                    },
+                )));
+            }
+            (_, ack::Read::Absent) => {
+                // A new store, or one written before the record existed: take stock
+                // of what it holds once and record it.
+                let revision = match &stored {
+                    Some(v) if v.first() == Some(&META_V1) && v.len() == 9 => {
+                        u64::from_le_bytes(v[1..9].try_into().expect("8 bytes"))
+                    }
+                    Some(_) => return Err(damaged("its record (key \\0meta) is damaged".into())),
+                    None => 0,
+                };
+                let (mut count, mut digest) = (0u64, 0u64);
+                for kv in nameservices.iter() {
+                    let (k, v) = kv.map_err(open_err)?;
+                    if k.first() != Some(&0) {
+                        count += 1;
+                        digest = digest.wrapping_add(entry_hash(&k, &v));
+                    }
+                }
+                let r = Record {
+                    id: fastrand::u64(1..),
+                    revision,
+                    count,
+                    digest,
+                    origin: Origin::Sled,
+                };
+                nameservices
+                    .insert(META_KEY, r.encode())
+                    .map_err(open_err)?;
+                db.flush().map_err(open_err)?;
+                if count > 0 {
+                    tracing::info!(
+                        nameservices = count,
+                        "store written by an earlier gslb: its record now lists what it holds"
+                    );
+                }
+                r
+            }
+        };
+        let log_path = dir.join("db");
+        let log = File::open(&log_path).map_err(|e| file_err(&log_path, e))?;
+        log.sync_data().map_err(|e| file_err(&log_path, e))?;
+        let ack =
+            AckFile::create(dir, record.ack()).map_err(|e| file_err(&AckFile::path(dir), e))?;
         Ok(Self {
             db,
             nameservices,
             health,
+            dir: dir.to_path_buf(),
+            log,
+            record: Mutex::new((record, ack)),
             #[cfg(test)]
             fail_flush: Default::default(),
         })
     }
-}
 
-impl SledStore {
+    fn record(&self) -> std::sync::MutexGuard<'_, (Record, AckFile)> {
+        self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes everything written so far durable and acknowledges `record`: sled's
+    /// flush, `fdatasync` of its log, then `store-ack`.
+    fn sync_and_ack(&self, record: &Record, ack: &mut AckFile) -> Result<(), StoreError> {
+        self.flush_nameservices()?;
+        self.log.sync_data().map_err(|e| StoreError::File {
+            path: self.dir.join("db").display().to_string(),
+            source: e.into(),
+        })?;
+        ack.write(record.ack()).map_err(|e| StoreError::File {
+            path: ack.display(),
+            source: e.into(),
+        })
+    }
+
     fn flush_nameservices(&self) -> Result<(), StoreError> {
         #[cfg(test)]
         if self
@@ -135,16 +419,17 @@ impl SledStore {
         self.db.flush()?;
         Ok(())
     }
+
+    fn damaged(&self, detail: String) -> StoreError {
+        StoreError::Damaged {
+            path: self.dir.display().to_string(),
+            detail,
+        }
+    }
 }
 
 impl Store for SledStore {
-    fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
-        let mut out = Vec::new();
-        self.load_each(&mut |ns| out.push(ns))?;
-        Ok(out)
-    }
-
-    fn load_each(&self, f: &mut dyn FnMut(NameService)) -> Result<(), StoreError> {
+    fn load_each(&self, f: &mut dyn FnMut(NameService, u64)) -> Result<(), StoreError> {
         // A first pass that only counts. sled evicts from its cache only after many
         // accesses (its LRU is 256 shards, each acting on 64 queued accesses), so
         // after a single pass every page read stays in memory. The counting pass
@@ -152,56 +437,102 @@ impl Store for SledStore {
         // while we allocate the decoded resources, which reuse the freed memory.
         // Measured at 100,000 names: ~20 MB less RSS for ~0.08 s more startup.
         self.nameservices.len();
+        let (mut count, mut digest) = (0u64, 0u64);
         for kv in self.nameservices.iter() {
             let (k, v) = kv?;
             if k.first() == Some(&0) {
                 continue;
             }
-            let mut ns = decode_nameservice(&k, &v)?;
-            // A value stored under another key is as corrupt as an undecodable one.
-            if ns.name.as_bytes() != &*k {
-                return Err(StoreError::Decode {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    reason: format!("holds the NameService {:?}", ns.name),
-                });
-            }
+            count += 1;
+            digest = digest.wrapping_add(entry_hash(&k, &v));
+            let (mut ns, rev) = decode_nameservice(&k, &v)?;
             // JSON decoding grows the vector by doubling; 100,000 of them live on.
             ns.targets.shrink_to_fit();
-            f(ns);
+            f(ns, rev);
+        }
+        let guard = self.record();
+        let r = &guard.0;
+        if count != r.count {
+            return Err(self.damaged(format!(
+                "it holds {count} NameServices, its record says {}",
+                r.count
+            )));
+        }
+        if digest != r.digest {
+            return Err(self.damaged(format!(
+                "its {count} NameServices do not match the digest of its record"
+            )));
         }
         Ok(())
     }
 
     fn revision(&self) -> Result<u64, StoreError> {
-        self.nameservices
-            .get(META_KEY)?
-            .map_or(Ok(0), |v| decode_meta(&v))
+        Ok(self.record().0.revision)
     }
 
-    fn apply(&self, changes: &[Change], revision: u64) -> Result<(), StoreError> {
+    fn origin(&self) -> Origin {
+        self.record().0.origin.clone()
+    }
+
+    fn set_origin(&self, origin: Origin) -> Result<(), StoreError> {
+        let mut guard = self.record();
+        let (record, ack) = &mut *guard;
+        let mut next = record.clone();
+        next.origin = origin;
+        self.nameservices.insert(META_KEY, next.encode())?;
+        self.sync_and_ack(&next, ack)?;
+        *record = next;
+        Ok(())
+    }
+
+    fn apply(&self, changes: &[Change], revision: u64, durable: bool) -> Result<(), StoreError> {
+        let mut guard = self.record();
+        let (record, ack) = &mut *guard;
+        let mut next = record.clone();
+        next.revision = revision;
         let mut batch = sled::Batch::default();
         let mut undo = sled::Batch::default();
-        match self.nameservices.get(META_KEY)? {
-            Some(old) => undo.insert(META_KEY, old),
-            None => undo.remove(META_KEY),
-        }
-        batch.insert(META_KEY, encode_meta(revision));
+        undo.insert(META_KEY, record.encode());
+        // What this batch has written so far, per key (a key may come twice).
+        let mut written: HashMap<&[u8], Option<Vec<u8>>> = HashMap::new();
         for c in changes {
             let key = match c {
-                Change::Put(ns) => ns.name.as_bytes(),
+                Change::Put(ns, _) => ns.name.as_bytes(),
                 Change::Delete(name) => name.as_bytes(),
             };
-            match self.nameservices.get(key)? {
-                Some(old) => undo.insert(key, old),
-                None => undo.remove(key),
+            let old = match written.get(key) {
+                Some(v) => v.clone(),
+                None => {
+                    let old = self.nameservices.get(key)?.map(|v| v.to_vec());
+                    match &old {
+                        Some(v) => undo.insert(key, v.as_slice()),
+                        None => undo.remove(key),
+                    }
+                    old
+                }
+            };
+            if let Some(old) = &old {
+                next.count -= 1;
+                next.digest = next.digest.wrapping_sub(entry_hash(key, old));
             }
-            match c {
-                Change::Put(ns) => batch.insert(key, encode_nameservice(ns)),
-                Change::Delete(_) => batch.remove(key),
-            }
+            let new = match c {
+                Change::Put(ns, rev) => {
+                    let v = encode_nameservice(ns, *rev);
+                    next.count += 1;
+                    next.digest = next.digest.wrapping_add(entry_hash(key, &v));
+                    batch.insert(key, v.as_slice());
+                    Some(v)
+                }
+                Change::Delete(_) => {
+                    batch.remove(key);
+                    None
+                }
+            };
+            written.insert(key, new);
         }
+        batch.insert(META_KEY, next.encode());
         self.nameservices.apply_batch(batch)?;
-        if let Err(e) = self.flush_nameservices() {
+        if durable && let Err(e) = self.sync_and_ack(&next, ack) {
             // The batch sits in sled's memory: take it out again, so that no later
             // flush (sled's own, or the next write's) makes durable what the caller
             // is told failed.
@@ -210,6 +541,7 @@ impl Store for SledStore {
             }
             return Err(e);
         }
+        *record = next;
         Ok(())
     }
 
@@ -241,8 +573,10 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        let mut guard = self.record();
+        let (record, ack) = &mut *guard;
+        let record = record.clone();
+        self.sync_and_ack(&record, ack)
     }
 }
 
@@ -258,20 +592,23 @@ mod tests {
         .unwrap()
     }
 
+    fn put(name: &str, rev: u64) -> Change {
+        Change::Put(ns(name).into(), rev)
+    }
+
     /// Opens a store just dropped: sled releases its file lock from a background
     /// thread, so a reopen right after a drop can briefly find it still held.
-    fn reopen(dir: &Path) -> SledStore {
+    fn reopen(dir: &Path) -> Result<SledStore, StoreError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match SledStore::open(dir) {
-                Ok(s) => return s,
                 // sled releases its file lock from a background thread after the
                 // `Db` is dropped: on a busy machine that takes a while, and the
                 // error it reports meanwhile varies. Retry whatever it is.
-                Err(_) if std::time::Instant::now() < deadline => {
+                Err(StoreError::Open { .. }) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(e) => panic!("{e}"),
+                other => return other,
             }
         }
     }
@@ -283,25 +620,22 @@ mod tests {
     }
 
     #[test]
-    fn put_delete_reopen() {
+    fn put_delete_reopen_with_revisions() {
         let dir = tmpdir("reopen");
         {
             let s = SledStore::open(&dir).unwrap();
             assert_eq!(s.revision().unwrap(), 0);
-            s.apply(
-                &[
-                    Change::Put(ns("b.example").into()),
-                    Change::Put(ns("a.example").into()),
-                ],
-                2,
-            )
-            .unwrap();
-            s.apply(&[Change::Delete("b.example".into())], 3).unwrap();
+            s.apply(&[put("b.example", 1), put("a.example", 2)], 2, true)
+                .unwrap();
+            s.apply(&[Change::Delete("b.example".into())], 3, true)
+                .unwrap();
+            // A batch that only moves the revision (a watch caught up, say).
+            s.apply(&[], 7, false).unwrap();
         }
-        let s = reopen(&dir);
-        let all = s.load_all().unwrap();
-        assert_eq!(all, vec![ns("a.example")]);
-        assert_eq!(s.revision().unwrap(), 3);
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.load_all().unwrap(), vec![(ns("a.example"), 2)]);
+        assert_eq!(s.revision().unwrap(), 7);
+        drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -312,90 +646,253 @@ mod tests {
         a2.ttl = 60;
         {
             let s = SledStore::open(&dir).unwrap();
-            s.apply(
-                &[
-                    Change::Put(ns("a.example").into()),
-                    Change::Put(ns("c.example").into()),
-                ],
-                2,
-            )
-            .unwrap();
+            s.apply(&[put("a.example", 1), put("c.example", 2)], 2, true)
+                .unwrap();
             s.fail_flush
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             let failed = s.apply(
                 &[
-                    Change::Put(a2.clone().into()),
-                    Change::Put(ns("b.example").into()),
+                    Change::Put(a2.clone().into(), 3),
+                    put("b.example", 4),
                     Change::Delete("c.example".into()),
                 ],
                 5,
+                true,
             );
             assert!(matches!(failed, Err(StoreError::Io(_))));
             assert_eq!(s.revision().unwrap(), 2);
             assert_eq!(
                 s.load_all().unwrap(),
-                vec![ns("a.example"), ns("c.example")]
+                vec![(ns("a.example"), 1), (ns("c.example"), 2)]
             );
             // A later flush (here the shutdown one) must not bring the batch back.
             s.flush().unwrap();
         }
-        let s = reopen(&dir);
+        let s = reopen(&dir).unwrap();
         assert_eq!(
             s.load_all().unwrap(),
-            vec![ns("a.example"), ns("c.example")]
+            vec![(ns("a.example"), 1), (ns("c.example"), 2)]
         );
         assert_eq!(s.revision().unwrap(), 2);
-        s.apply(&[Change::Put(a2.clone().into())], 3).unwrap();
-        assert_eq!(s.load_all().unwrap(), vec![a2, ns("c.example")]);
+        s.apply(&[Change::Put(a2.clone().into(), 3)], 3, true)
+            .unwrap();
+        assert_eq!(s.load_all().unwrap(), vec![(a2, 3), (ns("c.example"), 2)]);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn writes_the_compact_form_and_still_reads_json() {
+    fn reads_every_earlier_format_and_records_what_it_holds() {
         let dir = tmpdir("formats");
-        let s = SledStore::open(&dir).unwrap();
-        s.apply(&[Change::Put(ns("b.example").into())], 1).unwrap();
-        let raw = s.nameservices.get("b.example").unwrap().unwrap();
-        assert_eq!(raw[0], FORMAT_NAMESERVICE);
-        // A value written by an earlier gslb, in JSON.
-        s.nameservices
-            .insert("a.example", encode(&ns("a.example")))
-            .unwrap();
+        {
+            // A store as an earlier gslb left it: JSON and binary values, no record.
+            let db = sled::open(&dir).unwrap();
+            let t = db.open_tree(NAMESERVICES).unwrap();
+            t.insert("a.example", encode(&ns("a.example"))).unwrap();
+            let mut v2 = vec![FORMAT_NAMESERVICE];
+            let mut body = Vec::new();
+            codec::encode(&ns("b.example"), &mut body);
+            body.pop(); // version 2 had no extension section
+            v2.extend_from_slice(&body);
+            t.insert("b.example", v2).unwrap();
+            db.flush().unwrap();
+        }
+        let s = reopen(&dir).unwrap();
         assert_eq!(
             s.load_all().unwrap(),
-            vec![ns("a.example"), ns("b.example")]
+            vec![(ns("a.example"), 0), (ns("b.example"), 0)]
         );
-        // A damaged compact value stops the load, naming the key.
-        let mut bad = raw.to_vec();
-        bad.truncate(bad.len() - 1);
-        s.nameservices.insert("b.example", bad).unwrap();
-        match s.load_all() {
-            Err(StoreError::Decode { key, reason }) => {
-                assert_eq!(key, "b.example");
-                assert!(reason.contains("truncated"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
+        s.apply(&[put("c.example", 1)], 1, true).unwrap();
+        let raw = s.nameservices.get("c.example").unwrap().unwrap();
+        assert_eq!(raw[0], FORMAT_CHECKED);
+        assert_eq!(s.load_all().unwrap().len(), 3);
+        drop(s);
+        // The record written on the first open is checked from now on.
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.load_all().unwrap().len(), 3);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn refuses_undecodable_and_future_values() {
-        let dir = tmpdir("corrupt");
+    fn a_damaged_value_stops_the_load_naming_the_key() {
+        let dir = tmpdir("damaged");
         let s = SledStore::open(&dir).unwrap();
+        s.apply(&[put("a.example", 1), put("b.example", 2)], 2, true)
+            .unwrap();
+        let good = s.nameservices.get("b.example").unwrap().unwrap().to_vec();
+        // Every single flipped bit of the value is caught.
+        for i in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[i] ^= 1 << bit;
+                s.nameservices.insert("b.example", bad).unwrap();
+                match s.load_all() {
+                    Err(StoreError::Decode { key, .. }) | Err(StoreError::Version { key, .. }) => {
+                        assert_eq!(key, "b.example")
+                    }
+                    other => panic!("byte {i} bit {bit}: {other:?}"),
+                }
+            }
+        }
+        // Truncated.
         s.nameservices
-            .insert("x.example", &b"\x01{not json"[..])
+            .insert("b.example", &good[..good.len() - 1])
             .unwrap();
         assert!(matches!(s.load_all(), Err(StoreError::Decode { .. })));
-        s.nameservices.insert("x.example", &b"\x09{}"[..]).unwrap();
-        assert!(matches!(
-            s.load_all(),
-            Err(StoreError::Version { found: 9, .. })
-        ));
+        // A value moved under another key.
+        s.nameservices.insert("b.example", good.clone()).unwrap();
+        s.nameservices.insert("c.example", good.clone()).unwrap();
+        assert!(matches!(s.load_all(), Err(StoreError::Decode { key, .. }) if key == "c.example"));
+        s.nameservices.remove("c.example").unwrap();
+        s.load_all().unwrap();
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn contents_that_differ_from_the_record_are_refused() {
+        let dir = tmpdir("record");
+        let s = SledStore::open(&dir).unwrap();
+        s.apply(&[put("a.example", 1), put("b.example", 2)], 2, true)
+            .unwrap();
+        let b = s.nameservices.get("b.example").unwrap().unwrap();
+        // A value lost behind the record's back.
+        s.nameservices.remove("b.example").unwrap();
+        let e = s.load_all().unwrap_err();
+        assert!(matches!(&e, StoreError::Damaged { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("holds 1 NameServices, its record says 2"),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&dir.display().to_string()), "{e}");
+        // A valid value swapped for another valid one (an older version, say).
+        s.nameservices.insert("b.example", b).unwrap();
+        s.load_all().unwrap();
+        let older = encode_nameservice(&ns("b.example"), 1);
+        s.nameservices.insert("b.example", older).unwrap();
+        let e = s.load_all().unwrap_err();
+        assert!(e.to_string().contains("digest"), "{e}");
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lost_store_is_refused_naming_the_file() {
+        let dir = tmpdir("lost");
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.apply(&[put("a.example", 1)], 1, true).unwrap();
+        }
+        // sled's database file gone: sled would start an empty one.
+        std::fs::rename(dir.join("db"), dir.join("db.moved")).unwrap();
+        let e = reopen(&dir).err().expect("refused");
+        assert!(e.to_string().contains("db is missing"), "{e}");
+        std::fs::rename(dir.join("db.moved"), dir.join("db")).unwrap();
+        // The record gone.
+        {
+            let s = reopen(&dir).unwrap();
+            s.nameservices.remove(META_KEY).unwrap();
+            s.flush().unwrap();
+        }
+        let e = reopen(&dir).err().expect("refused");
+        assert!(
+            e.to_string().contains("missing") && e.to_string().contains(ack::FILE),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // The id file gone, the store intact: rewritten.
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.apply(&[put("a.example", 1)], 1, true).unwrap();
+        }
+        std::fs::remove_file(dir.join(ack::FILE)).unwrap();
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.load_all().unwrap().len(), 1);
+        assert!(dir.join(ack::FILE).exists());
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_older_than_what_was_acknowledged_is_refused() {
+        let dir = tmpdir("older");
+        let old = tmpdir("older-copy");
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.apply(&[put("a.example", 1)], 1, true).unwrap();
+        }
+        // sled's files as they were at revision 1 ...
+        std::fs::create_dir_all(&old).unwrap();
+        for f in ["conf", "db"] {
+            std::fs::copy(dir.join(f), old.join(f)).unwrap();
+        }
+        {
+            let s = reopen(&dir).unwrap();
+            s.apply(&[put("b.example", 2)], 2, true).unwrap();
+        }
+        // ... come back (as when sled cuts a damaged log), with store-ack at 2.
+        for f in ["conf", "db"] {
+            std::fs::copy(old.join(f), dir.join(f)).unwrap();
+        }
+        let e = reopen(&dir).err().expect("refused");
+        assert!(
+            e.to_string()
+                .contains("holds revision 1 (1 NameServices), but revision 2 (2 NameServices) was acknowledged"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&old).unwrap();
+    }
+
+    #[test]
+    fn the_origin_is_kept() {
+        let dir = tmpdir("origin");
+        let etcd = Origin::Etcd {
+            cluster_id: 0xdead_beef,
+            prefix: "/gslb/".into(),
+        };
+        {
+            let s = SledStore::open(&dir).unwrap();
+            assert_eq!(s.origin(), Origin::Sled);
+            s.set_origin(etcd.clone()).unwrap();
+            s.apply(&[put("a.example", 5)], 5, false).unwrap();
+            s.flush().unwrap();
+        }
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.origin(), etcd);
+        assert_eq!(s.revision().unwrap(), 5);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn record_round_trip_and_damage() {
+        for origin in [
+            Origin::Sled,
+            Origin::Etcd {
+                cluster_id: 7,
+                prefix: "/p/".into(),
+            },
+        ] {
+            let r = Record {
+                id: 1,
+                revision: 2,
+                count: 3,
+                digest: 4,
+                origin,
+            };
+            let v = r.encode();
+            assert_eq!(Record::decode(&v).unwrap(), r);
+            for i in 0..v.len() {
+                let mut bad = v.clone();
+                bad[i] ^= 0x10;
+                assert!(Record::decode(&bad).is_err(), "byte {i}");
+            }
+            assert!(Record::decode(&v[..v.len() - 1]).is_err());
+        }
     }
 
     #[test]
@@ -410,6 +907,7 @@ mod tests {
             failure_threshold: 3,
             success_threshold: 1,
             health: "Healthy".into(),
+            local_health: Some("Unhealthy".into()),
             consecutive_failures: 0,
             consecutive_successes: 4,
             last_probe_time: Some(1),

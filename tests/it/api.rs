@@ -868,7 +868,8 @@ fn openapi_lists_every_route() {
             .collect::<Vec<_>>()
     );
     for status in [
-        "200", "201", "204", "400", "401", "404", "405", "409", "413", "415", "422", "500", "503",
+        "200", "201", "204", "400", "401", "404", "405", "409", "412", "413", "415", "422", "500",
+        "503", "507",
     ] {
         assert!(
             text.contains(&format!("\"{status}\":")),
@@ -880,6 +881,9 @@ fn openapi_lists_every_route() {
         "WWW-Authenticate",
         "security: []",
         "NameServiceInput",
+        "ETag",
+        "If-Match",
+        "If-None-Match",
         "Status",
         "Error",
     ] {

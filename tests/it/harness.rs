@@ -84,7 +84,7 @@ pub struct Server {
     pub data: PathBuf,
     pub log: PathBuf,
     pub opts: ServerOpts,
-    _tmp: Option<TempDir>,
+    pub _tmp: Option<TempDir>,
 }
 
 impl Server {
@@ -318,6 +318,31 @@ pub fn http_get(api: SocketAddr, path: &str, token: Option<&str>) -> std::io::Re
     http(api, "GET", path, None, token, None)
 }
 
+/// One request with extra header lines (`"Name: value"`), on a fresh connection.
+pub fn http_with(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    token: Option<&str>,
+    headers: &[&str],
+) -> std::io::Result<Resp> {
+    let mut extra = String::new();
+    for h in headers {
+        extra.push_str(h);
+        extra.push_str("\r\n");
+    }
+    http_raw(
+        api,
+        method,
+        path,
+        body,
+        token,
+        Some("application/json").filter(|_| body.is_some()),
+        &extra,
+    )
+}
+
 /// One request on a fresh connection (`Connection: close`).
 pub fn http(
     api: SocketAddr,
@@ -326,6 +351,18 @@ pub fn http(
     body: Option<&[u8]>,
     token: Option<&str>,
     content_type: Option<&str>,
+) -> std::io::Result<Resp> {
+    http_raw(api, method, path, body, token, content_type, "")
+}
+
+fn http_raw(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    extra_headers: &str,
 ) -> std::io::Result<Resp> {
     let mut s = TcpStream::connect_timeout(&api, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -336,6 +373,7 @@ pub fn http(
     if let Some(ct) = content_type {
         req.push_str(&format!("Content-Type: {ct}\r\n"));
     }
+    req.push_str(extra_headers);
     let body = body.unwrap_or_default();
     if !body.is_empty() || method == "PUT" {
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));

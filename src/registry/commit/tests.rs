@@ -18,7 +18,7 @@ use crate::zone::ZoneSet;
 /// hold a flush until the test opens its gate, and can be told to fail.
 #[derive(Default)]
 struct MemStore {
-    data: Mutex<BTreeMap<String, Arc<NameService>>>,
+    data: Mutex<BTreeMap<String, (Arc<NameService>, u64)>>,
     /// One entry per successful flush: what it wrote, sorted.
     flushed: Mutex<Vec<Vec<String>>>,
     applies: AtomicUsize,
@@ -54,21 +54,18 @@ impl MemStore {
 }
 
 impl Store for MemStore {
-    fn load_all(&self) -> Result<Vec<NameService>, StoreError> {
-        Ok(self
-            .data
-            .lock()
-            .unwrap()
-            .values()
-            .map(|ns| (**ns).clone())
-            .collect())
+    fn load_each(&self, f: &mut dyn FnMut(NameService, u64)) -> Result<(), StoreError> {
+        for (ns, rev) in self.data.lock().unwrap().values() {
+            f((**ns).clone(), *rev);
+        }
+        Ok(())
     }
 
     fn revision(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
 
-    fn apply(&self, changes: &[Change], _revision: u64) -> Result<(), StoreError> {
+    fn apply(&self, changes: &[Change], _revision: u64, _durable: bool) -> Result<(), StoreError> {
         self.applies.fetch_add(1, Ordering::SeqCst);
         let fail = self.fail.load(Ordering::SeqCst);
         {
@@ -94,9 +91,9 @@ impl Store for MemStore {
         let mut wrote = Vec::new();
         for c in changes {
             match c {
-                Change::Put(ns) => {
+                Change::Put(ns, rev) => {
                     wrote.push(format!("put {} ttl {}", ns.name, ns.ttl));
-                    data.insert(ns.name.clone(), ns.clone());
+                    data.insert(ns.name.clone(), (ns.clone(), *rev));
                 }
                 Change::Delete(name) => {
                     wrote.push(format!("delete {name}"));
@@ -144,21 +141,41 @@ fn ns(name: &str, ttl: u32) -> NameService {
 }
 
 fn put(name: &str, ttl: u32) -> Op {
-    Op::Put(Arc::new(ns(name, ttl)))
+    Op::Put(Arc::new(ns(name, ttl)), Precondition::default())
 }
 
 fn delete(name: &str) -> Op {
-    Op::Delete(name.to_string())
+    Op::Delete(name.to_string(), Precondition::default())
 }
 
-const CREATED: Applied = Applied::Put { created: true };
-const REPLACED: Applied = Applied::Put { created: false };
+fn if_match(rev: u64) -> Precondition {
+    Precondition {
+        if_match: Some(super::super::Tags::Revisions(vec![rev])),
+        if_none_match: None,
+    }
+}
+
+fn if_none_match() -> Precondition {
+    Precondition {
+        if_match: None,
+        if_none_match: Some(super::super::Tags::Any),
+    }
+}
 
 /// What a writer was told, in a comparable form.
 fn told(o: Outcome) -> String {
     match o {
-        Ok(a) => format!("{a:?}"),
+        Ok(Applied::Put {
+            created: true,
+            revision,
+        }) => format!("created@{revision}"),
+        Ok(Applied::Put {
+            created: false,
+            revision,
+        }) => format!("replaced@{revision}"),
+        Ok(Applied::Deleted { revision }) => format!("deleted@{revision}"),
         Err(RegistryError::NotFound(_)) => "404".into(),
+        Err(RegistryError::PreconditionFailed(_)) => "412".into(),
         Err(RegistryError::OutsideZones { .. }) => "422".into(),
         Err(RegistryError::Collision { .. }) => "409".into(),
         Err(RegistryError::Store(_)) => "500".into(),
@@ -190,10 +207,11 @@ fn queued_writers_share_one_flush_and_each_gets_its_own_outcome() {
     let store = Arc::new(MemStore::default());
     let r = registry(store.clone());
     r.put(ns("seed.gslb.example", 30)).unwrap();
-    let seed_entry = r
+    r.put(ns("keep.gslb.example", 30)).unwrap();
+    let keep_entry = r
         .snapshot
         .load()
-        .service("seed.gslb.example")
+        .service("keep.gslb.example")
         .unwrap()
         .clone();
 
@@ -212,35 +230,69 @@ fn queued_writers_share_one_flush_and_each_gets_its_own_outcome() {
             put("a.other.example", 30),    // outside every zone
             put("alias.gslb.example", 30), // static CNAME
             delete("seed.gslb.example"),   // deleted ...
-            put("seed.gslb.example", 30),  // ... and put back as it was: no write
+            put("seed.gslb.example", 30),  // ... and put back as it was: a new version
+            // Conditions see the state the writes before them leave.
+            Op::Put(Arc::new(ns("a.gslb.example", 61)), if_match(5)), // a is at 5
+            Op::Put(Arc::new(ns("a.gslb.example", 62)), if_match(5)), // now at 10: 412
+            Op::Put(Arc::new(ns("b.gslb.example", 31)), if_none_match()), // exists: 412
+            Op::Put(Arc::new(ns("d.gslb.example", 30)), if_none_match()), // absent: created
+            Op::Delete("b.gslb.example".into(), if_match(3)),         // b is at 4: 412
+            Op::Delete("b.gslb.example".into(), if_match(4)),         // deleted
+            Op::Put(Arc::new(ns("keep.gslb.example", 30)), if_match(2)), // unchanged, matches
         ],
     );
-    let d = format!("{:?}", Applied::Deleted);
-    let (c, rp) = (format!("{CREATED:?}"), format!("{REPLACED:?}"));
     assert_eq!(
         outcomes,
-        [&c, &rp, &rp, &c, &d, "404", "404", "422", "409", &d, &c]
+        [
+            "created@4",
+            "replaced@4",
+            "replaced@5",
+            "created@6",
+            "deleted@7",
+            "404",
+            "404",
+            "422",
+            "409",
+            "deleted@8",
+            "created@9",
+            "replaced@10",
+            "412",
+            "412",
+            "created@11",
+            "412",
+            "deleted@12",
+            "replaced@2",
+        ]
     );
 
-    // 13 writes, 3 flushes: seed, the held one, and everything queued behind it.
+    // 20 writes, 4 flushes: seed, keep, the held one, and everything queued behind it.
     assert_eq!(
         store.flushes(),
         [
             vec!["put seed.gslb.example ttl 30"],
+            vec!["put keep.gslb.example ttl 30"],
             vec!["put a.gslb.example ttl 30"],
-            vec!["put a.gslb.example ttl 60", "put b.gslb.example ttl 30"],
+            // b was created and deleted again inside the batch: never written.
+            vec![
+                "put a.gslb.example ttl 61",
+                "put d.gslb.example ttl 30",
+                "put seed.gslb.example ttl 30"
+            ],
         ]
     );
     let snap = r.snapshot.load();
-    assert_eq!(snap.service("a.gslb.example").unwrap().ttl, 60);
-    assert!(snap.service("b.gslb.example").is_some());
+    assert_eq!(snap.service("a.gslb.example").unwrap().ttl, 61);
+    assert_eq!(snap.service("a.gslb.example").unwrap().revision, 10);
+    assert!(snap.service("b.gslb.example").is_none());
     assert!(snap.service("c.gslb.example").is_none());
+    assert_eq!(snap.service("seed.gslb.example").unwrap().revision, 9);
     // A name the batch left as it was keeps its compiled entry (and its rotation).
     assert!(Arc::ptr_eq(
-        snap.service("seed.gslb.example").unwrap(),
-        &seed_entry
+        snap.service("keep.gslb.example").unwrap(),
+        &keep_entry
     ));
-    assert_eq!(snap.services.len(), 3);
+    assert_eq!(snap.services.len(), 4);
+    assert_eq!(r.revision(), 12);
 }
 
 #[test]
@@ -266,11 +318,11 @@ fn a_failed_flush_fails_the_whole_batch_and_publishes_nothing() {
             put("other.gslb.example", 30), // unchanged from what is published: 200
         ],
     );
-    let rp = format!("{REPLACED:?}");
     assert_eq!(
         outcomes,
-        ["500", "500", "500", "500", "404", "422", rp.as_str()]
+        ["500", "500", "500", "500", "404", "422", "replaced@2"]
     );
+    assert_eq!(r.revision(), 2);
     assert!(Arc::ptr_eq(&before, &r.snapshot.load_full()));
     assert_eq!(store.flushes().len(), 2);
     assert!(r.get("keep.gslb.example").is_some());
@@ -338,10 +390,11 @@ fn many_concurrent_writers_each_get_the_right_outcome() {
     assert_eq!(snap.services.len(), WRITERS + 1);
     assert_eq!(stored.len(), WRITERS + 1);
     for (name, ns) in &stored {
-        assert_eq!(*snap.service(name).unwrap().spec, **ns);
+        assert_eq!(*snap.service(name).unwrap().spec, *ns.0);
+        assert_eq!(snap.service(name).unwrap().revision, ns.1);
     }
     for i in 0..WRITERS {
-        assert_eq!(stored[&format!("w{i}.gslb.example")].ttl, 32);
+        assert_eq!(stored[&format!("w{i}.gslb.example")].0.ttl, 32);
     }
 }
 
