@@ -130,6 +130,7 @@ pub async fn run(
             zones,
             config.topology.clone(),
             health.clone(),
+            config.health.deny.clone(),
         )
         .with_context(|| {
             format!(
