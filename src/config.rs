@@ -43,6 +43,8 @@ struct FileConfig {
     zones_dir: Option<PathBuf>,
     api_token: Option<String>,
     #[serde(default)]
+    api_tokens: Vec<toml::Spanned<ApiTokenInput>>,
+    #[serde(default)]
     topology: Vec<toml::Spanned<TopologyInput>>,
     registry: Option<toml::Spanned<RegistryInput>>,
     health: Option<HealthInput>,
@@ -79,6 +81,56 @@ struct RegistryInput {
     cert_file: Option<toml::Spanned<PathBuf>>,
     key_file: Option<toml::Spanned<PathBuf>>,
 }
+
+/// `[[api_tokens]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiTokenInput {
+    name: toml::Spanned<String>,
+    token: toml::Spanned<String>,
+    role: toml::Spanned<String>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// GET (and HEAD) only; any other method gets 403.
+    Read,
+    /// Everything.
+    Write,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+        }
+    }
+}
+
+/// One API token: `[[api_tokens]]`, or `api_token` (named [`LEGACY_TOKEN_NAME`],
+/// role write).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Shown in events as the author of a write; never the secret.
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("token", &"<set>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// The name events give the token of `api_token` / `GSLB_API_TOKEN` / `--api-token`.
+pub const LEGACY_TOKEN_NAME: &str = "api_token";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,6 +315,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub zones_dir: PathBuf,
     pub api_token: Option<String>,
+    /// `[[api_tokens]]`: named tokens with a role, besides `api_token`.
+    pub api_tokens: Vec<ApiToken>,
     pub topology: std::sync::Arc<Topology>,
     /// This instance's name (`[registry] instance`, `--instance`, default the host
     /// name): `/api/v1/instances`, etcd keys, the probes' User-Agent.
@@ -282,12 +336,82 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("zones_dir", &self.zones_dir)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .field("api_tokens", &self.api_tokens)
             .field("topology_entries", &self.topology.len())
             .field("instance", &self.instance)
             .field("registry", &self.registry)
             .field("health", &self.health)
             .finish()
     }
+}
+
+/// Checks `[[api_tokens]]`: names and tokens unique (also against `api_token`),
+/// names printable in events, tokens usable in an HTTP header.
+fn api_tokens(
+    input: &[toml::Spanned<ApiTokenInput>],
+    legacy: Option<&str>,
+    invalid: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<Vec<ApiToken>, ConfigError> {
+    let mut out: Vec<ApiToken> = Vec::with_capacity(input.len());
+    for t in input {
+        let t = t.get_ref();
+        let name = t.name.get_ref();
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(invalid(
+                t.name.span(),
+                format!("api_tokens.name {name:?} must be 1-64 characters of [A-Za-z0-9._-]"),
+            ));
+        }
+        if name == LEGACY_TOKEN_NAME && legacy.is_some() {
+            return Err(invalid(
+                t.name.span(),
+                format!("api_tokens.name {name:?} is the name of api_token; pick another"),
+            ));
+        }
+        if out.iter().any(|o| o.name == *name) {
+            return Err(invalid(
+                t.name.span(),
+                format!("api_tokens.name {name:?} is listed twice"),
+            ));
+        }
+        let token = t.token.get_ref();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                t.token.span(),
+                format!(
+                    "api_tokens.token of {name:?} must be non-empty printable ASCII without spaces"
+                ),
+            ));
+        }
+        // One secret for two names (or roles) would make the author of a write
+        // ambiguous. The secret itself is never printed.
+        if out.iter().any(|o| o.token == *token) || legacy == Some(token.as_str()) {
+            return Err(invalid(
+                t.token.span(),
+                format!("api_tokens.token of {name:?} is the same as another token's"),
+            ));
+        }
+        let role = match t.role.get_ref().as_str() {
+            "read" => Role::Read,
+            "write" => Role::Write,
+            other => {
+                return Err(invalid(
+                    t.role.span(),
+                    format!("api_tokens.role {other:?} of {name:?} must be \"read\" or \"write\""),
+                ));
+            }
+        };
+        out.push(ApiToken {
+            name: name.clone(),
+            token: token.clone(),
+            role,
+        });
+    }
+    Ok(out)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -597,6 +721,7 @@ impl Config {
         }
 
         let api_token = flags.api_token.or(fc.api_token).filter(|t| !t.is_empty());
+        let api_tokens = api_tokens(&fc.api_tokens, api_token.as_deref(), &invalid)?;
 
         let reg_in = fc.registry.as_ref().map(|r| r.get_ref());
         let instance = match (&flags.instance, reg_in.and_then(|r| r.instance.as_ref())) {
@@ -650,6 +775,7 @@ impl Config {
                 .or(fc.zones_dir)
                 .unwrap_or_else(|| DEFAULT_ZONES_DIR.into()),
             api_token,
+            api_tokens,
             topology: std::sync::Arc::new(Topology::new(entries)),
             instance,
             registry,
@@ -657,11 +783,25 @@ impl Config {
         })
     }
 
+    /// Every token the API accepts: `api_token` (named [`LEGACY_TOKEN_NAME`], role
+    /// write) first, then `[[api_tokens]]`. Empty: the API needs no token.
+    pub fn tokens(&self) -> Vec<ApiToken> {
+        self.api_token
+            .iter()
+            .map(|t| ApiToken {
+                name: LEGACY_TOKEN_NAME.into(),
+                token: t.clone(),
+                role: Role::Write,
+            })
+            .chain(self.api_tokens.iter().cloned())
+            .collect()
+    }
+
     /// Without a token the API may only listen on loopback (CONTRACT §3).
     pub fn check_api_exposure(&self) -> Result<(), ConfigError> {
-        if self.api_token.is_none() && !self.api_listen.ip().is_loopback() {
+        if self.tokens().is_empty() && !self.api_listen.ip().is_loopback() {
             return Err(ConfigError::Flag(format!(
-                "the API would listen on {} without a token: set api_token (or GSLB_API_TOKEN / --api-token), or listen on a loopback address",
+                "the API would listen on {} without a token: set api_token (or GSLB_API_TOKEN / --api-token) or [[api_tokens]], or listen on a loopback address",
                 self.api_listen
             )));
         }
@@ -832,12 +972,101 @@ mod tests {
     }
 
     #[test]
+    fn api_tokens_with_roles() {
+        let p = write(
+            "tokens",
+            "api_token = \"legacy-secret\"\n\
+             [[api_tokens]]\nname = \"ci\"\ntoken = \"ci-secret\"\nrole = \"write\"\n\
+             [[api_tokens]]\nname = \"grafana.read\"\ntoken = \"ro-secret\"\nrole = \"read\"\n",
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        std::fs::remove_file(p).unwrap();
+        let t = c.tokens();
+        let summary: Vec<(&str, &str, Role)> = t
+            .iter()
+            .map(|t| (t.name.as_str(), t.token.as_str(), t.role))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("api_token", "legacy-secret", Role::Write),
+                ("ci", "ci-secret", Role::Write),
+                ("grafana.read", "ro-secret", Role::Read),
+            ]
+        );
+        // Secrets never show in Debug.
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("secret"), "{dbg}");
+        assert!(dbg.contains("grafana.read"), "{dbg}");
+    }
+
+    #[test]
+    fn api_token_errors_name_the_line() {
+        let entry = |name: &str, token: &str, role: &str| {
+            format!("[[api_tokens]]\nname = \"{name}\"\ntoken = \"{token}\"\nrole = \"{role}\"\n")
+        };
+        let cases = [
+            (entry("ci", "a", "admin"), 4, "role"),
+            (entry("c i", "a", "read"), 2, "name"),
+            (entry("ci", "", "read"), 3, "token"),
+            (entry("ci", "a b", "read"), 3, "token"),
+            (
+                entry("ci", "a", "read") + &entry("ci", "b", "read"),
+                6,
+                "twice",
+            ),
+            (
+                entry("ci", "a", "read") + &entry("cd", "a", "write"),
+                7,
+                "same as another",
+            ),
+            (
+                format!("api_token = \"x\"\n{}", entry("ro", "x", "read")),
+                4,
+                "same as another",
+            ),
+            (
+                format!("api_token = \"x\"\n{}", entry("api_token", "y", "read")),
+                3,
+                "name of api_token",
+            ),
+            (
+                "[[api_tokens]]\nname = \"ci\"\ntoken = \"a\"\n".to_string(),
+                1,
+                "role",
+            ),
+        ];
+        for (i, (text, line, needle)) in cases.into_iter().enumerate() {
+            let p = write(&format!("tok{i}"), &text);
+            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
+            std::fs::remove_file(p).unwrap();
+            match &e {
+                ConfigError::Invalid {
+                    line: l, message, ..
+                } => {
+                    assert_eq!(*l, line, "{text:?}: {e}");
+                    assert!(message.contains(needle), "{text:?}: {e}");
+                    assert!(!message.contains("\"a\""), "secret printed: {e}");
+                }
+                other => panic!("{text:?}: {other}"),
+            }
+        }
+    }
+
+    #[test]
     fn exposure_rule() {
         let mut c = Config::load(None, Overrides::default()).unwrap();
         c.check_api_exposure().unwrap();
         c.api_listen = "0.0.0.0:8080".parse().unwrap();
         assert!(c.check_api_exposure().is_err());
         c.api_token = Some("t".into());
+        c.check_api_exposure().unwrap();
+        c.api_token = None;
+        c.api_tokens = vec![ApiToken {
+            name: "ro".into(),
+            token: "t".into(),
+            role: Role::Read,
+        }];
         c.check_api_exposure().unwrap();
     }
 

@@ -10,6 +10,7 @@ mod dns;
 mod examples;
 mod health;
 mod istio;
+mod operators;
 mod policy;
 mod registry;
 mod targets;
