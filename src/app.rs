@@ -155,7 +155,13 @@ pub async fn run(
         .await
         .with_context(|| format!("api_listen {}: cannot bind", config.api_listen))?;
 
-    let dns_task = dns.start(registry.snapshot_handle(), metrics.clone(), stop_rx.clone())?;
+    let dns_task = dns.start(
+        registry.snapshot_handle(),
+        Arc::new(config.dns_settings()),
+        config.tcp_limits(),
+        metrics.clone(),
+        stop_rx.clone(),
+    )?;
     let ready = Arc::new(AtomicBool::new(false));
     let api_state = crate::api::AppState {
         registry: registry.clone(),

@@ -35,7 +35,13 @@ fn serve(snapshots: Arc<ArcSwap<Snapshot>>) -> (SocketAddr, watch::Sender<bool>)
     let addr = server.local_addrs()[0];
     let (stop, rx) = watch::channel(false);
     server
-        .start(snapshots, Arc::new(crate::metrics::Metrics::new()), rx)
+        .start(
+            snapshots,
+            Arc::new(crate::dns::engine::Settings::default()),
+            crate::dns::TcpLimits::default(),
+            Arc::new(crate::metrics::Metrics::new()),
+            rx,
+        )
         .unwrap();
     (addr, stop)
 }
