@@ -12,6 +12,7 @@ mod dns;
 mod examples;
 mod health;
 mod istio;
+mod limits;
 mod operators;
 mod policy;
 mod registry;
