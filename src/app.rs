@@ -160,7 +160,10 @@ pub async fn run(
     };
     let api_task = tokio::spawn(crate::api::serve(api_listener, api_state, stop_rx.clone()));
     // Probes run here, on the control-plane runtime.
-    let prober = health.start(Some(store));
+    let prober = health.start_with(
+        Some(store),
+        crate::health::ProberOptions::for_instance(&config.instance),
+    );
 
     ready.store(true, Ordering::SeqCst);
     tracing::info!(

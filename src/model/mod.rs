@@ -5,10 +5,12 @@
 //! every rule of the contract, so any `NameService` in the program is valid.
 
 pub mod address;
+mod healthcheck;
 pub mod locality;
 pub mod name;
 mod nameservice;
 
+pub use healthcheck::*;
 pub use locality::{Locality, LocalityPattern};
 pub use name::{NameError, normalize_name};
 pub use nameservice::*;

@@ -25,7 +25,7 @@
 //! failover:var × { from:str to:str }
 //! distribute:var × { from:str to:var × { pattern:str weight:var } }
 //! ip = 4 a.b.c.d | 6 sixteen bytes
-//! (version 3 only) ext:var × { tag:var len:var bytes }
+//! (version 3 only) ext:var × { tag:var len:var bytes }   (tags: see [`ext`])
 //! ```
 //!
 //! The encoder destructures every struct, so a field added to the model does not
@@ -35,17 +35,74 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::{
-    AllDown, DistributeRule, FailoverRule, HealthCheck, NameService, Policy, Target,
+    AllDown, DistributeRule, FailoverRule, HealthCheck, HttpGet, HttpHeader, NameService, Policy,
+    Probe, Scheme, Target, TcpSocket,
 };
 
 /// Tags of the extension section. Append new ones; never reuse a number.
-pub(super) mod ext {}
+pub(super) mod ext {
+    /// `healthCheck.tcpSocket` / `healthCheck.httpGet` (written when the probe is not
+    /// spelled `port`): kind:u8 (1 tcpSocket, 2 httpGet), then for httpGet
+    /// path:str scheme:u8 (0 HTTP, 1 HTTPS) host:(0 | 1 str)
+    /// headers:var × { name:str value:str }. The port is the core's.
+    pub const HC_PROBE: u32 = 16;
+    /// `healthCheck.initialDelaySeconds` (written when not 0): var.
+    pub const HC_INITIAL_DELAY: u32 = 17;
+}
 
 /// Writes the body of a version 3 value.
 pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
     encode_core(ns, out);
-    // The extension section: no field uses it yet.
-    put_len(out, 0);
+    let mut fields: Vec<(u32, Vec<u8>)> = Vec::new();
+    if let Some(hc) = &ns.health_check {
+        let HealthCheck {
+            probe,
+            initial_delay_seconds,
+            ..
+        } = hc;
+        match probe {
+            Probe::Port(_) => {}
+            Probe::TcpSocket(_) => fields.push((ext::HC_PROBE, vec![1])),
+            Probe::HttpGet(HttpGet {
+                path,
+                port: _,
+                scheme,
+                host,
+                http_headers,
+            }) => {
+                let mut b = vec![2];
+                put_str(&mut b, path);
+                b.push(match scheme {
+                    Scheme::Http => 0,
+                    Scheme::Https => 1,
+                });
+                match host {
+                    None => b.push(0),
+                    Some(h) => {
+                        b.push(1);
+                        put_str(&mut b, h);
+                    }
+                }
+                put_len(&mut b, http_headers.len());
+                for HttpHeader { name, value } in http_headers {
+                    put_str(&mut b, name);
+                    put_str(&mut b, value);
+                }
+                fields.push((ext::HC_PROBE, b));
+            }
+        }
+        if *initial_delay_seconds != 0 {
+            let mut b = Vec::new();
+            put_var(&mut b, *initial_delay_seconds);
+            fields.push((ext::HC_INITIAL_DELAY, b));
+        }
+    }
+    put_len(out, fields.len());
+    for (tag, data) in fields {
+        put_var(out, tag);
+        put_len(out, data.len());
+        out.extend_from_slice(&data);
+    }
 }
 
 fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
@@ -72,15 +129,19 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
     });
     match health_check {
         None => out.push(0),
-        Some(HealthCheck {
-            port,
-            period_seconds,
-            timeout_seconds,
-            failure_threshold,
-            success_threshold,
-        }) => {
+        Some(
+            hc @ HealthCheck {
+                probe: _,
+                initial_delay_seconds: _,
+                period_seconds,
+                timeout_seconds,
+                failure_threshold,
+                success_threshold,
+            },
+        ) => {
+            // The probe's shape and the initial delay go to the extension section.
             out.push(1);
-            out.extend_from_slice(&port.to_le_bytes());
+            out.extend_from_slice(&hc.port().to_le_bytes());
             for v in [
                 period_seconds,
                 timeout_seconds,
@@ -207,14 +268,71 @@ impl<'a> Reader<'a> {
     /// Reads one field of the extension section into `ns`.
     fn extension(
         &self,
-        _ns: &mut NameService,
+        ns: &mut NameService,
         tag: u32,
-        _data: &[u8],
+        data: &[u8],
         at: usize,
     ) -> Result<(), String> {
-        Err(format!(
-            "unknown field tag {tag} at offset {at}: written by a newer gslb"
-        ))
+        // Offsets in messages count from the start of the value.
+        let end = at + data.len();
+        let mut r = Reader {
+            buf: &self.buf[..end],
+            pos: at,
+        };
+        match tag {
+            ext::HC_PROBE => {
+                let hc = ns.health_check.as_mut().ok_or_else(|| {
+                    format!("healthCheck.probe at offset {at} without a healthCheck")
+                })?;
+                let port = hc.port();
+                hc.probe = match r.u8("healthCheck.probe")? {
+                    1 => Probe::TcpSocket(TcpSocket { port }),
+                    2 => Probe::HttpGet(HttpGet {
+                        path: r.str("healthCheck.httpGet.path")?,
+                        port,
+                        scheme: match r.u8("healthCheck.httpGet.scheme")? {
+                            0 => Scheme::Http,
+                            1 => Scheme::Https,
+                            b => return Err(r.bad("healthCheck.httpGet.scheme", b)),
+                        },
+                        host: match r.flag("healthCheck.httpGet.host")? {
+                            false => None,
+                            true => Some(r.str("healthCheck.httpGet.host")?),
+                        },
+                        http_headers: {
+                            let n = r.len("healthCheck.httpGet.httpHeaders")?;
+                            let mut v = Vec::with_capacity(n);
+                            for _ in 0..n {
+                                v.push(HttpHeader {
+                                    name: r.str("healthCheck.httpGet.httpHeaders[].name")?,
+                                    value: r.str("healthCheck.httpGet.httpHeaders[].value")?,
+                                });
+                            }
+                            v
+                        },
+                    }),
+                    b => return Err(r.bad("healthCheck.probe", b)),
+                };
+            }
+            ext::HC_INITIAL_DELAY => {
+                let hc = ns.health_check.as_mut().ok_or_else(|| {
+                    format!("healthCheck.initialDelaySeconds at offset {at} without a healthCheck")
+                })?;
+                hc.initial_delay_seconds = r.var("healthCheck.initialDelaySeconds")?;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown field tag {tag} at offset {at}: written by a newer gslb"
+                ));
+            }
+        }
+        if r.pos != end {
+            return Err(format!(
+                "extension field {tag} at offset {at}: {} unexpected bytes",
+                end - r.pos
+            ));
+        }
+        Ok(())
     }
 
     fn nameservice(&mut self) -> Result<NameService, String> {
@@ -234,7 +352,9 @@ impl<'a> Reader<'a> {
         let health_check = match self.flag("healthCheck")? {
             false => None,
             true => Some(HealthCheck {
-                port: self.u16("healthCheck.port")?,
+                // The extension section may respell it (tcpSocket, httpGet).
+                probe: Probe::Port(self.u16("healthCheck.port")?),
+                initial_delay_seconds: 0,
                 period_seconds: self.var("healthCheck.periodSeconds")?,
                 timeout_seconds: self.var("healthCheck.timeoutSeconds")?,
                 failure_threshold: self.var("healthCheck.failureThreshold")?,
@@ -394,6 +514,18 @@ mod tests {
                        {"name": "v6", "address": "2001:db8::1", "ratio": 0,
                         "probeAddress": "2001:db8::ffff:1"},
                        {"name": "v4b", "address": "198.51.100.8", "ratio": 1}]}),
+            json!({"name": "d.example", "policy": "RoundRobin",
+                   "healthCheck": {"tcpSocket": {"port": 443}, "initialDelaySeconds": 3600},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
+            json!({"name": "e.example", "policy": "RoundRobin",
+                   "healthCheck": {"httpGet": {"path": "/healthz?x=%C3%A9%20", "port": 8443, "scheme": "HTTPS",
+                                               "host": "app.example",
+                                               "httpHeaders": [{"name": "X-A", "value": "1"}, {"name": "X-B", "value": ""}]},
+                                   "initialDelaySeconds": 1},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
+            json!({"name": "f.example", "policy": "RoundRobin",
+                   "healthCheck": {"httpGet": {"port": 80}},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
             json!({"name": "c.example", "ttl": 0, "policy": "Locality",
                    "targets": [
                        {"name": "w", "address": "192.0.2.10", "locality": "us-west/zone-a/rack-1"},
@@ -413,16 +545,25 @@ mod tests {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
             assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
-            // A version 2 body is the same without the extension section.
-            let mut v2 = Vec::new();
-            encode_core(&ns, &mut v2);
-            assert_eq!(decode(&v2, Layout::V2).unwrap(), ns);
+            // A version 2 body is the same without the extension section (which
+            // only fields newer than version 2 use).
+            let uses_ext = ns.health_check.as_ref().is_some_and(|hc| {
+                !matches!(hc.probe, crate::model::Probe::Port(_)) || hc.initial_delay_seconds != 0
+            });
+            if !uses_ext {
+                let mut v2 = Vec::new();
+                encode_core(&ns, &mut v2);
+                assert_eq!(decode(&v2, Layout::V2).unwrap(), ns);
+            }
         }
     }
 
     #[test]
     fn is_much_smaller_than_json() {
-        let ns = &samples()[2];
+        let ns = &samples()
+            .into_iter()
+            .find(|n| n.name == "c.example")
+            .unwrap();
         let mut buf = Vec::new();
         encode(ns, &mut buf);
         let json = serde_json::to_vec(ns).unwrap();
@@ -456,15 +597,19 @@ mod tests {
                     .unwrap_err()
                     .contains("unexpected bytes")
             );
-            // A field from a newer gslb.
-            let mut newer = buf.clone();
-            newer.pop();
-            newer.extend_from_slice(&[1, 99, 2, 0xab, 0xcd]);
-            assert!(
-                decode(&newer, Layout::V3)
-                    .unwrap_err()
-                    .contains("unknown field tag 99")
-            );
+            // A field from a newer gslb (in place of an empty extension section).
+            let mut core = Vec::new();
+            encode_core(&ns, &mut core);
+            if core.len() + 1 == buf.len() {
+                let mut newer = buf.clone();
+                newer.pop();
+                newer.extend_from_slice(&[1, 99, 2, 0xab, 0xcd]);
+                assert!(
+                    decode(&newer, Layout::V3)
+                        .unwrap_err()
+                        .contains("unknown field tag 99")
+                );
+            }
             // Every single byte flipped: an error or some other valid resource.
             for i in 0..buf.len() {
                 let mut bad = buf.clone();

@@ -9,6 +9,7 @@ mod cli;
 mod dns;
 mod examples;
 mod health;
+mod httpvip;
 mod istio;
 mod policy;
 mod registry;
