@@ -153,6 +153,9 @@ pub struct View {
 #[derive(Debug)]
 pub struct PutOutcome {
     pub created: bool,
+    /// False when the PUT held exactly what was published (nothing was written).
+    /// (Two identical PUTs decided in one group commit both say true.)
+    pub changed: bool,
     pub view: View,
 }
 
@@ -374,6 +377,7 @@ impl Registry {
         let existing = snap.service(&spec.name)?;
         (*existing.spec == **spec).then(|| PutOutcome {
             created: false,
+            changed: false,
             view: self.view(&existing.spec, existing.revision),
         })
     }
@@ -382,6 +386,7 @@ impl Registry {
         match applied {
             commit::Applied::Put { created, revision } => PutOutcome {
                 created,
+                changed: true,
                 view: self.view(spec, revision),
             },
             commit::Applied::Deleted { .. } => unreachable!("a PUT is never a deletion"),
@@ -436,6 +441,35 @@ impl Registry {
             .collect();
         specs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         specs.iter().map(|(s, r)| self.view(s, *r)).collect()
+    }
+
+    /// One page of the NameServices sorted by name: at most `limit` of those whose
+    /// name sorts after `after`, and the name to continue after when more remain.
+    /// A name-based cursor: a page never repeats or skips a name that exists for
+    /// the whole listing, however many writes happen between pages.
+    pub fn list_page(&self, after: Option<&str>, limit: usize) -> (Vec<View>, Option<String>) {
+        let snap = self.snapshot.load();
+        let mut entries: Vec<&Arc<crate::snapshot::ServiceEntry>> = snap
+            .services
+            .iter()
+            .filter(|(name, _)| after.is_none_or(|a| *name > a))
+            .map(|(_, e)| e)
+            .collect();
+        let more = entries.len() > limit;
+        if more {
+            // Only the first `limit` by name are needed: partition, then sort those.
+            entries.select_nth_unstable_by(limit, |a, b| a.spec.name.cmp(&b.spec.name));
+            entries.truncate(limit);
+        }
+        entries.sort_unstable_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        let next = more
+            .then(|| entries.last().map(|e| e.spec.name.clone()))
+            .flatten();
+        let views = entries
+            .iter()
+            .map(|e| self.view(&e.spec, e.revision))
+            .collect();
+        (views, next)
     }
 
     /// How many NameServices are served.

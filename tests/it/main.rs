@@ -11,6 +11,7 @@ mod examples;
 mod health;
 mod httpvip;
 mod istio;
+mod operators;
 mod policy;
 mod registry;
 mod targets;
