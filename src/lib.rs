@@ -20,4 +20,5 @@ pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod timefmt;
+pub mod tls;
 pub mod zone;

@@ -24,11 +24,7 @@ use crate::model::HttpCheck;
 /// The TLS settings of every HTTPS probe: ring's primitives, TLS 1.2 and 1.3, no
 /// certificate verification, HTTP/1.1 by ALPN.
 pub fn tls_config() -> rustls::ClientConfig {
-    // ring's provider is deprecated for lacking post-quantum key exchange, which a
-    // probe that does not even verify the certificate does not need; it keeps the
-    // build free of aws-lc's C toolchain.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let schemes = provider
         .signature_verification_algorithms
         .supported_schemes();
