@@ -25,7 +25,7 @@
 //! failover:var × { from:str to:str }
 //! distribute:var × { from:str to:var × { pattern:str weight:var } }
 //! ip = 4 a.b.c.d | 6 sixteen bytes
-//! (version 3 only) ext:var × { tag:var len:var bytes }   (tags: see [`ext`])
+//! (version 3 only) ext:var × { tag:var len:var bytes }
 //! ```
 //!
 //! The encoder destructures every struct, so a field added to the model does not
@@ -35,73 +35,122 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::{
-    AllDown, DistributeRule, FailoverRule, HealthCheck, HttpGet, HttpHeader, NameService, Policy,
-    Probe, Scheme, Target, TcpSocket,
+    AllDown, DEFAULT_MIN_ELIGIBLE_TARGETS, DistributeRule, FailoverRule, HealthCheck, HttpGet,
+    HttpHeader, NameService, Policy, Probe, Scheme, Stickiness, Target, TcpSocket,
 };
 
 /// Tags of the extension section. Append new ones; never reuse a number.
 pub(super) mod ext {
+    /// `panicThresholdPercent`: one `var`.
+    pub const PANIC_THRESHOLD_PERCENT: u32 = 1;
+    /// `slowStartSeconds`: one `var`.
+    pub const SLOW_START_SECONDS: u32 = 2;
+    /// `degradedTtl`: one `var` (its default is `ttl`).
+    pub const DEGRADED_TTL: u32 = 3;
+    /// `stickiness`: one `var`, 1 = ClientSubnet.
+    pub const STICKINESS: u32 = 4;
+    /// `minEligibleTargets`: one `var`.
+    pub const MIN_ELIGIBLE_TARGETS: u32 = 5;
     /// `healthCheck.tcpSocket` / `healthCheck.httpGet` (written when the probe is not
     /// spelled `port`): kind:u8 (1 tcpSocket, 2 httpGet), then for httpGet
     /// path:str scheme:u8 (0 HTTP, 1 HTTPS) host:(0 | 1 str)
     /// headers:var × { name:str value:str }. The port is the core's.
     pub const HC_PROBE: u32 = 16;
-    /// `healthCheck.initialDelaySeconds` (written when not 0): var.
+    /// `healthCheck.initialDelaySeconds` (written when not 0): one `var`.
     pub const HC_INITIAL_DELAY: u32 = 17;
 }
 
 /// Writes the body of a version 3 value.
 pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
     encode_core(ns, out);
-    let mut fields: Vec<(u32, Vec<u8>)> = Vec::new();
+    let NameService {
+        ttl,
+        panic_threshold_percent,
+        slow_start_seconds,
+        degraded_ttl,
+        stickiness,
+        min_eligible_targets,
+        ..
+    } = ns;
+    let stickiness = match stickiness {
+        Stickiness::Off => 0,
+        Stickiness::ClientSubnet => 1,
+    };
+    // (tag, value, default): written only when it differs from the default.
+    let numbers = [
+        (ext::PANIC_THRESHOLD_PERCENT, *panic_threshold_percent, 0),
+        (ext::SLOW_START_SECONDS, *slow_start_seconds, 0),
+        (ext::DEGRADED_TTL, *degraded_ttl, *ttl),
+        (ext::STICKINESS, stickiness, 0),
+        (
+            ext::MIN_ELIGIBLE_TARGETS,
+            *min_eligible_targets,
+            DEFAULT_MIN_ELIGIBLE_TARGETS,
+        ),
+    ];
+    let mut fields: Vec<(u32, Vec<u8>)> = numbers
+        .into_iter()
+        .filter(|(_, v, d)| v != d)
+        .map(|(tag, v, _)| {
+            let mut value = Vec::with_capacity(5);
+            put_var(&mut value, v);
+            (tag, value)
+        })
+        .collect();
     if let Some(hc) = &ns.health_check {
-        let HealthCheck {
-            probe,
-            initial_delay_seconds,
-            ..
-        } = hc;
-        match probe {
-            Probe::Port(_) => {}
-            Probe::TcpSocket(_) => fields.push((ext::HC_PROBE, vec![1])),
-            Probe::HttpGet(HttpGet {
-                path,
-                port: _,
-                scheme,
-                host,
-                http_headers,
-            }) => {
-                let mut b = vec![2];
-                put_str(&mut b, path);
-                b.push(match scheme {
-                    Scheme::Http => 0,
-                    Scheme::Https => 1,
-                });
-                match host {
-                    None => b.push(0),
-                    Some(h) => {
-                        b.push(1);
-                        put_str(&mut b, h);
-                    }
-                }
-                put_len(&mut b, http_headers.len());
-                for HttpHeader { name, value } in http_headers {
-                    put_str(&mut b, name);
-                    put_str(&mut b, value);
-                }
-                fields.push((ext::HC_PROBE, b));
-            }
-        }
-        if *initial_delay_seconds != 0 {
-            let mut b = Vec::new();
-            put_var(&mut b, *initial_delay_seconds);
-            fields.push((ext::HC_INITIAL_DELAY, b));
-        }
+        health_check_fields(hc, &mut fields);
     }
     put_len(out, fields.len());
-    for (tag, data) in fields {
+    for (tag, value) in fields {
         put_var(out, tag);
-        put_len(out, data.len());
-        out.extend_from_slice(&data);
+        put_len(out, value.len());
+        out.extend_from_slice(&value);
+    }
+}
+
+/// The extension fields of a health check: its probe shape unless `port`, its
+/// initial delay unless 0.
+fn health_check_fields(hc: &HealthCheck, fields: &mut Vec<(u32, Vec<u8>)>) {
+    let HealthCheck {
+        probe,
+        initial_delay_seconds,
+        ..
+    } = hc;
+    match probe {
+        Probe::Port(_) => {}
+        Probe::TcpSocket(_) => fields.push((ext::HC_PROBE, vec![1])),
+        Probe::HttpGet(HttpGet {
+            path,
+            port: _,
+            scheme,
+            host,
+            http_headers,
+        }) => {
+            let mut b = vec![2];
+            put_str(&mut b, path);
+            b.push(match scheme {
+                Scheme::Http => 0,
+                Scheme::Https => 1,
+            });
+            match host {
+                None => b.push(0),
+                Some(h) => {
+                    b.push(1);
+                    put_str(&mut b, h);
+                }
+            }
+            put_len(&mut b, http_headers.len());
+            for HttpHeader { name, value } in http_headers {
+                put_str(&mut b, name);
+                put_str(&mut b, value);
+            }
+            fields.push((ext::HC_PROBE, b));
+        }
+    }
+    if *initial_delay_seconds != 0 {
+        let mut b = Vec::new();
+        put_var(&mut b, *initial_delay_seconds);
+        fields.push((ext::HC_INITIAL_DELAY, b));
     }
 }
 
@@ -115,6 +164,12 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
         all_down,
         failover,
         distribute,
+        // In the extension section (see `encode`).
+        panic_threshold_percent: _,
+        slow_start_seconds: _,
+        degraded_ttl: _,
+        stickiness: _,
+        min_eligible_targets: _,
     } = ns;
     put_str(out, name);
     put_var(out, *ttl);
@@ -273,62 +328,99 @@ impl<'a> Reader<'a> {
         data: &[u8],
         at: usize,
     ) -> Result<(), String> {
+        let one_var = |what: &str| {
+            let mut r = Reader { buf: data, pos: 0 };
+            let v = r.var(what)?;
+            if r.pos != data.len() {
+                return Err(format!(
+                    "{what} at offset {at}: {} bytes, not one integer",
+                    data.len()
+                ));
+            }
+            Ok(v)
+        };
+        match tag {
+            ext::PANIC_THRESHOLD_PERCENT => {
+                ns.panic_threshold_percent = one_var("panicThresholdPercent")?
+            }
+            ext::SLOW_START_SECONDS => ns.slow_start_seconds = one_var("slowStartSeconds")?,
+            ext::DEGRADED_TTL => ns.degraded_ttl = one_var("degradedTtl")?,
+            ext::STICKINESS => {
+                ns.stickiness = match one_var("stickiness")? {
+                    0 => Stickiness::Off,
+                    1 => Stickiness::ClientSubnet,
+                    v => return Err(format!("invalid stickiness {v} at offset {at}")),
+                }
+            }
+            ext::MIN_ELIGIBLE_TARGETS => ns.min_eligible_targets = one_var("minEligibleTargets")?,
+            ext::HC_PROBE => self.health_check_probe(ns, data, at)?,
+            ext::HC_INITIAL_DELAY => {
+                let v = one_var("healthCheck.initialDelaySeconds")?;
+                ns.health_check
+                    .as_mut()
+                    .ok_or_else(|| {
+                        format!(
+                            "healthCheck.initialDelaySeconds at offset {at} without a healthCheck"
+                        )
+                    })?
+                    .initial_delay_seconds = v;
+            }
+            _ => Err(format!(
+                "unknown field tag {tag} at offset {at}: written by a newer gslb"
+            ))?,
+        }
+        Ok(())
+    }
+
+    /// The probe shape of `ns`'s health check (extension field `HC_PROBE` at `at`).
+    fn health_check_probe(
+        &self,
+        ns: &mut NameService,
+        data: &[u8],
+        at: usize,
+    ) -> Result<(), String> {
+        let hc = ns
+            .health_check
+            .as_mut()
+            .ok_or_else(|| format!("healthCheck probe at offset {at} without a healthCheck"))?;
         // Offsets in messages count from the start of the value.
         let end = at + data.len();
         let mut r = Reader {
             buf: &self.buf[..end],
             pos: at,
         };
-        match tag {
-            ext::HC_PROBE => {
-                let hc = ns.health_check.as_mut().ok_or_else(|| {
-                    format!("healthCheck.probe at offset {at} without a healthCheck")
-                })?;
-                let port = hc.port();
-                hc.probe = match r.u8("healthCheck.probe")? {
-                    1 => Probe::TcpSocket(TcpSocket { port }),
-                    2 => Probe::HttpGet(HttpGet {
-                        path: r.str("healthCheck.httpGet.path")?,
-                        port,
-                        scheme: match r.u8("healthCheck.httpGet.scheme")? {
-                            0 => Scheme::Http,
-                            1 => Scheme::Https,
-                            b => return Err(r.bad("healthCheck.httpGet.scheme", b)),
-                        },
-                        host: match r.flag("healthCheck.httpGet.host")? {
-                            false => None,
-                            true => Some(r.str("healthCheck.httpGet.host")?),
-                        },
-                        http_headers: {
-                            let n = r.len("healthCheck.httpGet.httpHeaders")?;
-                            let mut v = Vec::with_capacity(n);
-                            for _ in 0..n {
-                                v.push(HttpHeader {
-                                    name: r.str("healthCheck.httpGet.httpHeaders[].name")?,
-                                    value: r.str("healthCheck.httpGet.httpHeaders[].value")?,
-                                });
-                            }
-                            v
-                        },
-                    }),
-                    b => return Err(r.bad("healthCheck.probe", b)),
-                };
-            }
-            ext::HC_INITIAL_DELAY => {
-                let hc = ns.health_check.as_mut().ok_or_else(|| {
-                    format!("healthCheck.initialDelaySeconds at offset {at} without a healthCheck")
-                })?;
-                hc.initial_delay_seconds = r.var("healthCheck.initialDelaySeconds")?;
-            }
-            _ => {
-                return Err(format!(
-                    "unknown field tag {tag} at offset {at}: written by a newer gslb"
-                ));
-            }
-        }
+        let port = hc.port();
+        hc.probe = match r.u8("healthCheck probe")? {
+            1 => Probe::TcpSocket(TcpSocket { port }),
+            2 => Probe::HttpGet(HttpGet {
+                path: r.str("healthCheck.httpGet.path")?,
+                port,
+                scheme: match r.u8("healthCheck.httpGet.scheme")? {
+                    0 => Scheme::Http,
+                    1 => Scheme::Https,
+                    b => return Err(r.bad("healthCheck.httpGet.scheme", b)),
+                },
+                host: match r.flag("healthCheck.httpGet.host")? {
+                    false => None,
+                    true => Some(r.str("healthCheck.httpGet.host")?),
+                },
+                http_headers: {
+                    let n = r.len("healthCheck.httpGet.httpHeaders")?;
+                    let mut v = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        v.push(HttpHeader {
+                            name: r.str("healthCheck.httpGet.httpHeaders[].name")?,
+                            value: r.str("healthCheck.httpGet.httpHeaders[].value")?,
+                        });
+                    }
+                    v
+                },
+            }),
+            b => return Err(r.bad("healthCheck probe", b)),
+        };
         if r.pos != end {
             return Err(format!(
-                "extension field {tag} at offset {at}: {} unexpected bytes",
+                "healthCheck probe at offset {at}: {} unexpected bytes",
                 end - r.pos
             ));
         }
@@ -408,6 +500,12 @@ impl<'a> Reader<'a> {
             all_down,
             failover,
             distribute,
+            // The defaults; the extension section may say otherwise.
+            panic_threshold_percent: 0,
+            slow_start_seconds: 0,
+            degraded_ttl: ttl,
+            stickiness: Stickiness::Off,
+            min_eligible_targets: DEFAULT_MIN_ELIGIBLE_TARGETS,
         })
     }
 
@@ -506,6 +604,7 @@ mod tests {
             json!({"name": "a.example", "policy": "RoundRobin",
                    "targets": [{"name": "a", "address": "192.0.2.1"}]}),
             json!({"name": "b.example", "ttl": 86400, "policy": "Ratio", "allDown": "NoData",
+                   "stickiness": "ClientSubnet", "minEligibleTargets": 64, "degradedTtl": 86400,
                    "healthCheck": {"port": 65535, "periodSeconds": 3600, "timeoutSeconds": 3600,
                                    "failureThreshold": 10, "successThreshold": 10},
                    "targets": [
@@ -514,22 +613,12 @@ mod tests {
                        {"name": "v6", "address": "2001:db8::1", "ratio": 0,
                         "probeAddress": "2001:db8::ffff:1"},
                        {"name": "v4b", "address": "198.51.100.8", "ratio": 1}]}),
-            json!({"name": "d.example", "policy": "RoundRobin",
-                   "healthCheck": {"tcpSocket": {"port": 443}, "initialDelaySeconds": 3600},
-                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
-            json!({"name": "e.example", "policy": "RoundRobin",
-                   "healthCheck": {"httpGet": {"path": "/healthz?x=%C3%A9%20", "port": 8443, "scheme": "HTTPS",
-                                               "host": "app.example",
-                                               "httpHeaders": [{"name": "X-A", "value": "1"}, {"name": "X-B", "value": ""}]},
-                                   "initialDelaySeconds": 1},
-                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
-            json!({"name": "f.example", "policy": "RoundRobin",
-                   "healthCheck": {"httpGet": {"port": 80}},
-                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
             json!({"name": "c.example", "ttl": 0, "policy": "Locality",
                    "targets": [
                        {"name": "w", "address": "192.0.2.10", "locality": "us-west/zone-a/rack-1"},
                        {"name": "e", "address": "192.0.2.20", "locality": "us-east"}],
+                   "panicThresholdPercent": 50, "slowStartSeconds": 3600, "degradedTtl": 5,
+                   "minEligibleTargets": 0,
                    "failover": [{"from": "us-west", "to": "us-east"}, {"from": "eu", "to": "us-west"}],
                    "distribute": [{"from": "us-west/*", "to": {"us-west/zone-a": 80, "us-east": 20}},
                                   {"from": "eu", "to": {"us-east": 1}}]}),
@@ -539,31 +628,117 @@ mod tests {
         .collect()
     }
 
+    /// Health checks in every probe shape.
+    fn hc_samples() -> Vec<NameService> {
+        [
+            json!({"name": "d.example", "policy": "RoundRobin",
+                   "healthCheck": {"tcpSocket": {"port": 443}, "initialDelaySeconds": 3600},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
+            json!({"name": "e.example", "policy": "RoundRobin",
+                   "healthCheck": {"httpGet": {"path": "/healthz?x=%C3%A9%20", "port": 8443,
+                                               "scheme": "HTTPS", "host": "app.example",
+                                               "httpHeaders": [{"name": "X-A", "value": "1"},
+                                                               {"name": "X-B", "value": ""}]},
+                                   "initialDelaySeconds": 1},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
+            json!({"name": "f.example", "policy": "RoundRobin",
+                   "healthCheck": {"httpGet": {"port": 80}},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
+        ]
+        .into_iter()
+        .map(|v| NameService::from_json(v).unwrap())
+        .collect()
+    }
+
     #[test]
-    fn round_trips_every_field() {
-        for ns in samples() {
+    fn health_check_fields_round_trip_and_are_checked() {
+        for ns in hc_samples() {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
             assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
-            // A version 2 body is the same without the extension section (which
-            // only fields newer than version 2 use).
-            let uses_ext = ns.health_check.as_ref().is_some_and(|hc| {
-                !matches!(hc.probe, crate::model::Probe::Port(_)) || hc.initial_delay_seconds != 0
-            });
-            if !uses_ext {
-                let mut v2 = Vec::new();
-                encode_core(&ns, &mut v2);
-                assert_eq!(decode(&v2, Layout::V2).unwrap(), ns);
+            for n in 0..buf.len() {
+                assert!(decode(&buf[..n], Layout::V3).is_err());
             }
+        }
+        // A probe field without a health check, or of an unknown kind, is refused.
+        let plain = &samples()[0];
+        for (tag, data, want) in [
+            (ext::HC_PROBE, vec![1u8], "without a healthCheck"),
+            (ext::HC_INITIAL_DELAY, vec![5u8], "without a healthCheck"),
+        ] {
+            let mut bad = Vec::new();
+            encode_core(plain, &mut bad);
+            bad.extend_from_slice(&[1, tag as u8, data.len() as u8]);
+            bad.extend_from_slice(&data);
+            let e = decode(&bad, Layout::V3).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+        let hc = &hc_samples()[2];
+        let mut bad = Vec::new();
+        encode_core(hc, &mut bad);
+        bad.extend_from_slice(&[1, ext::HC_PROBE as u8, 1, 9]);
+        let e = decode(&bad, Layout::V3).unwrap_err();
+        assert!(e.contains("invalid healthCheck probe byte 9"), "{e}");
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        for ns in samples().into_iter().chain(hc_samples()) {
+            let mut buf = Vec::new();
+            encode(&ns, &mut buf);
+            assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
+            // A version 2 body is the same without the extension section (and so
+            // without the fields kept there).
+            let mut v2 = Vec::new();
+            encode_core(&ns, &mut v2);
+            let old = decode(&v2, Layout::V2).unwrap();
+            assert_eq!(
+                old,
+                NameService {
+                    panic_threshold_percent: 0,
+                    slow_start_seconds: 0,
+                    degraded_ttl: ns.ttl,
+                    stickiness: Stickiness::Off,
+                    min_eligible_targets: DEFAULT_MIN_ELIGIBLE_TARGETS,
+                    health_check: ns.health_check.clone().map(|hc| HealthCheck {
+                        probe: Probe::Port(hc.port()),
+                        initial_delay_seconds: 0,
+                        ..hc
+                    }),
+                    ..ns.clone()
+                }
+            );
         }
     }
 
     #[test]
+    fn extension_fields_are_written_only_when_not_default() {
+        let [plain, sticky, steered]: [NameService; 3] = samples().try_into().unwrap();
+        let ext_len = |ns: &NameService| {
+            let (mut all, mut core) = (Vec::new(), Vec::new());
+            encode(ns, &mut all);
+            encode_core(ns, &mut core);
+            all.len() - core.len()
+        };
+        // Just the count 0; stickiness + minEligibleTargets (degradedTtl = ttl);
+        // four fields, one of them minEligibleTargets 0.
+        assert_eq!(ext_len(&plain), 1);
+        assert_eq!(ext_len(&sticky), 1 + 2 * 3);
+        assert_eq!(ext_len(&steered), 1 + 3 + 4 + 3 + 3);
+        // A field whose value is not one integer is refused.
+        let mut bad = Vec::new();
+        encode_core(&plain, &mut bad);
+        bad.extend_from_slice(&[1, ext::SLOW_START_SECONDS as u8, 2, 1, 0]);
+        assert!(
+            decode(&bad, Layout::V3)
+                .unwrap_err()
+                .contains("not one integer")
+        );
+    }
+
+    #[test]
     fn is_much_smaller_than_json() {
-        let ns = &samples()
-            .into_iter()
-            .find(|n| n.name == "c.example")
-            .unwrap();
+        let ns = &samples()[2];
         let mut buf = Vec::new();
         encode(ns, &mut buf);
         let json = serde_json::to_vec(ns).unwrap();
@@ -577,7 +752,7 @@ mod tests {
 
     #[test]
     fn corruption_is_an_error_never_a_panic() {
-        for ns in samples() {
+        for ns in samples().into_iter().chain(hc_samples()) {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
             // Every truncation.
@@ -597,19 +772,15 @@ mod tests {
                     .unwrap_err()
                     .contains("unexpected bytes")
             );
-            // A field from a newer gslb (in place of an empty extension section).
-            let mut core = Vec::new();
-            encode_core(&ns, &mut core);
-            if core.len() + 1 == buf.len() {
-                let mut newer = buf.clone();
-                newer.pop();
-                newer.extend_from_slice(&[1, 99, 2, 0xab, 0xcd]);
-                assert!(
-                    decode(&newer, Layout::V3)
-                        .unwrap_err()
-                        .contains("unknown field tag 99")
-                );
-            }
+            // A field from a newer gslb.
+            let mut newer = Vec::new();
+            encode_core(&ns, &mut newer);
+            newer.extend_from_slice(&[1, 99, 2, 0xab, 0xcd]);
+            assert!(
+                decode(&newer, Layout::V3)
+                    .unwrap_err()
+                    .contains("unknown field tag 99")
+            );
             // Every single byte flipped: an error or some other valid resource.
             for i in 0..buf.len() {
                 let mut bad = buf.clone();

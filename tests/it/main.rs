@@ -16,5 +16,6 @@ mod istio;
 mod operators;
 mod policy;
 mod registry;
+mod steering;
 mod targets;
 mod ui;
