@@ -13,6 +13,7 @@ mod examples;
 mod health;
 mod httpvip;
 mod istio;
+mod limits;
 mod operators;
 mod policy;
 mod registry;
