@@ -172,6 +172,7 @@ pub async fn run(
             zones,
             config.topology.clone(),
             health.clone(),
+            config.health.deny.clone(),
         )
         .with_context(|| {
             format!(

@@ -53,6 +53,7 @@ fn deploy_configs_load() {
             assert!(c.api_token.is_none());
             assert_eq!(c.instance, d.instance);
             assert_eq!(format!("{:?}", c.registry), format!("{:?}", d.registry));
+            assert_eq!(c.health, d.health);
             assert_eq!(c.rrl, d.rrl);
             assert_eq!(
                 (
