@@ -12,6 +12,7 @@ mod dns;
 mod dns_limits;
 mod examples;
 mod health;
+mod httpvip;
 mod istio;
 mod limits;
 mod operators;
