@@ -132,3 +132,34 @@ pub fn sample() -> (Snapshot, Settings) {
     };
     (snapshot, settings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fuzz targets' data set stays valid as the model evolves (the targets are
+    /// not built by `cargo test`).
+    #[test]
+    fn sample_answers() {
+        let (snap, settings) = sample();
+        let q = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03app\x01f\x07example\x00\x00\x01\x00\x01";
+        let req = super::super::engine::Request {
+            bytes: q,
+            src: "192.0.2.1".parse().unwrap(),
+            transport: super::super::engine::Transport::Udp,
+            now_ms: 1_750_000_000_000,
+        };
+        let mut out = Vec::new();
+        let o = super::super::engine::answer(
+            &snap,
+            &settings,
+            &req,
+            &mut fastrand::Rng::with_seed(1),
+            &mut super::super::engine::Scratch::new(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!((o.rcode, out[7]), (0, 2), "two A records");
+        assert_eq!(snap.services.iter().count(), 6);
+    }
+}
