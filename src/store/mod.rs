@@ -1,11 +1,13 @@
 //! Durable storage of NameServices (and persisted health state) behind the [`Store`]
-//! trait. Only this module imports sled.
+//! trait, and the shared etcd registry ([`etcd`]). Only this module imports sled and
+//! etcd-client.
 //!
 //! **Architecture Invariant:** a write method returns only after the data is flushed
 //! to disk, so a 2xx built on it survives `kill -9`.
 
 mod ack;
 mod codec;
+pub mod etcd;
 mod sled_store;
 
 use std::net::IpAddr;
