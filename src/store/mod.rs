@@ -135,6 +135,11 @@ pub trait Store: Send + Sync + 'static {
     /// The registry revision the stored NameServices reflect (0 for a new store).
     fn revision(&self) -> Result<u64, StoreError>;
 
+    /// How many NameServices the store holds (by its own record).
+    fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.load_all()?.len() as u64)
+    }
+
     /// What the store holds NameServices for.
     fn origin(&self) -> Origin {
         Origin::Sled

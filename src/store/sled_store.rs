@@ -470,6 +470,10 @@ impl Store for SledStore {
         Ok(self.record().0.revision)
     }
 
+    fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.record().0.count)
+    }
+
     fn origin(&self) -> Origin {
         self.record().0.origin.clone()
     }
