@@ -303,7 +303,9 @@ pub(super) async fn replicate(
                 applied = relist(&side, &commits, &store, &mut logged_bad).await?;
             }
             let mut w = side.etcd.watch(applied + 1).await?;
-            state.connected.store(true, Ordering::Release);
+            if !state.connected.swap(true, Ordering::AcqRel) {
+                tracing::info!(revision = applied, "watching etcd");
+            }
             loop {
                 let batch = w.next().await?;
                 state.connected.store(true, Ordering::Release);
