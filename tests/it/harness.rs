@@ -102,6 +102,32 @@ impl Server {
         s
     }
 
+    /// Starts a server without waiting for /healthz (one that is expected to stay
+    /// unready, say).
+    pub fn start_unready(opts: ServerOpts) -> Self {
+        let tmp = TempDir::new("srv");
+        let data = tmp.path().join("data");
+        let mut s = Self::spawn(opts, data, tmp.path().join("gslb.log"));
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a new process on the same data dir without waiting for /healthz.
+    pub fn restart_unready(&mut self) {
+        let mut fresh = Self::spawn(self.opts.clone(), self.data.clone(), self.log.clone());
+        self.child = fresh.child.take();
+        self.dns = fresh.dns;
+        self.api = fresh.api;
+    }
+
+    /// kill -9 (the data dir stays).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     fn spawn(opts: ServerOpts, data: PathBuf, log: PathBuf) -> Self {
         let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

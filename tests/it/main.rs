@@ -6,8 +6,10 @@ mod harness;
 
 mod api;
 mod cli;
+mod etcd;
 mod dns;
 mod examples;
+mod fleet;
 mod health;
 mod istio;
 mod policy;
