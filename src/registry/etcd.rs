@@ -77,9 +77,7 @@ fn unavailable(e: &EtcdError) -> RegistryError {
         },
         _ => RegistryError::Unavailable {
             retry_after: RETRY_AFTER,
-            message: format!(
-                "etcd is unavailable ({e}); nothing was changed: retry later"
-            ),
+            message: format!("etcd is unavailable ({e}); nothing was changed: retry later"),
         },
     }
 }
@@ -89,7 +87,13 @@ impl EtcdSide {
     /// is not held for a request timeout (and never sends a write that a frozen etcd
     /// might carry out after its client was told 503).
     fn check_reachable(&self) -> Result<(), RegistryError> {
-        if let Some(why) = self.state.halted.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(why) = self
+            .state
+            .halted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             return Err(RegistryError::Unavailable {
                 retry_after: RETRY_AFTER,
                 message: format!("etcd registry not in use: {why}; nothing was changed"),
@@ -118,7 +122,11 @@ impl EtcdSide {
         if let Some(e) = simple {
             return Ok(e);
         }
-        let current = self.etcd.mod_revision(name).await.map_err(|e| unavailable(&e))?;
+        let current = self
+            .etcd
+            .mod_revision(name)
+            .await
+            .map_err(|e| unavailable(&e))?;
         cond.check(current)?;
         Ok(current.map_or(Expect::Absent, Expect::Revision))
     }
@@ -145,12 +153,11 @@ impl EtcdSide {
             Written::Done { revision, existed } => (!existed, revision),
             Written::Unchanged { mod_revision } => (false, mod_revision),
             Written::Failed { current } => {
-                return Err(cond
-                    .check(current)
-                    .err()
-                    .unwrap_or_else(|| RegistryError::PreconditionFailed(
+                return Err(cond.check(current).err().unwrap_or_else(|| {
+                    RegistryError::PreconditionFailed(
                         "the NameService changed while the write was decided".into(),
-                    )));
+                    )
+                }));
             }
         };
         apply(Incoming {
@@ -213,14 +220,14 @@ impl EtcdSide {
 
     /// The live instances, from their leased keys.
     pub async fn instances(&self) -> Result<Vec<InstanceInfo>, RegistryError> {
-        let keys = self
-            .etcd
-            .list_under("instances/")
-            .await
-            .map_err(|e| RegistryError::Unavailable {
-                retry_after: RETRY_AFTER,
-                message: format!("etcd is unavailable ({e}): cannot list the instances"),
-            })?;
+        let keys =
+            self.etcd
+                .list_under("instances/")
+                .await
+                .map_err(|e| RegistryError::Unavailable {
+                    retry_after: RETRY_AFTER,
+                    message: format!("etcd is unavailable ({e}): cannot list the instances"),
+                })?;
         let mut out: Vec<InstanceInfo> = keys
             .into_iter()
             .filter_map(|(name, value)| {
@@ -333,7 +340,11 @@ pub(super) async fn replicate(
         if let Err(e) = outcome {
             match e {
                 EtcdError::Compacted(at) => {
-                    tracing::warn!(compacted = at, applied, "etcd compacted revisions this instance has not seen; listing again");
+                    tracing::warn!(
+                        compacted = at,
+                        applied,
+                        "etcd compacted revisions this instance has not seen; listing again"
+                    );
                     applied = 0;
                     backoff = Duration::from_millis(100);
                     continue;
@@ -443,15 +454,27 @@ async fn relist(
     }
     state.relists.fetch_add(1, Ordering::Release);
     if !state.loaded.swap(true, Ordering::AcqRel) {
-        tracing::info!(nameservices = n, revision = listing.revision, "registry loaded from etcd");
+        tracing::info!(
+            nameservices = n,
+            revision = listing.revision,
+            "registry loaded from etcd"
+        );
     } else {
-        tracing::info!(nameservices = n, revision = listing.revision, "registry listed again from etcd");
+        tracing::info!(
+            nameservices = n,
+            revision = listing.revision,
+            "registry listed again from etcd"
+        );
     }
     Ok(listing.revision)
 }
 
 /// Keeps this instance's lease and key alive until `stop`; revokes the lease then.
-pub(super) async fn presence(side: Arc<EtcdSide>, revision: Arc<AtomicU64>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn presence(
+    side: Arc<EtcdSide>,
+    revision: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = Duration::from_millis(u64::from(side.lease_ttl) * 1000 / 3);
     let key = format!("instances/{}", side.instance);
     let value = |rev: u64| {

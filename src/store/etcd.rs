@@ -64,6 +64,45 @@ fn code_name(c: tonic::Code) -> String {
     format!("{c:?}")
 }
 
+/// Whether `e` says the request never left this process (the connection to the
+/// member it was routed to could not be made): then sending it again, to another
+/// member, cannot apply it twice. The balanced channel routes to every endpoint,
+/// a dead member's included, until its reconnection fails often enough.
+fn unsent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && {
+                let m = s.message();
+                m.contains("tcp connect error")
+                    || m.contains("Connection refused")
+                    || m.contains("error trying to connect")
+            }
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `f` again (a few times, within the request deadline) while its request
+/// could not be sent at all.
+async fn retry_unsent<T, F, Fut>(mut f: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if unsent(&e) && tokio::time::Instant::now() < deadline && attempt < 8 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// One NameService key as read from etcd.
 #[derive(Debug, Clone)]
 pub struct Kv {
@@ -138,7 +177,9 @@ impl Etcd {
             .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
             .with_keep_alive_while_idle(true);
         if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-            opts = opts.with_user(u.clone(), p.clone()).with_auto_token_refresh(true);
+            opts = opts
+                .with_user(u.clone(), p.clone())
+                .with_auto_token_refresh(true);
         }
         if let Some(tls) = &cfg.tls {
             let mut t = TlsOptions::new();
@@ -179,7 +220,7 @@ impl Etcd {
     pub async fn list(&self) -> Result<Listing, EtcdError> {
         let prefix = self.ns_prefix();
         let end = prefix_end(prefix.as_bytes());
-        let mut kv = self.client.kv_client();
+        let kv = self.client.kv_client();
         let mut items = Vec::new();
         let mut from = prefix.clone().into_bytes();
         let mut revision = 0i64;
@@ -192,7 +233,12 @@ impl Etcd {
             if revision > 0 {
                 opts = opts.with_revision(revision);
             }
-            let resp = kv.get(from.clone(), Some(opts)).await?;
+            let resp = retry_unsent(|| {
+                let (from, opts) = (from.clone(), opts.clone());
+                let mut kv = kv.clone();
+                async move { kv.get(from, Some(opts)).await }
+            })
+            .await?;
             if let Some(h) = resp.header() {
                 if revision == 0 {
                     revision = h.revision();
@@ -203,7 +249,9 @@ impl Etcd {
             for k in kvs {
                 match self.kv(k) {
                     Some(item) => items.push(item),
-                    None => tracing::warn!(key = %String::from_utf8_lossy(k.key()), "etcd key under the NameService prefix is not UTF-8; skipped"),
+                    None => {
+                        tracing::warn!(key = %String::from_utf8_lossy(k.key()), "etcd key under the NameService prefix is not UTF-8; skipped")
+                    }
                 }
             }
             if !resp.more() || kvs.is_empty() {
@@ -227,8 +275,12 @@ impl Etcd {
             .with_prefix()
             .with_start_revision(start as i64)
             .with_progress_notify();
-        let mut client = self.client.watch_client();
-        let stream = client.watch(prefix, Some(opts)).await?;
+        let stream = retry_unsent(|| {
+            let mut client = self.client.watch_client();
+            let (prefix, opts) = (prefix.clone(), opts.clone());
+            async move { client.watch(prefix, Some(opts)).await }
+        })
+        .await?;
         Ok(Watch {
             stream,
             etcd: self.clone(),
@@ -237,9 +289,18 @@ impl Etcd {
 
     /// Puts `value` under `name` if `expect` holds. Without an expectation, a value
     /// identical to the stored one writes nothing.
-    pub async fn put(&self, name: &str, value: Vec<u8>, expect: Expect) -> Result<Written, EtcdError> {
+    pub async fn put(
+        &self,
+        name: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Written, EtcdError> {
         let key = self.ns_key(name);
-        let put = TxnOp::put(key.clone(), value.clone(), Some(PutOptions::new().with_prev_key()));
+        let put = TxnOp::put(
+            key.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_prev_key()),
+        );
         let get = TxnOp::get(key.clone(), None);
         let txn = match expect {
             Expect::Any => Txn::new()
@@ -251,7 +312,12 @@ impl Etcd {
                 .and_then([put])
                 .or_else([get]),
         };
-        let resp = self.client.kv_client().txn(txn).await?;
+        let resp = retry_unsent(|| {
+            let txn = txn.clone();
+            let mut kv = self.client.kv_client();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
         let revision = resp.header().map_or(0, |h| h.revision()) as u64;
         let ops = resp.op_responses();
         let first = ops.into_iter().next();
@@ -282,7 +348,12 @@ impl Etcd {
             .when(compare(&key, expect))
             .and_then([del])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let resp = retry_unsent(|| {
+            let txn = txn.clone();
+            let mut kv = self.client.kv_client();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
         let revision = resp.header().map_or(0, |h| h.revision()) as u64;
         match (resp.succeeded(), resp.op_responses().into_iter().next()) {
             (true, Some(TxnOpResponse::Delete(d))) => Ok(Written::Done {
@@ -300,23 +371,32 @@ impl Etcd {
 
     /// The mod revision of `name` now (`None`: absent).
     pub async fn mod_revision(&self, name: &str) -> Result<Option<u64>, EtcdError> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(self.ns_key(name), Some(GetOptions::new().with_keys_only()))
-            .await?;
+        let resp = retry_unsent(|| {
+            let mut kv = self.client.kv_client();
+            let key = self.ns_key(name);
+            async move { kv.get(key, Some(GetOptions::new().with_keys_only())).await }
+        })
+        .await?;
         Ok(resp.kvs().first().map(|kv| kv.mod_revision() as u64))
     }
 
     /// Grants a lease of `ttl` seconds.
     pub async fn grant(&self, ttl: u32) -> Result<Lease, EtcdError> {
-        let resp = self.client.lease_client().grant(i64::from(ttl), None).await?;
+        let resp = retry_unsent(|| {
+            let mut l = self.client.lease_client();
+            async move { l.grant(i64::from(ttl), None).await }
+        })
+        .await?;
         Ok(Lease { id: resp.id() })
     }
 
     /// Renews `lease` once; `false` when etcd no longer knows it (it ran out).
     pub async fn keep_alive(&self, lease: Lease) -> Result<bool, EtcdError> {
-        let (mut keeper, mut stream) = self.client.lease_client().keep_alive(lease.id).await?;
+        let (mut keeper, mut stream) = retry_unsent(|| {
+            let mut l = self.client.lease_client();
+            async move { l.keep_alive(lease.id).await }
+        })
+        .await?;
         keeper.keep_alive().await?;
         match tokio::time::timeout(REQUEST_TIMEOUT, stream.message()).await {
             Ok(Ok(Some(r))) => Ok(r.ttl() > 0),
@@ -333,15 +413,22 @@ impl Etcd {
     }
 
     /// Puts `value` under `<prefix><key>`, attached to `lease`.
-    pub async fn put_leased(&self, key: &str, value: Vec<u8>, lease: Lease) -> Result<(), EtcdError> {
-        self.client
-            .kv_client()
-            .put(
-                format!("{}{key}", self.prefix),
-                value,
-                Some(PutOptions::new().with_lease(lease.id)),
-            )
-            .await?;
+    pub async fn put_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Lease,
+    ) -> Result<(), EtcdError> {
+        let key = format!("{}{key}", self.prefix);
+        retry_unsent(|| {
+            let mut kv = self.client.kv_client();
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                kv.put(key, value, Some(PutOptions::new().with_lease(lease.id)))
+                    .await
+            }
+        })
+        .await?;
         Ok(())
     }
 
@@ -357,11 +444,12 @@ impl Etcd {
     /// Every key under `<prefix><sub>` with its value (the sub-prefix stripped).
     pub async fn list_under(&self, sub: &str) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
         let p = format!("{}{sub}", self.prefix);
-        let resp = self
-            .client
-            .kv_client()
-            .get(p.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let resp = retry_unsent(|| {
+            let mut kv = self.client.kv_client();
+            let p = p.clone();
+            async move { kv.get(p, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
         Ok(resp
             .kvs()
             .iter()

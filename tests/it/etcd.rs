@@ -229,6 +229,36 @@ impl Etcd {
             .expect("run etcdctl (apt-get install etcd-client)")
     }
 
+    /// Runs etcdctl against member `i` alone.
+    pub fn etcdctl_on(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("etcdctl")
+            .arg("--endpoints")
+            .arg(&self.endpoints[i])
+            .arg("--command-timeout=5s")
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("run etcdctl (apt-get install etcd-client)")
+    }
+
+    /// Waits until member `i` has applied a compaction at `revision` (a read just
+    /// below it fails as compacted there).
+    pub fn wait_compacted_on(&self, i: usize, revision: u64) {
+        let before = (revision - 1).to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.etcdctl_on(i, &["get", "x", "--rev", &before]);
+            if String::from_utf8_lossy(&out.stderr).contains("compacted") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} never applied the compaction"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// etcdctl, asserting success; returns stdout.
     pub fn ctl(&self, args: &[&str]) -> String {
         let out = self.etcdctl(args);
@@ -256,8 +286,14 @@ impl Etcd {
 
     /// `ServerOpts` for a gslb instance named `instance` on this cluster.
     pub fn server_opts(&self, instance: &str) -> ServerOpts {
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        self.server_opts_on(instance, &all)
+    }
+
+    /// `ServerOpts` for an instance that knows only the given members' endpoints.
+    pub fn server_opts_on(&self, instance: &str, members: &[usize]) -> ServerOpts {
         let mut args = Vec::new();
-        for e in &self.endpoints {
+        for e in members.iter().map(|&i| &self.endpoints[i]) {
             args.push("--etcd-endpoint".to_string());
             args.push(e.clone());
         }

@@ -115,7 +115,12 @@ fn writes_on_one_instance_are_served_by_every_instance() {
     let r = put(a1, &ns("app.gslb.example", "192.0.2.10"), &[]);
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(a(a1, "app.gslb.example"), ["192.0.2.10"]);
-    served_everywhere(&all, "app.gslb.example", &["192.0.2.10"], Duration::from_secs(1));
+    served_everywhere(
+        &all,
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
     let etag = r.header("etag").unwrap().to_string();
     // The same resource and revision everywhere.
     for s in &servers {
@@ -124,9 +129,15 @@ fn writes_on_one_instance_are_served_by_every_instance() {
         assert_eq!(g.header("etag").unwrap(), etag);
     }
     // The key holds the resource exactly as PUT stores it, without status.
-    let stored: Value =
-        serde_json::from_str(etcd.ctl(&["get", "--print-value-only", "/gslb/nameservices/app.gslb.example"]).trim())
-            .unwrap();
+    let stored: Value = serde_json::from_str(
+        etcd.ctl(&[
+            "get",
+            "--print-value-only",
+            "/gslb/nameservices/app.gslb.example",
+        ])
+        .trim(),
+    )
+    .unwrap();
     let mut spec = r.json();
     spec.as_object_mut().unwrap().remove("status");
     assert_eq!(stored, spec);
@@ -134,26 +145,43 @@ fn writes_on_one_instance_are_served_by_every_instance() {
     // A replacement made on another instance.
     let r = put(b1, &ns("app.gslb.example", "192.0.2.11"), &[]);
     assert_eq!(r.status, 200, "{}", r.body);
-    served_everywhere(&all, "app.gslb.example", &["192.0.2.11"], Duration::from_secs(1));
+    served_everywhere(
+        &all,
+        "app.gslb.example",
+        &["192.0.2.11"],
+        Duration::from_secs(1),
+    );
 
     // DELETE on a third.
     let r = servers[2].delete(&format!("{NS}/app.gslb.example"));
     assert_eq!(r.status, 204, "{}", r.body);
     served_everywhere(&all, "app.gslb.example", &[], Duration::from_secs(1));
-    assert_eq!(servers[2].delete(&format!("{NS}/app.gslb.example")).status, 404);
+    assert_eq!(
+        servers[2].delete(&format!("{NS}/app.gslb.example")).status,
+        404
+    );
 
     // Validation and placement are checked before anything reaches etcd.
     let r = put(a1, &ns("app.other.example", "192.0.2.1"), &[]);
     assert_eq!(r.status, 422, "{}", r.body);
     let r = put(a1, &ns("alias.gslb.example", "192.0.2.1"), &[]);
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(etcd.ctl(&["get", "--prefix", "--keys-only", "/gslb/nameservices/"]).trim().is_empty());
+    assert!(
+        etcd.ctl(&["get", "--prefix", "--keys-only", "/gslb/nameservices/"])
+            .trim()
+            .is_empty()
+    );
 
     // Racing writers with the same If-Match: one 200, one 412, on two instances.
     let r = put(a1, &ns("race.gslb.example", "192.0.2.20"), &[]);
     assert_eq!(r.status, 201);
     let tag = r.header("etag").unwrap().to_string();
-    served_everywhere(&all, "race.gslb.example", &["192.0.2.20"], Duration::from_secs(1));
+    served_everywhere(
+        &all,
+        "race.gslb.example",
+        &["192.0.2.20"],
+        Duration::from_secs(1),
+    );
     let if_match = format!("If-Match: {tag}");
     let (ra, rb) = std::thread::scope(|sc| {
         let ta = sc.spawn(|| put(a1, &ns("race.gslb.example", "192.0.2.21"), &[&if_match]));
@@ -163,17 +191,36 @@ fn writes_on_one_instance_are_served_by_every_instance() {
     let mut statuses = [ra.status, rb.status];
     statuses.sort();
     assert_eq!(statuses, [200, 412], "{} / {}", ra.body, rb.body);
-    let winner = if ra.status == 200 { "192.0.2.21" } else { "192.0.2.22" };
+    let winner = if ra.status == 200 {
+        "192.0.2.21"
+    } else {
+        "192.0.2.22"
+    };
     served_everywhere(&all, "race.gslb.example", &[winner], Duration::from_secs(1));
     // If-None-Match: * on an existing name.
-    let r = put(b1, &ns("race.gslb.example", "192.0.2.23"), &["If-None-Match: *"]);
+    let r = put(
+        b1,
+        &ns("race.gslb.example", "192.0.2.23"),
+        &["If-None-Match: *"],
+    );
     assert_eq!(r.status, 412, "{}", r.body);
     // DELETE with a stale ETag.
-    let r = http_with(b1.api, "DELETE", &format!("{NS}/race.gslb.example"), None, None, &[&if_match]).unwrap();
+    let r = http_with(
+        b1.api,
+        "DELETE",
+        &format!("{NS}/race.gslb.example"),
+        None,
+        None,
+        &[&if_match],
+    )
+    .unwrap();
     assert_eq!(r.status, 412, "{}", r.body);
 
     // Every instance is listed, from its lease.
-    let items = a1.get("/api/v1/instances").json()["items"].as_array().unwrap().clone();
+    let items = a1.get("/api/v1/instances").json()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
     let names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["dc1-a", "dc2-a", "dc3-a"]);
     assert_eq!(items.iter().filter(|i| i["self"] == true).count(), 1);
@@ -182,19 +229,34 @@ fn writes_on_one_instance_are_served_by_every_instance() {
     // A value written by hand that is not a valid NameService: skipped, logged,
     // counted; it hides no other name and stops nothing.
     etcd.ctl(&["put", "/gslb/nameservices/bad.gslb.example", "{not json"]);
-    etcd.ctl(&["put", "/gslb/nameservices/race.gslb.example", r#"{"name": "race.gslb.example", "policy": "Nope", "targets": []}"#]);
+    etcd.ctl(&[
+        "put",
+        "/gslb/nameservices/race.gslb.example",
+        r#"{"name": "race.gslb.example", "policy": "Nope", "targets": []}"#,
+    ]);
     eventually(|| metric(a1, "gslb_registry_skipped_values_total") >= 2.0);
     // A valid name overwritten with an invalid value is not served (anywhere alike).
     served_everywhere(&all, "race.gslb.example", &[], Duration::from_secs(1));
     let r = put(a1, &ns("good.gslb.example", "192.0.2.30"), &[]);
     assert_eq!(r.status, 201);
-    served_everywhere(&all, "good.gslb.example", &["192.0.2.30"], Duration::from_secs(1));
-    assert!(a1.log_text().contains("invalid NameService value in etcd skipped"));
+    served_everywhere(
+        &all,
+        "good.gslb.example",
+        &["192.0.2.30"],
+        Duration::from_secs(1),
+    );
+    assert!(
+        a1.log_text()
+            .contains("invalid NameService value in etcd skipped")
+    );
     // A restarted instance lists the bad keys again without stopping.
     let mut servers = servers;
     servers[2].kill9_and_restart();
     assert_eq!(a(&servers[2], "good.gslb.example"), ["192.0.2.30"]);
-    assert_eq!(rcode(&servers[2], "race.gslb.example"), ResponseCode::NXDomain);
+    assert_eq!(
+        rcode(&servers[2], "race.gslb.example"),
+        ResponseCode::NXDomain
+    );
 }
 
 fn eventually(f: impl FnMut() -> bool) {
@@ -205,9 +267,18 @@ fn eventually(f: impl FnMut() -> bool) {
 fn an_etcd_outage_keeps_dns_answering_and_refuses_writes() {
     let mut etcd = Etcd::start(3);
     let mut servers = fleet(&etcd, &["a", "b"]);
-    assert_eq!(put(&servers[0], &ns("app.gslb.example", "192.0.2.10"), &[]).status, 201);
-    served_everywhere(&[&servers[0], &servers[1]], "app.gslb.example", &["192.0.2.10"], Duration::from_secs(1));
+    assert_eq!(
+        put(&servers[0], &ns("app.gslb.example", "192.0.2.10"), &[]).status,
+        201
+    );
+    served_everywhere(
+        &[&servers[0], &servers[1]],
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
 
+    let mut served = "192.0.2.10";
     for outage in ["black hole", "crash"] {
         match outage {
             "black hole" => etcd.freeze_all(),
@@ -216,25 +287,35 @@ fn an_etcd_outage_keeps_dns_answering_and_refuses_writes() {
         // Each instance notices within seconds...
         for s in &servers {
             assert!(
-                wait_until(Duration::from_secs(10), || metric(s, "gslb_registry_etcd_connected") == 0.0),
+                wait_until(Duration::from_secs(10), || metric(
+                    s,
+                    "gslb_registry_etcd_connected"
+                ) == 0.0),
                 "{outage}: still connected"
             );
         }
         // ... DNS answers from the last registry throughout ...
         for s in &servers {
-            assert_eq!(a(s, "app.gslb.example"), ["192.0.2.10"], "{outage}");
+            assert_eq!(a(s, "app.gslb.example"), [served], "{outage}");
         }
         // ... and writes are refused within 10 s, changing nothing.
         let t = Instant::now();
-        expect_503(&put(&servers[0], &ns("new.gslb.example", "192.0.2.99"), &[]));
+        expect_503(&put(
+            &servers[0],
+            &ns("new.gslb.example", "192.0.2.99"),
+            &[],
+        ));
         expect_503(&servers[1].delete(&format!("{NS}/app.gslb.example")));
         assert!(t.elapsed() < Duration::from_secs(10));
         assert_eq!(servers[1].get("/healthz").status, 200);
 
         // An instance restarted during the outage serves its local copy.
         servers[1].kill9_and_restart();
-        assert_eq!(a(&servers[1], "app.gslb.example"), ["192.0.2.10"], "{outage}");
-        assert_eq!(rcode(&servers[1], "new.gslb.example"), ResponseCode::NXDomain);
+        assert_eq!(a(&servers[1], "app.gslb.example"), [served], "{outage}");
+        assert_eq!(
+            rcode(&servers[1], "new.gslb.example"),
+            ResponseCode::NXDomain
+        );
 
         match outage {
             "black hole" => etcd.thaw_all(),
@@ -244,45 +325,88 @@ fn an_etcd_outage_keeps_dns_answering_and_refuses_writes() {
         // Back within 5 s: writes work and reach every instance.
         for s in &servers {
             assert!(
-                wait_until(Duration::from_secs(5), || metric(s, "gslb_registry_etcd_connected") == 1.0),
+                wait_until(Duration::from_secs(5), || metric(
+                    s,
+                    "gslb_registry_etcd_connected"
+                ) == 1.0),
                 "{outage}: not back within 5 s"
             );
         }
-        let ip = if outage == "crash" { "192.0.2.12" } else { "192.0.2.11" };
+        let ip = if outage == "crash" {
+            "192.0.2.12"
+        } else {
+            "192.0.2.11"
+        };
         assert!(
             wait_until(Duration::from_secs(5), || {
                 put(&servers[1], &ns("app.gslb.example", ip), &[]).status == 200
             }),
             "{outage}: writes not back"
         );
-        served_everywhere(&[&servers[0], &servers[1]], "app.gslb.example", &[ip], Duration::from_secs(1));
+        served_everywhere(
+            &[&servers[0], &servers[1]],
+            "app.gslb.example",
+            &[ip],
+            Duration::from_secs(1),
+        );
+        served = ip;
         // Nothing refused during the outage was written.
-        assert_eq!(rcode(&servers[0], "new.gslb.example"), ResponseCode::NXDomain);
+        assert_eq!(
+            rcode(&servers[0], "new.gslb.example"),
+            ResponseCode::NXDomain
+        );
     }
 }
 
 #[test]
 fn an_instance_catches_up_after_etcd_compacted_what_it_missed() {
-    let etcd = Etcd::start(3);
-    let servers = fleet(&etcd, &["a", "b"]);
-    let (a1, b1) = (&servers[0], &servers[1]);
+    let mut etcd = Etcd::start(3);
+    // b talks to member 2 only, a to the others: freezing member 2 cuts b off while
+    // the cluster keeps its quorum.
+    let a1 = Server::start_with(etcd.server_opts_on("a", &[0, 1]));
+    let b1 = Server::start_with(etcd.server_opts_on("b", &[2]));
+    let (a1, b1) = (&a1, &b1);
     for i in 0..5 {
-        assert_eq!(put(a1, &ns(&format!("n{i}.gslb.example"), "192.0.2.1"), &[]).status, 201);
+        assert_eq!(
+            put(a1, &ns(&format!("n{i}.gslb.example"), "192.0.2.1"), &[]).status,
+            201
+        );
     }
-    served_everywhere(&[a1, b1], "n4.gslb.example", &["192.0.2.1"], Duration::from_secs(1));
+    served_everywhere(
+        &[a1, b1],
+        "n4.gslb.example",
+        &["192.0.2.1"],
+        Duration::from_secs(1),
+    );
     let relists = metric(b1, "gslb_registry_relists_total");
 
-    // b misses changes (frozen), etcd compacts them away, b comes back.
+    // b misses changes, etcd compacts them away, b comes back. b is frozen too
+    // while its member catches up, so that it asks for history already compacted.
+    etcd.freeze(2);
+    assert!(wait_until(Duration::from_secs(10), || metric(
+        b1,
+        "gslb_registry_etcd_connected"
+    ) == 0.0));
     crate::harness::unsafe_kill(b1.pid(), 19);
     for i in 0..5 {
         put(a1, &ns(&format!("n{i}.gslb.example"), "192.0.2.2"), &[]);
     }
     assert_eq!(a1.delete(&format!("{NS}/n0.gslb.example")).status, 204);
-    assert_eq!(put(a1, &ns("late.gslb.example", "192.0.2.3"), &[]).status, 201);
-    etcd.compact();
+    assert_eq!(
+        put(a1, &ns("late.gslb.example", "192.0.2.3"), &[]).status,
+        201
+    );
+    let compacted = etcd.compact();
+    etcd.thaw(2);
+    etcd.wait_compacted_on(2, compacted);
     crate::harness::unsafe_kill(b1.pid(), 18);
 
-    served_everywhere(&[b1], "late.gslb.example", &["192.0.2.3"], Duration::from_secs(5));
+    served_everywhere(
+        &[b1],
+        "late.gslb.example",
+        &["192.0.2.3"],
+        Duration::from_secs(5),
+    );
     served_everywhere(&[b1], "n0.gslb.example", &[], Duration::from_secs(1));
     for i in 1..5 {
         assert_eq!(a(b1, &format!("n{i}.gslb.example")), ["192.0.2.2"]);
@@ -299,12 +423,26 @@ fn one_member_of_three_down_changes_nothing() {
     assert!(wait_until(Duration::from_secs(10), || {
         put(&servers[0], &ns("app.gslb.example", "192.0.2.10"), &[]).status == 201
     }));
-    served_everywhere(&[&servers[0], &servers[1]], "app.gslb.example", &["192.0.2.10"], Duration::from_secs(1));
+    served_everywhere(
+        &[&servers[0], &servers[1]],
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
     for i in 0..5 {
-        let r = put(&servers[1], &ns("app.gslb.example", &format!("192.0.2.{}", 20 + i)), &[]);
+        let r = put(
+            &servers[1],
+            &ns("app.gslb.example", &format!("192.0.2.{}", 20 + i)),
+            &[],
+        );
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    served_everywhere(&[&servers[0], &servers[1]], "app.gslb.example", &["192.0.2.24"], Duration::from_secs(1));
+    served_everywhere(
+        &[&servers[0], &servers[1]],
+        "app.gslb.example",
+        &["192.0.2.24"],
+        Duration::from_secs(1),
+    );
     etcd.restart(0);
     etcd.wait_healthy(Duration::from_secs(30));
 }
@@ -313,7 +451,10 @@ fn one_member_of_three_down_changes_nothing() {
 fn an_instance_that_never_loaded_a_registry_answers_servfail() {
     let mut etcd = Etcd::start(3);
     let first = Server::start_with(etcd.server_opts("a"));
-    assert_eq!(put(&first, &ns("app.gslb.example", "192.0.2.10"), &[]).status, 201);
+    assert_eq!(
+        put(&first, &ns("app.gslb.example", "192.0.2.10"), &[]).status,
+        201
+    );
     etcd.freeze_all();
 
     let mut fresh = Server::start_unready(etcd.server_opts("fresh"));
@@ -325,13 +466,19 @@ fn an_instance_that_never_loaded_a_registry_answers_servfail() {
     // Static records are served; every other name of its zones is SERVFAIL.
     assert_eq!(a(&fresh, "www.gslb.example"), ["192.0.2.80"]);
     assert_eq!(rcode(&fresh, "app.gslb.example"), ResponseCode::ServFail);
-    assert_eq!(rcode(&fresh, "nothing-here.gslb.example"), ResponseCode::ServFail);
+    assert_eq!(
+        rcode(&fresh, "nothing-here.gslb.example"),
+        ResponseCode::ServFail
+    );
     assert_eq!(rcode(&fresh, "example.org"), ResponseCode::Refused);
 
     etcd.thaw_all();
     fresh.wait_ready();
     assert_eq!(a(&fresh, "app.gslb.example"), ["192.0.2.10"]);
-    assert_eq!(rcode(&fresh, "nothing-here.gslb.example"), ResponseCode::NXDomain);
+    assert_eq!(
+        rcode(&fresh, "nothing-here.gslb.example"),
+        ResponseCode::NXDomain
+    );
     // From now on it has a local copy: restarted with etcd away, it serves it.
     etcd.freeze_all();
     fresh.kill9();
@@ -348,7 +495,12 @@ fn a_standalone_store_is_not_opened_as_an_etcd_local_copy() {
     assert_eq!(standalone.terminate(), Some(0));
     // The same data dir with the etcd backend: refused, pointing to the procedure.
     let out = std::process::Command::new(crate::harness::BIN)
-        .args(["serve", "--etcd-endpoint", &etcd.endpoints[0], "--zones-dir"])
+        .args([
+            "serve",
+            "--etcd-endpoint",
+            &etcd.endpoints[0],
+            "--zones-dir",
+        ])
         .arg(&standalone.opts.zones_dir)
         .arg("--data-dir")
         .arg(&standalone.data)
@@ -357,7 +509,11 @@ fn a_standalone_store_is_not_opened_as_an_etcd_local_copy() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("standalone (sled) registry of 1 NameServices") && err.contains("docs/fleet.md"), "{err}");
+    assert!(
+        err.contains("standalone (sled) registry of 1 NameServices")
+            && err.contains("docs/fleet.md"),
+        "{err}"
+    );
 }
 
 /// The procedure docs/fleet.md gives to move a standalone instance's NameServices
@@ -366,11 +522,17 @@ fn a_standalone_store_is_not_opened_as_an_etcd_local_copy() {
 fn the_documented_move_into_etcd_works() {
     let etcd = Etcd::start(1);
     let standalone = Server::start();
-    for (n, ip) in [("app", "192.0.2.10"), ("api", "192.0.2.11"), ("web", "2001:db8::1")] {
+    for (n, ip) in [
+        ("app", "192.0.2.10"),
+        ("api", "192.0.2.11"),
+        ("web", "2001:db8::1"),
+    ] {
         standalone.put_ns(&ns(&format!("{n}.gslb.example"), ip));
     }
     let target = Server::start_with(etcd.server_opts("dc1-a"));
-    let doc = std::fs::read_to_string(std::path::Path::new(crate::harness::REPO).join("docs/fleet.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(std::path::Path::new(crate::harness::REPO).join("docs/fleet.md"))
+            .unwrap();
     let script = doc
         .split("<!-- move-into-etcd -->")
         .nth(1)
@@ -387,7 +549,12 @@ fn the_documented_move_into_etcd_works() {
         .env_remove("TOKEN")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let old = standalone.get(NS).json()["items"].clone();
     let new = target.get(NS).json()["items"].clone();
     let strip = |v: &Value| -> Vec<Value> {

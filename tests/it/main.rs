@@ -6,8 +6,8 @@ mod harness;
 
 mod api;
 mod cli;
-mod etcd;
 mod dns;
+mod etcd;
 mod examples;
 mod fleet;
 mod health;
