@@ -12,6 +12,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::events::EventLog;
 use crate::health::HealthHub;
 use crate::metrics::{Exporter, Metrics};
 use crate::registry::Registry;
@@ -180,8 +181,13 @@ pub async fn run(
             )
         })?,
     );
-    registry.watch_health();
+    // Ready conditions follow health changes (subscribed before the first probe).
+    let _status = registry.follow_health();
     let metrics = Arc::new(Metrics::new());
+    let events = Arc::new(EventLog::new(
+        config.instance.as_str(),
+        crate::events::DEFAULT_CAPACITY,
+    ));
     let exporter = Arc::new(exporter(&metrics, &registry));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -190,13 +196,20 @@ pub async fn run(
         .await
         .with_context(|| format!("api_listen {}: cannot bind", config.api_listen))?;
 
-    let dns_task = dns.start(registry.snapshot_handle(), metrics.clone(), stop_rx.clone())?;
+    let dns_task = dns.start(
+        registry.snapshot_handle(),
+        Arc::new(config.dns_settings()),
+        config.tcp_limits(),
+        metrics.clone(),
+        stop_rx.clone(),
+    )?;
     let ready = Arc::new(AtomicBool::new(false));
     let api_state = crate::api::AppState {
         registry: registry.clone(),
         metrics: metrics.clone(),
         exporter,
-        token: config.api_token.clone(),
+        tokens: Arc::new(crate::api::auth::Tokens::new(&config.tokens())),
+        events: events.clone(),
         ready: ready.clone(),
     };
     let api_task = tokio::spawn(crate::api::serve(api_listener, api_state, stop_rx.clone()));

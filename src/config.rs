@@ -5,8 +5,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::dns::cookie::Secret;
+use crate::dns::rrl::Settings as RrlSettings;
 use crate::model::Locality;
 use crate::policy::{Topology, TopologyEntry};
 
@@ -43,8 +46,30 @@ struct FileConfig {
     zones_dir: Option<PathBuf>,
     api_token: Option<String>,
     #[serde(default)]
+    api_tokens: Vec<toml::Spanned<ApiTokenInput>>,
+    #[serde(default)]
     topology: Vec<toml::Spanned<TopologyInput>>,
+    nsid: Option<toml::Spanned<String>>,
+    cookie_secret: Option<toml::Spanned<String>>,
+    tcp_idle_timeout_seconds: Option<toml::Spanned<i64>>,
+    tcp_max_clients: Option<toml::Spanned<i64>>,
+    tcp_max_per_source: Option<toml::Spanned<i64>>,
+    rrl: Option<RrlInput>,
     registry: Option<toml::Spanned<RegistryInput>>,
+}
+
+/// `[rrl]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RrlInput {
+    enabled: Option<bool>,
+    responses_per_second: Option<toml::Spanned<i64>>,
+    slip: Option<toml::Spanned<i64>>,
+    window_seconds: Option<toml::Spanned<i64>>,
+    ipv4_prefix: Option<toml::Spanned<i64>>,
+    ipv6_prefix: Option<toml::Spanned<i64>>,
+    exempt: Option<Vec<toml::Spanned<String>>>,
+    table_size: Option<toml::Spanned<i64>>,
 }
 
 /// `[registry]` as written.
@@ -62,6 +87,56 @@ struct RegistryInput {
     cert_file: Option<toml::Spanned<PathBuf>>,
     key_file: Option<toml::Spanned<PathBuf>>,
 }
+
+/// `[[api_tokens]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiTokenInput {
+    name: toml::Spanned<String>,
+    token: toml::Spanned<String>,
+    role: toml::Spanned<String>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// GET (and HEAD) only; any other method gets 403.
+    Read,
+    /// Everything.
+    Write,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+        }
+    }
+}
+
+/// One API token: `[[api_tokens]]`, or `api_token` (named [`LEGACY_TOKEN_NAME`],
+/// role write).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Shown in events as the author of a write; never the secret.
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("token", &"<set>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// The name events give the token of `api_token` / `GSLB_API_TOKEN` / `--api-token`.
+pub const LEGACY_TOKEN_NAME: &str = "api_token";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,13 +321,80 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub zones_dir: PathBuf,
     pub api_token: Option<String>,
+    /// `[[api_tokens]]`: named tokens with a role, besides `api_token`.
+    pub api_tokens: Vec<ApiToken>,
     pub topology: std::sync::Arc<Topology>,
+    /// The name server identifier (RFC 5001), 1 to 128 bytes; `None`: no NSID.
+    pub nsid: Option<String>,
+    /// The server cookie secret; `None`: random per start.
+    pub cookie_secret: Option<Secret>,
+    pub rrl: RrlConfig,
+    pub tcp_idle_timeout_seconds: u64,
+    pub tcp_max_clients: usize,
+    pub tcp_max_per_source: usize,
     /// This instance's name (`[registry] instance`, `--instance`, default the host
     /// name): `/api/v1/instances`, etcd keys, the probes' User-Agent.
     pub instance: String,
     pub registry: RegistryConfig,
     /// The config file, when one was given (for messages).
     pub file: Option<PathBuf>,
+}
+
+/// `[rrl]`: response rate limiting (CONTRACT §8; docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RrlConfig {
+    pub enabled: bool,
+    pub limits: RrlSettings,
+}
+
+impl Default for RrlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            limits: RrlSettings {
+                responses_per_second: 200,
+                slip: 2,
+                window_seconds: 15,
+                ipv4_prefix: 24,
+                ipv6_prefix: 56,
+                exempt: vec![
+                    "127.0.0.0/8".parse().expect("valid"),
+                    "::1/128".parse().expect("valid"),
+                ],
+                table_size: DEFAULT_RRL_TABLE_SIZE,
+            },
+        }
+    }
+}
+
+/// Buckets of the rate limiter's table by default (8 bytes each).
+pub const DEFAULT_RRL_TABLE_SIZE: usize = 1 << 16;
+pub const DEFAULT_TCP_IDLE_TIMEOUT_SECONDS: u64 = 10;
+pub const DEFAULT_TCP_MAX_CLIENTS: usize = 1024;
+pub const DEFAULT_TCP_MAX_PER_SOURCE: usize = 64;
+
+impl Config {
+    /// What the DNS engine needs of the config: NSID, cookie secret, rate limiter.
+    pub fn dns_settings(&self) -> crate::dns::Settings {
+        crate::dns::Settings {
+            nsid: self.nsid.as_ref().map(|n| n.as_bytes().into()),
+            cookie_secret: self.cookie_secret.clone().unwrap_or_else(Secret::random),
+            rrl: self
+                .rrl
+                .enabled
+                .then(|| crate::dns::rrl::Rrl::new(&self.rrl.limits)),
+        }
+    }
+
+    /// The TCP listener's limits.
+    pub fn tcp_limits(&self) -> crate::dns::TcpLimits {
+        crate::dns::TcpLimits {
+            idle: std::time::Duration::from_secs(self.tcp_idle_timeout_seconds),
+            max_connections: self.tcp_max_clients,
+            max_per_source: self.tcp_max_per_source,
+            ..Default::default()
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -264,11 +406,90 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("zones_dir", &self.zones_dir)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .field("api_tokens", &self.api_tokens)
             .field("topology_entries", &self.topology.len())
+            .field("nsid", &self.nsid)
+            .field(
+                "cookie_secret",
+                &self.cookie_secret.as_ref().map(|_| "<set>"),
+            )
+            .field("rrl", &self.rrl)
+            .field("tcp_idle_timeout_seconds", &self.tcp_idle_timeout_seconds)
+            .field("tcp_max_clients", &self.tcp_max_clients)
+            .field("tcp_max_per_source", &self.tcp_max_per_source)
             .field("instance", &self.instance)
             .field("registry", &self.registry)
             .finish()
     }
+}
+
+/// Checks `[[api_tokens]]`: names and tokens unique (also against `api_token`),
+/// names printable in events, tokens usable in an HTTP header.
+fn api_tokens(
+    input: &[toml::Spanned<ApiTokenInput>],
+    legacy: Option<&str>,
+    invalid: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<Vec<ApiToken>, ConfigError> {
+    let mut out: Vec<ApiToken> = Vec::with_capacity(input.len());
+    for t in input {
+        let t = t.get_ref();
+        let name = t.name.get_ref();
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(invalid(
+                t.name.span(),
+                format!("api_tokens.name {name:?} must be 1-64 characters of [A-Za-z0-9._-]"),
+            ));
+        }
+        if name == LEGACY_TOKEN_NAME && legacy.is_some() {
+            return Err(invalid(
+                t.name.span(),
+                format!("api_tokens.name {name:?} is the name of api_token; pick another"),
+            ));
+        }
+        if out.iter().any(|o| o.name == *name) {
+            return Err(invalid(
+                t.name.span(),
+                format!("api_tokens.name {name:?} is listed twice"),
+            ));
+        }
+        let token = t.token.get_ref();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                t.token.span(),
+                format!(
+                    "api_tokens.token of {name:?} must be non-empty printable ASCII without spaces"
+                ),
+            ));
+        }
+        // One secret for two names (or roles) would make the author of a write
+        // ambiguous. The secret itself is never printed.
+        if out.iter().any(|o| o.token == *token) || legacy == Some(token.as_str()) {
+            return Err(invalid(
+                t.token.span(),
+                format!("api_tokens.token of {name:?} is the same as another token's"),
+            ));
+        }
+        let role = match t.role.get_ref().as_str() {
+            "read" => Role::Read,
+            "write" => Role::Write,
+            other => {
+                return Err(invalid(
+                    t.role.span(),
+                    format!("api_tokens.role {other:?} of {name:?} must be \"read\" or \"write\""),
+                ));
+            }
+        };
+        out.push(ApiToken {
+            name: name.clone(),
+            token: token.clone(),
+            role,
+        });
+    }
+    Ok(out)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -284,34 +505,32 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not an ADDR:PORT socket address (IPv6 as [::1]:53)"))
 }
 
-/// Parses a CIDR such as `10.1.0.0/16` or `2001:db8::/32` (host bits must be zero).
-pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
-    let (a, p) = s
-        .split_once('/')
-        .ok_or_else(|| format!("cidr {s:?} is not ADDRESS/PREFIX"))?;
-    let addr: std::net::IpAddr = a
-        .parse()
-        .map_err(|_| format!("cidr {s:?}: {a:?} is not an IP address"))?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = p
-        .parse()
-        .ok()
-        .filter(|p| *p <= max)
-        .ok_or_else(|| format!("cidr {s:?}: prefix length must be 0..={max}"))?;
-    let bits = match addr {
-        std::net::IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
-        std::net::IpAddr::V6(v) => u128::from(v),
+/// Parses a CIDR such as `10.1.0.0/16` or `2001:db8::/32` (host bits must be zero),
+/// with a message naming what is wrong with it.
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let net: IpNet = match s.parse() {
+        Ok(n) => n,
+        // ipnet says only "invalid IP address syntax": say which part is wrong.
+        Err(_) => {
+            let Some((a, _)) = s.split_once('/') else {
+                return Err(format!("cidr {s:?} is not ADDRESS/PREFIX"));
+            };
+            return Err(match a.parse::<std::net::IpAddr>() {
+                Err(_) => format!("cidr {s:?}: {a:?} is not an IP address"),
+                Ok(addr) => format!(
+                    "cidr {s:?}: prefix length must be 0..={}",
+                    if addr.is_ipv4() { 32 } else { 128 }
+                ),
+            });
+        }
     };
-    let host_mask = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
-    let host_mask = if addr.is_ipv4() {
-        host_mask & (u128::MAX << 96)
-    } else {
-        host_mask
-    };
-    if bits & host_mask != 0 {
-        return Err(format!("cidr {s:?} has host bits set"));
+    if net.addr() != net.network() {
+        return Err(format!(
+            "cidr {s:?} has host bits set (the network is {})",
+            net.trunc()
+        ));
     }
-    Ok((addr, prefix))
+    Ok(net)
 }
 
 /// Validates `[registry]` (`input`) with the `--etcd-endpoint` flags on top.
@@ -559,8 +778,9 @@ impl Config {
         let mut entries = Vec::with_capacity(fc.topology.len());
         for t in &fc.topology {
             let t_in = t.get_ref();
-            let (addr, prefix) = parse_cidr(t_in.cidr.get_ref())
+            let net = parse_cidr(t_in.cidr.get_ref())
                 .map_err(|m| invalid(t_in.cidr.span(), format!("topology: {m}")))?;
+            let (addr, prefix) = (net.addr(), net.prefix_len());
             // `::ffff:10.0.0.0/104` and `10.0.0.0/8` are the same network to lookups.
             if !seen.insert(crate::policy::canonical(addr, prefix)) {
                 return Err(invalid(
@@ -578,7 +798,114 @@ impl Config {
         }
 
         let api_token = flags.api_token.or(fc.api_token).filter(|t| !t.is_empty());
+        let api_tokens = api_tokens(&fc.api_tokens, api_token.as_deref(), &invalid)?;
 
+        // An integer key within `range`, else the default.
+        let int = |v: &Option<toml::Spanned<i64>>,
+                   key: &str,
+                   range: std::ops::RangeInclusive<i64>,
+                   default: i64|
+         -> Result<i64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
+                Some(v) => Err(invalid(
+                    v.span(),
+                    format!(
+                        "{key}: {} is out of range ({}..={})",
+                        v.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                )),
+            }
+        };
+
+        let nsid = match &fc.nsid {
+            None => None,
+            Some(n) if (1..=128).contains(&n.get_ref().len()) => Some(n.get_ref().clone()),
+            Some(n) => {
+                return Err(invalid(
+                    n.span(),
+                    format!("nsid: {:?} must be 1 to 128 bytes long", n.get_ref()),
+                ));
+            }
+        };
+        let cookie_secret = match &fc.cookie_secret {
+            None => None,
+            Some(c) => Some(
+                Secret::from_hex(c.get_ref())
+                    .map_err(|m| invalid(c.span(), format!("cookie_secret: {m}")))?,
+            ),
+        };
+        let tcp_idle_timeout_seconds = int(
+            &fc.tcp_idle_timeout_seconds,
+            "tcp_idle_timeout_seconds",
+            1..=3600,
+            DEFAULT_TCP_IDLE_TIMEOUT_SECONDS as i64,
+        )? as u64;
+        let tcp_max_clients = int(
+            &fc.tcp_max_clients,
+            "tcp_max_clients",
+            1..=65_535,
+            DEFAULT_TCP_MAX_CLIENTS as i64,
+        )? as usize;
+        let tcp_max_per_source = match &fc.tcp_max_per_source {
+            // The default never exceeds a smaller global cap.
+            None => DEFAULT_TCP_MAX_PER_SOURCE.min(tcp_max_clients),
+            v => int(
+                v,
+                "tcp_max_per_source",
+                1..=tcp_max_clients as i64,
+                DEFAULT_TCP_MAX_PER_SOURCE as i64,
+            )? as usize,
+        };
+
+        let mut rrl = RrlConfig::default();
+        if let Some(r) = &fc.rrl {
+            let l = &mut rrl.limits;
+            rrl.enabled = r.enabled.unwrap_or(true);
+            l.responses_per_second = int(
+                &r.responses_per_second,
+                "rrl.responses_per_second",
+                1..=1_000_000,
+                i64::from(l.responses_per_second),
+            )? as u32;
+            l.slip = int(&r.slip, "rrl.slip", 0..=10, i64::from(l.slip))? as u8;
+            l.window_seconds = int(
+                &r.window_seconds,
+                "rrl.window_seconds",
+                1..=3600,
+                i64::from(l.window_seconds),
+            )? as u32;
+            l.ipv4_prefix = int(
+                &r.ipv4_prefix,
+                "rrl.ipv4_prefix",
+                8..=32,
+                i64::from(l.ipv4_prefix),
+            )? as u8;
+            l.ipv6_prefix = int(
+                &r.ipv6_prefix,
+                "rrl.ipv6_prefix",
+                16..=128,
+                i64::from(l.ipv6_prefix),
+            )? as u8;
+            l.table_size = int(
+                &r.table_size,
+                "rrl.table_size",
+                64..=(1 << 24),
+                l.table_size as i64,
+            )? as usize;
+            if let Some(list) = &r.exempt {
+                l.exempt = list
+                    .iter()
+                    .map(|c| {
+                        parse_cidr(c.get_ref())
+                            .map_err(|m| invalid(c.span(), format!("rrl.exempt: {m}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+        }
         let reg_in = fc.registry.as_ref().map(|r| r.get_ref());
         let instance = match (&flags.instance, reg_in.and_then(|r| r.instance.as_ref())) {
             (Some(i), _) => {
@@ -615,18 +942,39 @@ impl Config {
                 .or(fc.zones_dir)
                 .unwrap_or_else(|| DEFAULT_ZONES_DIR.into()),
             api_token,
+            api_tokens,
             topology: std::sync::Arc::new(Topology::new(entries)),
+            nsid,
+            cookie_secret,
+            rrl,
+            tcp_idle_timeout_seconds,
+            tcp_max_clients,
+            tcp_max_per_source,
             instance,
             registry,
             file: file.map(Path::to_path_buf),
         })
     }
 
+    /// Every token the API accepts: `api_token` (named [`LEGACY_TOKEN_NAME`], role
+    /// write) first, then `[[api_tokens]]`. Empty: the API needs no token.
+    pub fn tokens(&self) -> Vec<ApiToken> {
+        self.api_token
+            .iter()
+            .map(|t| ApiToken {
+                name: LEGACY_TOKEN_NAME.into(),
+                token: t.clone(),
+                role: Role::Write,
+            })
+            .chain(self.api_tokens.iter().cloned())
+            .collect()
+    }
+
     /// Without a token the API may only listen on loopback (CONTRACT §3).
     pub fn check_api_exposure(&self) -> Result<(), ConfigError> {
-        if self.api_token.is_none() && !self.api_listen.ip().is_loopback() {
+        if self.tokens().is_empty() && !self.api_listen.ip().is_loopback() {
             return Err(ConfigError::Flag(format!(
-                "the API would listen on {} without a token: set api_token (or GSLB_API_TOKEN / --api-token), or listen on a loopback address",
+                "the API would listen on {} without a token: set api_token (or GSLB_API_TOKEN / --api-token) or [[api_tokens]], or listen on a loopback address",
                 self.api_listen
             )));
         }
@@ -726,6 +1074,40 @@ mod tests {
                 3,
                 "invalid part",
             ),
+            ("\ncookie_secret = \"abc\"\n", 2, "32 hex digits"),
+            ("nsid = \"\"\n", 1, "1 to 128 bytes"),
+            (
+                "tcp_max_clients = 0\n",
+                1,
+                "tcp_max_clients: 0 is out of range",
+            ),
+            (
+                "tcp_max_clients = 10\ntcp_max_per_source = 11\n",
+                2,
+                "tcp_max_per_source: 11 is out of range (1..=10)",
+            ),
+            (
+                "tcp_idle_timeout_seconds = -1\n",
+                1,
+                "tcp_idle_timeout_seconds",
+            ),
+            (
+                "[rrl]\nslip = 11\n",
+                2,
+                "rrl.slip: 11 is out of range (0..=10)",
+            ),
+            (
+                "[rrl]\n\nresponses_per_second = 0\n",
+                3,
+                "rrl.responses_per_second",
+            ),
+            ("[rrl]\nipv6_prefix = 129\n", 2, "rrl.ipv6_prefix"),
+            (
+                "[rrl]\nexempt = [\"10.0.0.1/8\"]\n",
+                2,
+                "rrl.exempt: cidr \"10.0.0.1/8\" has host bits set (the network is 10.0.0.0/8)",
+            ),
+            ("[rrl]\nburst = 3\n", 2, "unknown field"),
         ];
         for (i, (text, line, needle)) in cases.into_iter().enumerate() {
             let p = write(&format!("err{i}"), text);
@@ -744,6 +1126,136 @@ mod tests {
     }
 
     #[test]
+    fn dns_keys_and_defaults() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.rrl, RrlConfig::default());
+        assert!(c.rrl.enabled);
+        assert_eq!(c.rrl.limits.responses_per_second, 200);
+        assert_eq!((c.rrl.limits.slip, c.rrl.limits.window_seconds), (2, 15));
+        assert_eq!(
+            (c.rrl.limits.ipv4_prefix, c.rrl.limits.ipv6_prefix),
+            (24, 56)
+        );
+        assert_eq!(c.rrl.limits.exempt.len(), 2);
+        assert_eq!(
+            (
+                c.tcp_idle_timeout_seconds,
+                c.tcp_max_clients,
+                c.tcp_max_per_source
+            ),
+            (10, 1024, 64)
+        );
+        assert!(c.nsid.is_none() && c.cookie_secret.is_none());
+        let s = c.dns_settings();
+        assert!(s.rrl.is_some() && s.nsid.is_none());
+
+        let p = write(
+            "dnskeys",
+            "nsid = \"dc1-a\"\ncookie_secret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"\n\
+             tcp_max_clients = 8\ntcp_idle_timeout_seconds = 3\n\
+             [rrl]\nenabled = false\nexempt = []\nresponses_per_second = 5\n",
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        std::fs::remove_file(p).unwrap();
+        assert_eq!(c.nsid.as_deref(), Some("dc1-a"));
+        // The per-source default never exceeds a smaller global cap.
+        assert_eq!((c.tcp_max_clients, c.tcp_max_per_source), (8, 8));
+        assert_eq!(c.tcp_limits().idle, std::time::Duration::from_secs(3));
+        assert!(!c.rrl.enabled && c.rrl.limits.exempt.is_empty());
+        assert_eq!(c.rrl.limits.responses_per_second, 5);
+        let s = c.dns_settings();
+        assert!(s.rrl.is_none());
+        assert_eq!(
+            s.cookie_secret,
+            crate::dns::cookie::Secret::from_hex("e5e973e5a6b2a43f48e7dc849e37bfcf").unwrap()
+        );
+        // Never printed.
+        assert!(!format!("{c:?}").contains("e5e973"));
+    }
+
+    #[test]
+    fn api_tokens_with_roles() {
+        let p = write(
+            "tokens",
+            "api_token = \"legacy-secret\"\n\
+             [[api_tokens]]\nname = \"ci\"\ntoken = \"ci-secret\"\nrole = \"write\"\n\
+             [[api_tokens]]\nname = \"grafana.read\"\ntoken = \"ro-secret\"\nrole = \"read\"\n",
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        std::fs::remove_file(p).unwrap();
+        let t = c.tokens();
+        let summary: Vec<(&str, &str, Role)> = t
+            .iter()
+            .map(|t| (t.name.as_str(), t.token.as_str(), t.role))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("api_token", "legacy-secret", Role::Write),
+                ("ci", "ci-secret", Role::Write),
+                ("grafana.read", "ro-secret", Role::Read),
+            ]
+        );
+        // Secrets never show in Debug.
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("secret"), "{dbg}");
+        assert!(dbg.contains("grafana.read"), "{dbg}");
+    }
+
+    #[test]
+    fn api_token_errors_name_the_line() {
+        let entry = |name: &str, token: &str, role: &str| {
+            format!("[[api_tokens]]\nname = \"{name}\"\ntoken = \"{token}\"\nrole = \"{role}\"\n")
+        };
+        let cases = [
+            (entry("ci", "a", "admin"), 4, "role"),
+            (entry("c i", "a", "read"), 2, "name"),
+            (entry("ci", "", "read"), 3, "token"),
+            (entry("ci", "a b", "read"), 3, "token"),
+            (
+                entry("ci", "a", "read") + &entry("ci", "b", "read"),
+                6,
+                "twice",
+            ),
+            (
+                entry("ci", "a", "read") + &entry("cd", "a", "write"),
+                7,
+                "same as another",
+            ),
+            (
+                format!("api_token = \"x\"\n{}", entry("ro", "x", "read")),
+                4,
+                "same as another",
+            ),
+            (
+                format!("api_token = \"x\"\n{}", entry("api_token", "y", "read")),
+                3,
+                "name of api_token",
+            ),
+            (
+                "[[api_tokens]]\nname = \"ci\"\ntoken = \"a\"\n".to_string(),
+                1,
+                "role",
+            ),
+        ];
+        for (i, (text, line, needle)) in cases.into_iter().enumerate() {
+            let p = write(&format!("tok{i}"), &text);
+            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
+            std::fs::remove_file(p).unwrap();
+            match &e {
+                ConfigError::Invalid {
+                    line: l, message, ..
+                } => {
+                    assert_eq!(*l, line, "{text:?}: {e}");
+                    assert!(message.contains(needle), "{text:?}: {e}");
+                    assert!(!message.contains("\"a\""), "secret printed: {e}");
+                }
+                other => panic!("{text:?}: {other}"),
+            }
+        }
+    }
+
+    #[test]
     fn exposure_rule() {
         let mut c = Config::load(None, Overrides::default()).unwrap();
         c.check_api_exposure().unwrap();
@@ -751,12 +1263,19 @@ mod tests {
         assert!(c.check_api_exposure().is_err());
         c.api_token = Some("t".into());
         c.check_api_exposure().unwrap();
+        c.api_token = None;
+        c.api_tokens = vec![ApiToken {
+            name: "ro".into(),
+            token: "t".into(),
+            role: Role::Read,
+        }];
+        c.check_api_exposure().unwrap();
     }
 
     #[test]
     fn cidrs() {
-        assert_eq!(parse_cidr("10.1.0.0/16").unwrap().1, 16);
-        assert_eq!(parse_cidr("2001:db8:1::/48").unwrap().1, 48);
+        assert_eq!(parse_cidr("10.1.0.0/16").unwrap().prefix_len(), 16);
+        assert_eq!(parse_cidr("2001:db8:1::/48").unwrap().prefix_len(), 48);
         assert!(parse_cidr("2001:db8:1::1/48").is_err());
         assert!(parse_cidr("0.0.0.0/0").is_ok());
         assert!(parse_cidr("10.0.0.0").is_err());

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod dns;
+pub mod events;
 pub mod health;
 pub mod istio;
 pub mod metrics;

@@ -37,6 +37,9 @@ pub const DNS_QUERIES: &str = "gslb_dns_queries_total";
 pub const DNS_TRUNCATED: &str = "gslb_dns_truncated_total";
 pub const DNS_DROPPED: &str = "gslb_dns_dropped_total";
 pub const DNS_FAILED_OPEN: &str = "gslb_dns_failed_open_answers_total";
+pub const DNS_RRL_DROPPED: &str = "gslb_dns_rrl_dropped_total";
+pub const DNS_RRL_SLIPPED: &str = "gslb_dns_rrl_slipped_total";
+pub const DNS_TCP_EVICTED: &str = "gslb_dns_tcp_evicted_total";
 pub const API_REQUESTS: &str = "gslb_api_requests_total";
 pub const NAMESERVICES: &str = "gslb_nameservices";
 /// `gslb_build_info{version="..."} 1`.
@@ -108,6 +111,9 @@ pub struct Metrics {
     truncated: AtomicU64,
     dropped: AtomicU64,
     failed_open: AtomicU64,
+    rrl_dropped: AtomicU64,
+    rrl_slipped: AtomicU64,
+    tcp_evicted: AtomicU64,
     api: Family<ApiLabels, Counter>,
 }
 
@@ -142,6 +148,12 @@ impl Metrics {
         self.failed_open.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One TCP connection closed to make room for a new one (a cap was reached).
+    #[inline]
+    pub fn dns_tcp_evicted(&self) {
+        self.tcp_evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Adds a worker's counts (see [`DnsTally`]) and clears them.
     pub fn add_dns(&self, tally: &mut DnsTally) {
         let mut cells = tally.touched;
@@ -165,6 +177,16 @@ impl Metrics {
             self.failed_open
                 .fetch_add(tally.failed_open, Ordering::Relaxed);
             tally.failed_open = 0;
+        }
+        if tally.rrl_dropped > 0 {
+            self.rrl_dropped
+                .fetch_add(tally.rrl_dropped, Ordering::Relaxed);
+            tally.rrl_dropped = 0;
+        }
+        if tally.rrl_slipped > 0 {
+            self.rrl_slipped
+                .fetch_add(tally.rrl_slipped, Ordering::Relaxed);
+            tally.rrl_slipped = 0;
         }
     }
 
@@ -217,6 +239,24 @@ impl Collector for Metrics {
             "NameService answers that failed open to every enabled target because none was healthy",
             self.failed_open.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut enc,
+            DNS_RRL_DROPPED,
+            "UDP responses not sent because their bucket was over the rate limit",
+            self.rrl_dropped.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            DNS_RRL_SLIPPED,
+            "Rate-limited UDP responses sent truncated (TC=1) instead of dropped (slip)",
+            self.rrl_slipped.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            DNS_TCP_EVICTED,
+            "TCP connections closed to make room for a new one (tcp_max_clients or tcp_max_per_source reached)",
+            self.tcp_evicted.load(Ordering::Relaxed),
+        )?;
         let m = enc.encode_descriptor(
             counter_base(API_REQUESTS),
             "REST API requests, by route, method and status",
@@ -238,6 +278,8 @@ pub struct DnsTally {
     truncated: u64,
     dropped: u64,
     failed_open: u64,
+    rrl_dropped: u64,
+    rrl_slipped: u64,
 }
 
 const _: () = assert!(QTYPES.len() * RCODES.len() <= 128);
@@ -267,6 +309,18 @@ impl DnsTally {
     #[inline]
     pub fn failed_open(&mut self) {
         self.failed_open += 1;
+    }
+
+    /// One response dropped by the rate limiter.
+    #[inline]
+    pub fn rrl_dropped(&mut self) {
+        self.rrl_dropped += 1;
+    }
+
+    /// One rate-limited response sent truncated (slip).
+    #[inline]
+    pub fn rrl_slipped(&mut self) {
+        self.rrl_slipped += 1;
     }
 }
 

@@ -10,26 +10,29 @@
 //! before the registry is asked to write, and the registry publishes only what the
 //! store has flushed.
 
+pub mod auth;
 mod body;
 mod error;
+mod events;
 mod instances;
 mod nameservices;
 mod ops;
+mod query;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
-use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 pub use error::ApiError;
 
+use crate::events::EventLog;
 use crate::metrics::{Exporter, Metrics};
 use crate::registry::Registry;
 
@@ -37,13 +40,15 @@ use crate::registry::Registry;
 pub const ROUTE_NAMESERVICES: &str = "/api/v1/nameservices";
 pub const ROUTE_NAMESERVICE: &str = "/api/v1/nameservices/{name}";
 pub const ROUTE_INSTANCES: &str = "/api/v1/instances";
+pub const ROUTE_EVENTS: &str = "/api/v1/events";
 pub const ROUTE_HEALTHZ: &str = "/healthz";
 pub const ROUTE_METRICS: &str = "/metrics";
 /// Every route template the API serves (docs and tests check api/openapi.yaml against it).
-pub const ROUTES: [&str; 5] = [
+pub const ROUTES: [&str; 6] = [
     ROUTE_NAMESERVICES,
     ROUTE_NAMESERVICE,
     ROUTE_INSTANCES,
+    ROUTE_EVENTS,
     ROUTE_HEALTHZ,
     ROUTE_METRICS,
 ];
@@ -55,7 +60,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Everything `/metrics` shows (built once at startup).
     pub exporter: Arc<Exporter>,
-    pub token: Option<String>,
+    /// The accepted bearer tokens and their roles (empty: no token needed).
+    pub tokens: Arc<auth::Tokens>,
+    /// Recent events (`GET /api/v1/events`); handlers record writes into it.
+    pub events: Arc<EventLog>,
     /// True once every listener is bound and the store is loaded (/healthz).
     pub ready: Arc<AtomicBool>,
 }
@@ -100,7 +108,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// The whole HTTP surface. Public so that tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
-    let token: Option<Arc<[u8]>> = state.token.as_deref().map(|t| t.as_bytes().into());
+    let tokens = state.tokens.clone();
     Router::new()
         .route(ROUTE_NAMESERVICES, get(nameservices::list))
         .route(
@@ -110,56 +118,16 @@ pub fn router(state: AppState) -> Router {
                 .delete(nameservices::delete),
         )
         .route(ROUTE_INSTANCES, get(instances::list))
+        .route(ROUTE_EVENTS, get(events::list))
         .route(ROUTE_HEALTHZ, get(ops::healthz))
         .route(ROUTE_METRICS, get(ops::metrics))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         // Layers wrap what is above them; the last one added runs first. Counting
         // runs outermost so rejected (401) requests are counted too.
-        .layer(middleware::from_fn_with_state(token, require_token))
+        .layer(middleware::from_fn_with_state(tokens, auth::require_token))
         .layer(middleware::from_fn_with_state(metrics, count_request))
         .with_state(state)
-}
-
-/// When a token is configured, every `/api/` call must carry `Authorization: Bearer
-/// <token>`; compared in constant time. /healthz and /metrics stay open.
-async fn require_token(
-    State(token): State<Option<Arc<[u8]>>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    use axum::response::IntoResponse;
-    let Some(expected) = token else {
-        return next.run(req).await;
-    };
-    let path = req.uri().path();
-    if path != "/api" && !path.starts_with("/api/") {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| bearer_token(v.as_bytes()));
-    let err = match presented {
-        None => ApiError::unauthorized("this call needs an Authorization: Bearer <token> header"),
-        Some(None) => {
-            ApiError::unauthorized("the Authorization header must be of the form Bearer <token>")
-        }
-        Some(Some(t)) if bool::from(t.ct_eq(&expected)) => return next.run(req).await,
-        Some(Some(_)) => ApiError::unauthorized("the bearer token is not valid"),
-    };
-    body::discard(req.into_body()).await;
-    err.into_response()
-}
-
-/// The credentials of an `Authorization: Bearer <token>` header value.
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let token = rest.trim_ascii();
-    (!token.is_empty()).then_some(token)
 }
 
 /// Counts every request by route template, method and status.

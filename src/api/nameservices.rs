@@ -3,19 +3,29 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::auth::Caller;
+use super::query::Params;
 use super::{ApiError, AppState, ROUTE_NAMESERVICES, body};
+use crate::events::{EventKind, NewEvent};
 use crate::model::{NameService, normalize_name};
 use crate::registry::{Precondition, RegistryError, Tags, View};
 
 #[derive(serde::Serialize)]
 pub struct List {
     pub items: Vec<View>,
+    /// Present when a `limit` left names out: pass it back as `continue`.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
+
+/// Largest page of `GET /api/v1/nameservices?limit=N`.
+pub const MAX_PAGE: usize = 10_000;
 
 /// The `{name}` of the path, as sent (percent-decoded).
 fn raw_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -81,6 +91,7 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
 /// `PUT /api/v1/nameservices/{name}`: 201 created, 200 replaced.
 pub async fn put(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
@@ -113,12 +124,26 @@ pub async fn put(
     let targets = ns.targets.len();
     let policy = ns.policy;
     let outcome = state.registry.put_async(ns, cond).await?;
-    let action = if outcome.created {
-        "created"
-    } else {
-        "replaced"
+    let (action, kind) = match (outcome.created, outcome.changed) {
+        (true, _) => ("created", Some(EventKind::Created)),
+        (false, true) => ("replaced", Some(EventKind::Replaced)),
+        (false, false) => ("unchanged", None),
     };
-    tracing::info!(nameservice = %name, action, ?policy, targets, "NameService {action}");
+    let token = caller.token_name();
+    tracing::info!(nameservice = %name, action, ?policy, targets, token, "NameService {action}");
+    if let Some(kind) = kind {
+        state.events.record(
+            NewEvent::new(
+                kind,
+                format!(
+                    "NameService {action}: policy {policy:?}, {targets} target{}",
+                    if targets == 1 { "" } else { "s" }
+                ),
+            )
+            .nameservice(&name)
+            .token(token),
+        );
+    }
     let revision = outcome.view.revision;
     let mut resp = Json(outcome.view).into_response();
     resp.headers_mut().insert(header::ETAG, etag(revision));
@@ -148,16 +173,29 @@ pub async fn get(
     Ok(resp)
 }
 
-/// `GET /api/v1/nameservices`: every NameService, sorted by name.
-pub async fn list(State(state): State<AppState>) -> Json<List> {
-    Json(List {
-        items: state.registry.list(),
-    })
+/// `GET /api/v1/nameservices`: every NameService, sorted by name; with
+/// `?limit=N` one page of them, and `continue` to pass back for the next one.
+pub async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<List>, ApiError> {
+    let p = Params::parse(q, &["limit", "continue"])?;
+    let limit = p.number("limit", 1..=MAX_PAGE)?;
+    let after = p.get("continue").filter(|c| !c.is_empty());
+    if limit.is_none() && after.is_none() {
+        return Ok(Json(List {
+            items: state.registry.list(),
+            next: None,
+        }));
+    }
+    let (items, next) = state.registry.list_page(after, limit.unwrap_or(usize::MAX));
+    Ok(Json(List { items, next }))
 }
 
 /// `DELETE /api/v1/nameservices/{name}`: 204.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
@@ -166,6 +204,12 @@ pub async fn delete(
     let name =
         normalize_name(&raw).map_err(|_| ApiError::from(RegistryError::NotFound(raw.clone())))?;
     state.registry.delete_async(&name, cond).await?;
-    tracing::info!(nameservice = %name, action = "deleted", "NameService deleted");
+    let token = caller.token_name();
+    tracing::info!(nameservice = %name, action = "deleted", token, "NameService deleted");
+    state.events.record(
+        NewEvent::new(EventKind::Deleted, "NameService deleted")
+            .nameservice(&name)
+            .token(token),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,13 +1,15 @@
-//! The answer engine: one pure function from (snapshot, query bytes, client,
-//! transport, rng) to response bytes. No I/O, no locks, no await; the only
-//! allocation is growth of the caller's reused buffers.
+//! The answer engine: one pure function from (snapshot, settings, query bytes,
+//! client, transport, time, rng) to response bytes. No I/O, no locks, no await; the
+//! only allocation is growth of the caller's reused buffers.
 //!
 //! **Architecture Invariant:** whatever the bytes of a query, [`answer`] returns a
 //! response or `None` (drop); an error becomes an rcode, never a panic.
 
 use std::net::IpAddr;
 
-use super::wire::{self, Ecs, Header, Owner, Question, Section, Writer};
+use super::cookie::{self, Secret};
+use super::rrl::{self, Rrl};
+use super::wire::{self, Ecs, Header, OptOut, Owner, Question, Section, Writer};
 use crate::policy::{self, ClientInfo};
 use crate::snapshot::{ServiceEntry, Snapshot};
 use crate::zone::{Rrset, Zone, rtype, wire as name_wire};
@@ -27,6 +29,7 @@ const QTYPE_ANY: u16 = 255;
 const QTYPE_AXFR: u16 = 252;
 const QTYPE_IXFR: u16 = 251;
 const CLASS_IN: u16 = 1;
+const CLASS_CH: u16 = 3;
 const CLASS_ANY: u16 = 255;
 
 /// Largest UDP response we send (the DNS flag day 2020 value).
@@ -43,6 +46,41 @@ pub enum Transport {
     Tcp,
 }
 
+/// One query as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'q> {
+    pub bytes: &'q [u8],
+    /// The source address of the datagram or connection.
+    pub src: IpAddr,
+    pub transport: Transport,
+    /// Unix time in milliseconds, read once per UDP batch or TCP query (server
+    /// cookies, rate limiting and policies that depend on time use it).
+    pub now_ms: u64,
+}
+
+/// Per-process settings of the engine, fixed at start and shared by every worker.
+#[derive(Debug)]
+pub struct Settings {
+    /// The name server identifier (RFC 5001), also answered to CHAOS TXT
+    /// `id.server` and `hostname.bind`; `None`: no NSID, those are REFUSED.
+    pub nsid: Option<Box<[u8]>>,
+    /// The server cookie secret (RFC 7873, RFC 9018).
+    pub cookie_secret: Secret,
+    /// Response rate limiting of UDP answers; `None` when disabled.
+    pub rrl: Option<Rrl>,
+}
+
+impl Default for Settings {
+    /// No NSID, a random cookie secret, no rate limiting.
+    fn default() -> Self {
+        Self {
+            nsid: None,
+            cookie_secret: Secret::random(),
+            rrl: None,
+        }
+    }
+}
+
 /// What was answered, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
@@ -50,10 +88,12 @@ pub struct Outcome {
     pub qtype: u16,
     /// Response code, extended (BADVERS = 16).
     pub rcode: u16,
-    /// Sent with TC=1.
+    /// Sent with TC=1 because it did not fit (not counting rate-limit slips).
     pub truncated: bool,
     /// A NameService answer that failed open (no eligible target, `allDown: AnswerAll`).
     pub failed_open: bool,
+    /// Rate limiting: `Slip` was sent truncated instead, `Drop` must not be sent.
+    pub rrl: rrl::Verdict,
 }
 
 /// Per-worker buffers reused across queries.
@@ -72,23 +112,18 @@ impl Scratch {
     }
 }
 
-/// Answers `query` from `snap`, writing the response into `out`. `None`: drop the
-/// query silently (shorter than a header, or not a query at all). `now_ms` is the
-/// time in Unix milliseconds, read once per UDP batch or TCP query (slow start and
-/// override expiry in the policies use it).
-// The parameters are what one query needs, each from a different owner (the
-// snapshot, the socket, the worker); a struct of them would be built per query.
-#[allow(clippy::too_many_arguments)]
+/// Answers `req` from `snap`, writing the response into `out`. `None`: drop the
+/// query silently (shorter than a header, or not a query at all). An outcome whose
+/// `rrl` is `Drop` has a response in `out` that must not be sent.
 pub fn answer(
     snap: &Snapshot,
-    query: &[u8],
-    src: IpAddr,
-    transport: Transport,
-    now_ms: u64,
+    settings: &Settings,
+    req: &Request<'_>,
     rng: &mut fastrand::Rng,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> Option<Outcome> {
+    let query = req.bytes;
     let header = Header::read(query)?;
     if header.qr {
         return None;
@@ -97,20 +132,47 @@ pub fn answer(
     let parsed = wire::parse(query, header, question);
     let question = (parsed.question && header.qdcount == 1).then_some(&*question);
     let edns = parsed.edns;
-    let limit = match (transport, &edns) {
+    let limit = match (req.transport, &edns) {
         (Transport::Tcp, _) => usize::from(u16::MAX),
         (Transport::Udp, Some(e)) => usize::from(e.payload.clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)),
         (Transport::Udp, None) => usize::from(MIN_UDP_PAYLOAD),
     };
+    let now_s = req.now_ms / 1000;
+    // Server cookie (RFC 7873 §5.2): the response carries the client cookie and a
+    // server cookie, ours if the query's is valid and fresh, else a new one.
+    let mut cookie_out = [0u8; cookie::CLIENT_LEN + cookie::SERVER_LEN];
+    let mut cookie_valid = false;
+    let cookie_in = edns
+        .as_ref()
+        .and_then(|e| e.cookie.filter(|_| !e.bad_cookie));
+    if let Some(c) = &cookie_in {
+        let client = c.client();
+        cookie_out[..8].copy_from_slice(client);
+        let now = now_s as u32;
+        let verdict = if c.server().is_empty() {
+            cookie::Verdict::Invalid
+        } else {
+            settings
+                .cookie_secret
+                .check(client, c.server(), req.src, now)
+        };
+        cookie_valid = verdict != cookie::Verdict::Invalid;
+        if verdict == cookie::Verdict::Valid {
+            cookie_out[8..].copy_from_slice(c.server());
+        } else {
+            cookie_out[8..].copy_from_slice(&settings.cookie_secret.make(client, req.src, now));
+        }
+    }
     let mut w = Writer::new(out, query, &header, question);
     let mut ecs_out: Option<Ecs> = None;
     let mut failed_open = false;
+    let mut zone_apex: &[u8] = &[];
     let rcode = match (question, &edns) {
         _ if header.opcode != 0 => rcode::NOTIMP,
         (None, _) => rcode::FORMERR,
         _ if parsed.malformed => rcode::FORMERR,
         (_, Some(e)) if e.version > 0 => rcode::BADVERS,
-        (_, Some(e)) if e.bad_ecs => rcode::FORMERR,
+        (_, Some(e)) if e.bad_ecs || e.bad_cookie => rcode::FORMERR,
         (Some(q), _) => {
             let ecs = edns.as_ref().and_then(|e| e.ecs);
             let client = match &ecs {
@@ -119,21 +181,25 @@ pub fn answer(
                     ecs_source_prefix: Some(e.source),
                 },
                 _ => ClientInfo {
-                    addr: src,
+                    addr: req.src,
                     ecs_source_prefix: None,
                 },
             };
             let mut ctx = Ctx {
                 snap,
+                settings,
                 client,
-                now_ms,
+                now_ms: req.now_ms,
                 rng,
                 addrs,
                 scope: 0,
                 failed_open: false,
+                minimal_any: req.transport == Transport::Udp,
+                zone_apex: &[],
             };
             let rcode = ctx.resolve(&mut w, q);
             failed_open = ctx.failed_open;
+            zone_apex = ctx.zone_apex;
             ecs_out = ecs.map(|mut e| {
                 e.scope = if e.source == 0 {
                     0
@@ -146,9 +212,19 @@ pub fn answer(
         }
     };
     w.set_rcode(rcode);
+    let nsid = settings
+        .nsid
+        .as_deref()
+        .filter(|_| edns.as_ref().is_some_and(|e| e.nsid));
+    let opts = OptOut {
+        nsid,
+        ecs: ecs_out.as_ref(),
+        // A malformed COOKIE option gets FORMERR and no cookie.
+        cookie: cookie_in.map(|_| &cookie_out[..]),
+    };
     let write_opt = |w: &mut Writer<'_>| {
         if let Some(e) = &edns {
-            w.opt(MAX_UDP_PAYLOAD, rcode, e.dnssec_ok, ecs_out.as_ref());
+            w.opt(MAX_UDP_PAYLOAD, rcode, e.dnssec_ok, &opts);
         }
     };
     write_opt(&mut w);
@@ -160,11 +236,28 @@ pub fn answer(
         w.finish();
         truncated = true;
     }
+    // Rate limiting: UDP only, and never a source that proved its address with a
+    // valid server cookie.
+    let mut verdict = rrl::Verdict::Pass;
+    if let (Some(rrl), Transport::Udp, false) = (&settings.rrl, req.transport, cookie_valid) {
+        let (class, name, qtype) = match (rcode, question) {
+            (rcode::NOERROR, Some(q)) => (rrl::Class::Response, q.name(), q.qtype),
+            (rcode::NXDOMAIN, _) => (rrl::Class::NxDomain, zone_apex, 0),
+            _ => (rrl::Class::Error, zone_apex, 0),
+        };
+        verdict = rrl.check(req.src, class, name, qtype, now_s);
+        if verdict == rrl::Verdict::Slip && !truncated {
+            w.truncate();
+            write_opt(&mut w);
+            w.finish();
+        }
+    }
     Some(Outcome {
         qtype: question.map_or(0, |q| q.qtype),
         rcode,
         truncated,
         failed_open,
+        rrl: verdict,
     })
 }
 
@@ -184,12 +277,14 @@ pub fn answer_cut(head: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
         rcode: rcode::FORMERR,
         truncated: false,
         failed_open: false,
+        rrl: rrl::Verdict::Pass,
     })
 }
 
 /// State of answering one query.
 struct Ctx<'s, 'r> {
     snap: &'s Snapshot,
+    settings: &'s Settings,
     client: ClientInfo,
     /// Unix milliseconds, once per query.
     now_ms: u64,
@@ -199,11 +294,23 @@ struct Ctx<'s, 'r> {
     scope: u8,
     /// Some policy answer failed open.
     failed_open: bool,
+    /// ANY gets one RRset (RFC 8482): over UDP, where it could amplify.
+    minimal_any: bool,
+    /// The apex of the zone the question fell in (lowercase wire form), empty when
+    /// none: the rate limiter's key for NXDOMAIN and errors.
+    zone_apex: &'s [u8],
 }
+
+/// CHAOS names answered with the NSID (as Knot and NSD do); `version.bind` and
+/// everything else in class CH is REFUSED.
+const CHAOS_ID_NAMES: [&[u8]; 2] = [b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00"];
 
 impl<'s> Ctx<'s, '_> {
     fn resolve(&mut self, w: &mut Writer<'_>, q: &Question) -> u16 {
         let qtype = q.qtype;
+        if q.qclass == CLASS_CH {
+            return self.chaos(w, q);
+        }
         if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
             return rcode::REFUSED;
         }
@@ -217,6 +324,7 @@ impl<'s> Ctx<'s, '_> {
         let Some(zone) = snap.zones.find(q.name()) else {
             return rcode::REFUSED;
         };
+        self.zone_apex = zone.apex();
         w.set_aa(true);
 
         // Names already answered in this chain (CNAME loop guard).
@@ -252,18 +360,20 @@ impl<'s> Ctx<'s, '_> {
                 None if snap.unloaded => return rcode::SERVFAIL,
                 // A name with NameServices below it exists (an empty non-terminal).
                 None if self.has_services_below(name) => {
-                    negative(w, zone);
+                    negative(w, zone, u32::MAX);
                     return rcode::NOERROR;
                 }
                 None => match zone.wildcard(name, |n| self.exists_by_services(n)) {
                     Some(n) => n,
                     None => {
-                        negative(w, zone);
+                        negative(w, zone, u32::MAX);
                         return rcode::NXDOMAIN;
                     }
                 },
             };
-            if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| qtype != rtype::CNAME) {
+            // ANY matches the CNAME itself (RFC 1034 §4.3.2 step 3a): not followed.
+            let follow = qtype != rtype::CNAME && qtype != QTYPE_ANY;
+            if let Some(cname) = node.rrset(rtype::CNAME).filter(|_| follow) {
                 let at = w.rrset(Section::Answer, owner, cname);
                 let Some(target) = cname.rdata.first().and_then(|r| r.target.as_deref()) else {
                     return rcode::NOERROR;
@@ -283,10 +393,17 @@ impl<'s> Ctx<'s, '_> {
             }
             if qtype == QTYPE_ANY {
                 if node.is_empty() {
-                    negative(w, zone);
+                    negative(w, zone, u32::MAX);
                 }
-                for rs in node.rrsets() {
-                    w.rrset(Section::Answer, owner, rs);
+                if self.minimal_any {
+                    // Over UDP one RRset (RFC 8482 §4.1): the lowest type number.
+                    if let Some(rs) = node.rrsets().iter().min_by_key(|r| r.rtype) {
+                        w.rrset(Section::Answer, owner, rs);
+                    }
+                } else {
+                    for rs in node.rrsets() {
+                        w.rrset(Section::Answer, owner, rs);
+                    }
                 }
                 return rcode::NOERROR;
             }
@@ -295,10 +412,24 @@ impl<'s> Ctx<'s, '_> {
                     w.rrset(Section::Answer, owner, rs);
                     glue(w, rs);
                 }
-                None => negative(w, zone),
+                None => negative(w, zone, u32::MAX),
             }
             return rcode::NOERROR;
         }
+        rcode::NOERROR
+    }
+
+    /// Class CH: `id.server` and `hostname.bind` TXT answer the NSID when one is
+    /// configured; everything else (`version.bind`, `authors.bind`...) is REFUSED.
+    fn chaos(&mut self, w: &mut Writer<'_>, q: &Question) -> u16 {
+        let Some(nsid) = self.settings.nsid.as_deref() else {
+            return rcode::REFUSED;
+        };
+        if !(q.qtype == rtype::TXT || q.qtype == QTYPE_ANY) || !CHAOS_ID_NAMES.contains(&q.name()) {
+            return rcode::REFUSED;
+        }
+        w.set_aa(true);
+        w.chaos_txt(Section::Answer, Owner::At(wire::HEADER_LEN as u16), nsid);
         rcode::NOERROR
     }
 
@@ -337,12 +468,30 @@ impl<'s> Ctx<'s, '_> {
                 any |= self.addresses(w, owner, svc, qtype == rtype::AAAA);
             }
             QTYPE_ANY => {
+                // Over UDP one RRset (RFC 8482): the policy's A, else its AAAA, else
+                // the static RRset of the lowest type number.
+                let one = self.minimal_any;
                 any |= self.addresses(w, owner, svc, false);
-                any |= self.addresses(w, owner, svc, true);
-                for rs in zone.node(name).map(|n| n.rrsets()).unwrap_or_default() {
-                    if rs.rtype != rtype::A && rs.rtype != rtype::AAAA {
-                        w.rrset(Section::Answer, owner, rs);
-                        any = true;
+                if !(any && one) {
+                    any |= self.addresses(w, owner, svc, true);
+                }
+                if !(any && one) {
+                    let statics = zone
+                        .node(name)
+                        .map(|n| n.rrsets())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|rs| rs.rtype != rtype::A && rs.rtype != rtype::AAAA);
+                    if one {
+                        if let Some(rs) = statics.min_by_key(|r| r.rtype) {
+                            w.rrset(Section::Answer, owner, rs);
+                            any = true;
+                        }
+                    } else {
+                        for rs in statics {
+                            w.rrset(Section::Answer, owner, rs);
+                            any = true;
+                        }
                     }
                 }
             }
@@ -355,7 +504,9 @@ impl<'s> Ctx<'s, '_> {
             }
         }
         if !any {
-            negative(w, zone);
+            // CONTRACT §5: a resolver keeps this NODATA no longer than it would
+            // keep an answer (an all-down service answers again within its TTL).
+            negative(w, zone, svc.ttl);
         }
     }
 
@@ -385,21 +536,23 @@ impl<'s> Ctx<'s, '_> {
     }
 }
 
-/// The zone SOA in the authority section (NXDOMAIN and NODATA, RFC 2308). The
-/// question name is at or below the zone apex (that is how the zone was found), so
-/// the apex is its tail: the ready-made record points there.
+/// The zone SOA in the authority section (NXDOMAIN and NODATA, RFC 2308), its TTL
+/// at most `ttl_cap`. The question name is at or below the zone apex (that is how
+/// the zone was found), so the apex is its tail: the ready-made record points there.
 #[inline]
-fn negative(w: &mut Writer<'_>, zone: &Zone) {
+fn negative(w: &mut Writer<'_>, zone: &Zone, ttl_cap: u32) {
     match (zone.negative_record(), w.question_name_len()) {
         (Some(rec), Some(qlen)) if qlen >= zone.apex().len() => {
             let at = wire::HEADER_LEN + qlen - zone.apex().len();
-            w.negative_soa(Section::Authority, rec, at as u16);
+            w.negative_soa(Section::Authority, rec, at as u16, ttl_cap);
         }
         _ => {
-            w.rrset(
+            let soa = zone.negative_soa();
+            w.rrset_ttl(
                 Section::Authority,
                 Owner::Name(zone.apex()),
-                zone.negative_soa(),
+                soa,
+                soa.ttl.min(ttl_cap),
             );
         }
     }

@@ -2,15 +2,24 @@
 //!
 //! - [`engine`]: the pure answer function (snapshot + query bytes -> response bytes).
 //! - [`wire`]: reading queries and writing responses on the hot path.
+//! - [`cookie`]: server cookies (RFC 7873, RFC 9018).
+//! - [`rrl`]: response rate limiting of UDP answers.
 //! - `udp`: one blocking worker thread per core and address, each with its own
 //!   `SO_REUSEPORT` socket, moving datagrams in batches (`recvmmsg`/`sendmmsg`)
 //!   and loading the snapshot once per batch.
 //! - `tcp`: tokio tasks, many pipelined queries per connection (RFC 7766).
 
+pub mod cookie;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod rrl;
 mod tcp;
 mod udp;
 pub mod wire;
+
+pub use engine::Settings;
+pub use tcp::Limits as TcpLimits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +88,8 @@ impl DnsServer {
     pub fn start(
         self,
         snapshots: Arc<ArcSwap<Snapshot>>,
+        settings: Arc<Settings>,
+        tcp_limits: TcpLimits,
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Running> {
@@ -99,9 +110,14 @@ impl DnsServer {
         for l in self.listeners {
             let workers = l.udp.len();
             for (i, sock) in l.udp.into_iter().enumerate() {
-                let worker =
-                    udp::Worker::new(sock, snapshots.clone(), metrics.clone(), stopping.clone())
-                        .with_context(|| format!("dns_listen {}: UDP socket setup", l.addr))?;
+                let worker = udp::Worker::new(
+                    sock,
+                    snapshots.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                    stopping.clone(),
+                )
+                .with_context(|| format!("dns_listen {}: UDP socket setup", l.addr))?;
                 let handle = std::thread::Builder::new()
                     .name(format!("gslb-udp-{i}"))
                     .spawn(move || worker.run())
@@ -116,9 +132,10 @@ impl DnsServer {
             running.tcp.push(tokio::spawn(tcp::serve(
                 listener,
                 snapshots.clone(),
+                settings.clone(),
                 metrics.clone(),
                 stop.clone(),
-                tcp::Limits::default(),
+                tcp_limits,
             )));
             tracing::info!(address = %l.addr, udp_workers = workers, "DNS listening on UDP and TCP");
         }
@@ -232,7 +249,15 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let running = rt
-            .block_on(async { server.start(snapshots(), metrics.clone(), stop_rx) })
+            .block_on(async {
+                server.start(
+                    snapshots(),
+                    Arc::new(Settings::default()),
+                    TcpLimits::default(),
+                    metrics.clone(),
+                    stop_rx,
+                )
+            })
             .unwrap();
         let mut idle = Vec::new();
         for &a in &addrs {

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::engine::{self, Scratch, Transport};
+use super::engine::{self, Request, Scratch, Settings, Transport};
+use super::rrl;
 use crate::metrics::{DnsTally, Metrics};
 use crate::snapshot::Snapshot;
 
@@ -34,6 +35,7 @@ const SLOT: usize = 4096;
 pub(super) struct Worker {
     sock: UdpSocket,
     snapshots: Arc<ArcSwap<Snapshot>>,
+    settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 }
@@ -42,6 +44,7 @@ impl Worker {
     pub(super) fn new(
         sock: UdpSocket,
         snapshots: Arc<ArcSwap<Snapshot>>,
+        settings: Arc<Settings>,
         metrics: Arc<Metrics>,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Self> {
@@ -50,6 +53,7 @@ impl Worker {
         Ok(Self {
             sock,
             snapshots,
+            settings,
             metrics,
             stop,
         })
@@ -67,28 +71,27 @@ impl Worker {
         let Self {
             sock,
             snapshots,
+            settings,
             metrics,
             stop,
         } = self;
         serve(&sock, &stop, io, |batch| {
             // One snapshot for the whole batch, loaded after its datagrams arrived:
-            // a query sent after a write's 2xx still sees that write.
+            // a query sent after a write's 2xx still sees that write. One clock read
+            // too (a batch is answered within microseconds).
             let snapshot = snapshots.load();
             let now_ms = crate::timefmt::now_unix_ms();
             batch.answer_each(|query, peer, cut, response| {
                 let outcome = if cut {
                     engine::answer_cut(query, response)
                 } else {
-                    engine::answer(
-                        &snapshot,
-                        query,
-                        peer.ip(),
-                        Transport::Udp,
+                    let req = Request {
+                        bytes: query,
+                        src: peer.ip(),
+                        transport: Transport::Udp,
                         now_ms,
-                        &mut rng,
-                        &mut scratch,
-                        response,
-                    )
+                    };
+                    engine::answer(&snapshot, &settings, &req, &mut rng, &mut scratch, response)
                 };
                 match outcome {
                     Some(o) => {
@@ -99,7 +102,17 @@ impl Worker {
                         if o.failed_open {
                             tally.failed_open();
                         }
-                        true
+                        match o.rrl {
+                            rrl::Verdict::Pass => true,
+                            rrl::Verdict::Slip => {
+                                tally.rrl_slipped();
+                                true
+                            }
+                            rrl::Verdict::Drop => {
+                                tally.rrl_dropped();
+                                false
+                            }
+                        }
                     }
                     None => {
                         tally.dropped();

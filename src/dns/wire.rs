@@ -9,8 +9,12 @@ use crate::zone::wire::MAX_NAME;
 use crate::zone::{NO_NAME, NegativeSoa, Rdata, Rrset};
 
 pub const HEADER_LEN: usize = 12;
+/// EDNS option code of the Name Server Identifier (RFC 5001).
+pub const OPT_NSID: u16 = 3;
 /// EDNS option code of Client Subnet (RFC 7871).
 pub const OPT_ECS: u16 = 8;
+/// EDNS option code of DNS cookies (RFC 7873).
+pub const OPT_COOKIE: u16 = 10;
 pub const TYPE_OPT: u16 = 41;
 
 /// The fixed header fields we use.
@@ -114,6 +118,25 @@ impl Ecs {
     }
 }
 
+/// The COOKIE option of a query, as sent (RFC 7873 §4): a client cookie, and a
+/// server cookie of 8 to 32 bytes when the client has learnt one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookie {
+    pub bytes: [u8; crate::dns::cookie::MAX_OPTION],
+    pub len: u8,
+}
+
+impl Cookie {
+    pub fn client(&self) -> &[u8; 8] {
+        self.bytes[..8].try_into().expect("8 bytes")
+    }
+
+    /// The server cookie, empty when only a client cookie was sent.
+    pub fn server(&self) -> &[u8] {
+        &self.bytes[8..usize::from(self.len)]
+    }
+}
+
 /// The OPT record of a query.
 #[derive(Debug, Clone, Copy)]
 pub struct Edns {
@@ -123,6 +146,12 @@ pub struct Edns {
     pub ecs: Option<Ecs>,
     /// The ECS option is present but malformed (RFC 7871 §7.1.2: FORMERR).
     pub bad_ecs: bool,
+    /// An NSID option asks for the server's identifier (RFC 5001).
+    pub nsid: bool,
+    pub cookie: Option<Cookie>,
+    /// A COOKIE option of a length other than 8 or 16..=40, or two of them
+    /// (RFC 7873 §5.2.2: FORMERR).
+    pub bad_cookie: bool,
 }
 
 /// What could be read of a query (the question itself goes to the caller's
@@ -295,6 +324,9 @@ fn read_opt(rr: &[u8]) -> Option<Edns> {
         dnssec_ok,
         ecs: None,
         bad_ecs: false,
+        nsid: false,
+        cookie: None,
+        bad_cookie: false,
     };
     while !opts.is_empty() {
         if opts.len() < 4 {
@@ -303,21 +335,51 @@ fn read_opt(rr: &[u8]) -> Option<Edns> {
         let code = u16::from_be_bytes([opts[0], opts[1]]);
         let len = u16::from_be_bytes([opts[2], opts[3]]) as usize;
         let data = opts.get(4..4 + len)?;
-        if code == OPT_ECS {
-            if e.ecs.is_some() || e.bad_ecs {
-                // More than one ECS option (RFC 7871 §6).
-                e.ecs = None;
-                e.bad_ecs = true;
-            } else {
-                match read_ecs(data) {
-                    Some(ecs) => e.ecs = Some(ecs),
-                    None => e.bad_ecs = true,
+        match code {
+            OPT_ECS => {
+                if e.ecs.is_some() || e.bad_ecs {
+                    // More than one ECS option (RFC 7871 §6).
+                    e.ecs = None;
+                    e.bad_ecs = true;
+                } else {
+                    match read_ecs(data) {
+                        Some(ecs) => e.ecs = Some(ecs),
+                        None => e.bad_ecs = true,
+                    }
                 }
             }
+            OPT_COOKIE => {
+                if e.cookie.is_some() || e.bad_cookie {
+                    e.cookie = None;
+                    e.bad_cookie = true;
+                } else {
+                    match read_cookie(data) {
+                        Some(c) => e.cookie = Some(c),
+                        None => e.bad_cookie = true,
+                    }
+                }
+            }
+            // RFC 5001 §2.1: a query's NSID option is empty; data in it is ignored.
+            OPT_NSID => e.nsid = true,
+            _ => {}
         }
         opts = &opts[4 + len..];
     }
     Some(e)
+}
+
+/// RFC 7873 §4: a client cookie of 8 bytes, alone or followed by a server cookie
+/// of 8 to 32 bytes.
+pub fn read_cookie(data: &[u8]) -> Option<Cookie> {
+    if data.len() != 8 && !(16..=crate::dns::cookie::MAX_OPTION).contains(&data.len()) {
+        return None;
+    }
+    let mut c = Cookie {
+        bytes: [0; crate::dns::cookie::MAX_OPTION],
+        len: data.len() as u8,
+    };
+    c.bytes[..data.len()].copy_from_slice(data);
+    Some(c)
 }
 
 /// RFC 7871 §6: family 1 or 2, source prefix within the address, exactly
@@ -361,6 +423,18 @@ pub fn read_ecs(data: &[u8]) -> Option<Ecs> {
 
 // ---------------------------------------------------------------------------
 // Writing
+
+const CLASS_IN: u16 = 1;
+const CLASS_CH: u16 = 3;
+
+/// The EDNS options of a response (each written when present).
+#[derive(Default, Clone, Copy)]
+pub struct OptOut<'a> {
+    pub nsid: Option<&'a [u8]>,
+    pub ecs: Option<&'a Ecs>,
+    /// The whole COOKIE option: client cookie and server cookie.
+    pub cookie: Option<&'a [u8]>,
+}
 
 /// Where a record's owner name comes from.
 #[derive(Clone, Copy)]
@@ -407,7 +481,8 @@ impl<'b> Writer<'b> {
         if h.rd {
             flags |= 0x0100;
         }
-        if h.cd {
+        // CD belongs to QUERY (RFC 6840 §5.9): echoed there, clear for other opcodes.
+        if h.cd && h.opcode == 0 {
             flags |= 0x0010;
         }
         let [id0, id1] = h.id.to_be_bytes();
@@ -556,8 +631,13 @@ impl<'b> Writer<'b> {
     /// Type, class IN, TTL and a placeholder RDLENGTH; returns the RDLENGTH position.
     #[inline]
     fn rr_fixed(&mut self, rtype: u16, ttl: u32) -> usize {
+        self.rr_fixed_class(rtype, CLASS_IN, ttl)
+    }
+
+    #[inline]
+    fn rr_fixed_class(&mut self, rtype: u16, class: u16, ttl: u32) -> usize {
         self.buf.extend_from_slice(&rtype.to_be_bytes());
-        self.buf.extend_from_slice(&1u16.to_be_bytes());
+        self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
         let at = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
@@ -604,6 +684,18 @@ impl<'b> Writer<'b> {
         self.counts[section as usize] += 1;
     }
 
+    /// One TXT record of class CH (CHAOS, for `id.server` and the like) holding
+    /// `text` as one character-string (at most 255 bytes are written).
+    pub fn chaos_txt(&mut self, section: Section, owner: Owner<'_>, text: &[u8]) {
+        self.owner(owner);
+        let at = self.rr_fixed_class(crate::zone::rtype::TXT, CLASS_CH, 0);
+        let text = &text[..text.len().min(255)];
+        self.buf.push(text.len() as u8);
+        self.buf.extend_from_slice(text);
+        self.patch_rdlen(at);
+        self.counts[section as usize] += 1;
+    }
+
     /// One record of a zone RRset. Returns the offset of the first name in its data
     /// (for following a CNAME), if it has one.
     pub fn record(
@@ -613,8 +705,19 @@ impl<'b> Writer<'b> {
         rrset: &Rrset,
         rd: &Rdata,
     ) -> Option<usize> {
+        self.record_ttl(section, owner, rrset, rd, rrset.ttl)
+    }
+
+    fn record_ttl(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
+        rrset: &Rrset,
+        rd: &Rdata,
+        ttl: u32,
+    ) -> Option<usize> {
         self.owner(owner);
-        let at = self.rr_fixed(rrset.rtype, rrset.ttl);
+        let at = self.rr_fixed(rrset.rtype, ttl);
         let mut first = None;
         let mut copied = 0usize;
         for &n in &rd.names {
@@ -639,11 +742,22 @@ impl<'b> Writer<'b> {
     /// All records of an RRset under one owner (the first written, the rest pointing to it).
     /// Returns the offset of the first record's first data name.
     pub fn rrset(&mut self, section: Section, owner: Owner<'_>, rrset: &Rrset) -> Option<usize> {
+        self.rrset_ttl(section, owner, rrset, rrset.ttl)
+    }
+
+    /// [`Writer::rrset`] with another TTL.
+    pub fn rrset_ttl(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
+        rrset: &Rrset,
+        ttl: u32,
+    ) -> Option<usize> {
         let mut owner = owner;
         let mut first = None;
         for rd in &rrset.rdata {
             let start = self.buf.len();
-            let n = self.record(section, owner, rrset, rd);
+            let n = self.record_ttl(section, owner, rrset, rd, ttl);
             if first.is_none() {
                 first = n;
             }
@@ -661,11 +775,18 @@ impl<'b> Writer<'b> {
     }
 
     /// The zone's ready-made negative SOA record (see [`NegativeSoa`]), its names
-    /// pointing at the apex at `apex_at` in the question. Names written later do
-    /// not compress against it (nothing is written after it but the OPT).
+    /// pointing at the apex at `apex_at` in the question, its TTL lowered to
+    /// `ttl_cap` if that is lower. Names written later do not compress against it
+    /// (nothing is written after it but the OPT).
     #[inline]
-    pub fn negative_soa(&mut self, section: Section, rec: &NegativeSoa, apex_at: u16) {
-        rec.write(self.buf, apex_at);
+    pub fn negative_soa(
+        &mut self,
+        section: Section,
+        rec: &NegativeSoa,
+        apex_at: u16,
+        ttl_cap: u32,
+    ) {
+        rec.write(self.buf, apex_at, ttl_cap);
         self.counts[section as usize] += 1;
     }
 
@@ -678,28 +799,36 @@ impl<'b> Writer<'b> {
     }
 
     /// Appends the OPT record (RFC 6891) with our payload size, the extended rcode
-    /// bits, DO as in the query, and an ECS option when `ecs` is given.
-    pub fn opt(&mut self, payload: u16, rcode: u16, dnssec_ok: bool, ecs: Option<&Ecs>) {
+    /// bits, DO as in the query, and the options of `opts`.
+    pub fn opt(&mut self, payload: u16, rcode: u16, dnssec_ok: bool, opts: &OptOut<'_>) {
         let [t0, t1] = TYPE_OPT.to_be_bytes();
         let [p0, p1] = payload.to_be_bytes();
         let ext = (rcode >> 4) as u8;
         let flags = if dnssec_ok { 0x80 } else { 0 };
-        // Root owner, type, payload, extended rcode, version 0, flags (RDLENGTH next).
+        // Root owner, type, payload, extended rcode, version 0, flags, RDLENGTH.
         self.buf
-            .extend_from_slice(&[0, t0, t1, p0, p1, ext, 0, flags, 0]);
-        match ecs {
-            Some(e) => {
-                let len = 4 + e.addr_len as u16;
-                self.buf.extend_from_slice(&(4 + len).to_be_bytes());
-                self.buf.extend_from_slice(&OPT_ECS.to_be_bytes());
-                self.buf.extend_from_slice(&len.to_be_bytes());
-                self.buf.extend_from_slice(&e.family.to_be_bytes());
-                self.buf.push(e.source);
-                self.buf.push(e.scope);
-                self.buf.extend_from_slice(&e.addr[..e.addr_len as usize]);
-            }
-            None => self.buf.extend_from_slice(&[0, 0]),
+            .extend_from_slice(&[0, t0, t1, p0, p1, ext, 0, flags, 0, 0, 0]);
+        let rdlen_at = self.buf.len() - 2;
+        if let Some(n) = opts.nsid {
+            self.buf.extend_from_slice(&OPT_NSID.to_be_bytes());
+            self.buf.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            self.buf.extend_from_slice(n);
         }
+        if let Some(e) = opts.ecs {
+            let len = 4 + e.addr_len as u16;
+            self.buf.extend_from_slice(&OPT_ECS.to_be_bytes());
+            self.buf.extend_from_slice(&len.to_be_bytes());
+            self.buf.extend_from_slice(&e.family.to_be_bytes());
+            self.buf.push(e.source);
+            self.buf.push(e.scope);
+            self.buf.extend_from_slice(&e.addr[..e.addr_len as usize]);
+        }
+        if let Some(c) = opts.cookie {
+            self.buf.extend_from_slice(&OPT_COOKIE.to_be_bytes());
+            self.buf.extend_from_slice(&(c.len() as u16).to_be_bytes());
+            self.buf.extend_from_slice(c);
+        }
+        self.patch_rdlen(rdlen_at);
         self.counts[Section::Additional as usize] += 1;
     }
 

@@ -12,6 +12,15 @@ pub struct Thresholds {
     pub success: u32,
 }
 
+impl Thresholds {
+    pub fn of(ep: &crate::model::Endpoint) -> Self {
+        Self {
+            failure: ep.failure_threshold,
+            success: ep.success_threshold,
+        }
+    }
+}
+
 /// The consecutive results of one probe stream. Shared by every verdict kept on
 /// that stream: they all see the same probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,5 +1,5 @@
 //! The prober: one task per probe stream, each sleeping until its next slot, probing
-//! and feeding the result to the hub; and the writer that persists changed verdicts.
+//! and feeding the result to the hub.
 //!
 //! Schedule: a stream's probes fall on a grid `epoch + phase + k * period` where
 //! `phase` is drawn uniformly from the period when the stream is created, so streams
@@ -25,19 +25,18 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{HealthHub, Stream, probe};
+use super::persist::Persister;
+use super::table::Stream;
+use super::{HealthHub, probe};
 use crate::store::{Store, StoreError};
 
 /// Descriptors kept free for everything else (DNS over TCP, the API, the store).
 const FD_RESERVE: u64 = 2048;
 /// At most this many probes in flight, whatever the descriptor limit.
 const MAX_IN_FLIGHT: u64 = 65_536;
-/// Changed verdicts are written at most this often (and at shutdown).
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a stream task needs besides its stream; set once by [`HealthHub::start`].
 pub(crate) struct Runtime {
@@ -82,7 +81,7 @@ impl Runtime {
         let task = self
             .handle
             .spawn(run(hub, stream.clone(), self.sem.clone(), base, first));
-        *stream.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        stream.set_task(task.abort_handle());
     }
 }
 
@@ -215,50 +214,44 @@ fn in_flight_cap(nofile: u64) -> usize {
 pub struct Prober {
     hub: Arc<HealthHub>,
     store: Option<Arc<dyn Store>>,
-    stop: watch::Sender<bool>,
-    writer: Option<JoinHandle<()>>,
+    persister: Option<Persister>,
 }
 
 impl HealthHub {
     /// Starts probing every stream (and every stream created from now on) on the
     /// current tokio runtime — the control plane's, never the DNS workers'. With a
-    /// `store`, changed verdicts are written to it at most once per
-    /// [`FLUSH_INTERVAL`], and records restored but claimed by no NameService are
-    /// deleted. Call once, after [`HealthHub::restore`] and the registry's opening.
+    /// `store`, the persistence task writes changed verdicts to it, and deletes the
+    /// restored records no NameService claimed. Call once, after
+    /// [`HealthHub::restore`] and the registry's opening.
     pub fn start(self: &Arc<Self>, store: Option<Arc<dyn Store>>) -> Prober {
         let nofile = raise_nofile_limit();
         let cap = in_flight_cap(nofile);
+        let stale = self.table.take_unclaimed();
+        if !stale.is_empty() {
+            tracing::info!(
+                records = stale.len(),
+                "forgetting stored health of endpoints no NameService uses"
+            );
+        }
+        // Subscribed before the first probe, so no change goes unwritten.
+        let persister = store
+            .clone()
+            .map(|store| Persister::start(self.clone(), store, stale));
         let rt = Runtime {
             handle: Handle::current(),
             sem: Arc::new(Semaphore::new(cap)),
             epoch: Instant::now(),
             hub: Arc::downgrade(self),
         };
-        let streams;
-        {
-            let mut t = self.lock();
-            let stale: Vec<_> = t.restored.drain().flat_map(|(_, rs)| rs).collect();
-            if !stale.is_empty() {
-                tracing::info!(
-                    records = stale.len(),
-                    "forgetting stored health of endpoints no NameService uses"
-                );
-                t.removed.extend(stale);
-                self.flush.notify_one();
-            }
+        // With the table locked: a stream created concurrently is either here or
+        // created after the runtime is set (and spawned by its acquire), never both.
+        let streams = self.table.with_streams(|streams| {
             if self.prober.set(rt).is_err() {
                 panic!("HealthHub::start called twice");
             }
             let rt = self.prober.get().expect("just set");
-            for s in t.streams.values() {
-                rt.spawn(s);
-            }
-            streams = t.streams.len();
-        }
-        let (stop, stop_rx) = watch::channel(false);
-        let writer = store
-            .clone()
-            .map(|store| tokio::spawn(writer(self.clone(), store, stop_rx)));
+            streams.map(|s| rt.spawn(s)).count()
+        });
         tracing::info!(
             streams,
             max_in_flight = cap,
@@ -268,78 +261,7 @@ impl HealthHub {
         Prober {
             hub: self.clone(),
             store,
-            stop,
-            writer,
-        }
-    }
-
-    /// Writes the changed verdicts (every verdict with `all`) to `store`.
-    async fn write_to(&self, store: &Arc<dyn Store>, all: bool) -> Result<usize, StoreError> {
-        let (upsert, removed) = self.take_dirty(all);
-        if upsert.is_empty() && removed.is_empty() {
-            return Ok(0);
-        }
-        let n = upsert.len() + removed.len();
-        let store = store.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = store.save_health(&upsert, &removed);
-            (removed, r)
-        })
-        .await;
-        match joined {
-            Ok((_, Ok(()))) => {
-                self.stats.store_writes_ok.fetch_add(1, Ordering::Relaxed);
-                Ok(n)
-            }
-            Ok((removed, Err(e))) => {
-                self.stats
-                    .store_writes_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                self.requeue(removed);
-                Err(e)
-            }
-            Err(join) => {
-                self.stats
-                    .store_writes_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                self.requeue(Vec::new());
-                Err(StoreError::Decode {
-                    key: "health".into(),
-                    reason: format!("health write task failed: {join}"),
-                })
-            }
-        }
-    }
-}
-
-/// Writes changed verdicts as soon as something changes, then at most once per
-/// [`FLUSH_INTERVAL`]: a verdict change is durable within about a second without
-/// one store write per probe.
-async fn writer(hub: Arc<HealthHub>, store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = hub.flush.notified() => {}
-            _ = stop.changed() => return,
-        }
-        match hub.write_to(&store, false).await {
-            Ok(_) => {
-                if failing {
-                    tracing::info!("health state written to the store again");
-                }
-                failing = false;
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "cannot write health state to the store; will retry");
-                }
-                failing = true;
-                hub.flush.notify_one();
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(FLUSH_INTERVAL) => {}
-            _ = stop.changed() => return,
+            persister,
         }
     }
 }
@@ -349,18 +271,11 @@ impl Prober {
     /// counts and last probe times included) to the store.
     pub async fn shutdown(mut self) -> Result<(), StoreError> {
         self.hub.stopped.store(true, Ordering::Release);
-        {
-            let t = self.hub.lock();
-            for s in t.streams.values() {
-                s.abort();
-            }
+        for s in self.hub.table.streams() {
+            s.abort();
         }
-        let _ = self.stop.send(true);
-        if let Some(w) = self.writer.take() {
-            let _ = w.await;
-        }
-        if let Some(store) = &self.store {
-            let n = self.hub.write_to(store, true).await?;
+        if let (Some(p), Some(store)) = (self.persister.take(), &self.store) {
+            let n = p.shutdown(&self.hub, store).await?;
             tracing::debug!(records = n, "health state written at shutdown");
         }
         Ok(())

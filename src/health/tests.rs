@@ -146,13 +146,7 @@ async fn pending_until_proven_then_fails_over_and_recovers() {
     let vip = Vip::bind("127.0.0.1:0");
     let e = ep(vip.addr, 2, 2);
     let hub = Arc::new(HealthHub::new());
-    let changes = Arc::new(Mutex::new(Vec::new()));
-    let c2 = changes.clone();
-    hub.set_change_hook(move |c| {
-        c2.lock()
-            .unwrap()
-            .push((c.old, c.new, c.nameservices.clone()))
-    });
+    let mut events = hub.subscribe();
     let cell = hub.acquire(&e, Holder::new("app.example", "dc1"));
     assert_eq!(cell.get(), Health::Pending);
     let prober = hub.start(None);
@@ -187,8 +181,23 @@ async fn pending_until_proven_then_fails_over_and_recovers() {
     let vip = Vip::bind(&addr.to_string());
     assert!(eventually(Duration::from_secs(5), || cell.get() == Health::Healthy).await);
     assert!(eventually(Duration::from_millis(500), || vip.count() >= 2).await);
-    let got = changes.lock().unwrap().clone();
-    let app: Vec<Arc<str>> = vec!["app.example".into()];
+    // Each change left once, in order, as a verdict event naming its holders (and,
+    // in local mode, as this instance's own verdict first).
+    let mut got = Vec::new();
+    let mut local = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        match &*ev {
+            HealthEvent::Verdict(c) => {
+                assert_eq!(c.source, Source::Local);
+                assert_eq!(c.endpoint, e);
+                let names: Vec<&str> = c.nameservices().map(|n| &**n).collect();
+                got.push((c.old, c.new, names.join(",")));
+            }
+            HealthEvent::Local { health, .. } => local.push(*health),
+            _ => {}
+        }
+    }
+    let app = "app.example".to_string();
     assert_eq!(
         got,
         vec![
@@ -197,6 +206,7 @@ async fn pending_until_proven_then_fails_over_and_recovers() {
             (Health::Unhealthy, Health::Healthy, app),
         ]
     );
+    assert_eq!(local, [Health::Healthy, Health::Unhealthy, Health::Healthy]);
     let m = crate::metrics::render_one(hub.collector());
     assert!(
         m.contains("gslb_health_transitions_total{from=\"Healthy\",to=\"Unhealthy\"} 1\n"),
@@ -370,11 +380,12 @@ async fn verdicts_persist_coalesced_and_restore() {
 #[test]
 fn new_thresholds_on_a_known_stream_are_seeded() {
     let hub = HealthHub::new();
+    let mut events = hub.subscribe();
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let e31 = ep(addr, 3, 1);
     let c31 = hub.acquire(&e31, Holder::new("a.example", "dc1"));
     // Drive the stream by hand: three successes.
-    let stream = hub.lock().streams.values().next().unwrap().clone();
+    let stream = hub.table.streams()[0].clone();
     for _ in 0..3 {
         hub.record(&stream, &ProbeResult::Success, Duration::ZERO);
     }
@@ -411,20 +422,15 @@ fn new_thresholds_on_a_known_stream_are_seeded() {
     hub.release(&fresh, &h);
     assert!(hub.status(&fresh).is_none());
     assert_eq!(hub.probe_streams(), 1);
-    // Removed verdicts are deleted from the store at the next write.
-    let (_, removed) = hub.take_dirty(false);
-    assert_eq!(removed.len(), 2);
-}
-
-#[test]
-fn holder_summary_is_bounded() {
-    let holders: BTreeMap<Holder, u32> = (0..8)
-        .map(|i| (Holder::new(&format!("n{i}.example"), "dc1"), 1))
-        .collect();
-    assert_eq!(
-        holder_summary(&holders),
-        "n0.example/dc1, n1.example/dc1, n2.example/dc1, n3.example/dc1, n4.example/dc1 (+3 more)"
-    );
+    // Each verdict nobody holds any more leaves as a release (persistence deletes
+    // its record).
+    let mut released = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        if let HealthEvent::Released { endpoint } = &*ev {
+            released.push(*endpoint);
+        }
+    }
+    assert_eq!(released, [e31, fresh]);
 }
 
 /// A listener whose accept queue is full: its SYNs are never answered (a black hole).

@@ -162,15 +162,17 @@ fn locality(
     topology: &Topology,
     rng: &mut fastrand::Rng,
 ) -> (u64, u8) {
-    match topology.lookup(client.addr) {
-        // Nothing is known about the client: everyone, and a scope as wide as the
-        // question (the answer would be the same for any address in the source prefix
-        // that has no topology entry either).
-        None => (candidates, client.ecs_source_prefix.unwrap_or(0)),
-        Some((loc, prefix)) => (
-            nearest(entry, usize::from(v6), candidates, loc, rng),
-            prefix,
-        ),
+    // The ECS scope (CONTRACT §5): the widest block around the client that the
+    // topology decides as one, whatever the entry; only worked out for ECS queries.
+    let (found, scope) = if client.ecs_source_prefix.is_some() {
+        topology.lookup_scoped(client.addr)
+    } else {
+        (topology.lookup(client.addr), 0)
+    };
+    match found {
+        // Nothing is known about the client: everyone.
+        None => (candidates, scope),
+        Some((loc, _)) => (nearest(entry, usize::from(v6), candidates, loc, rng), scope),
     }
 }
 

@@ -75,7 +75,8 @@ fn topology(list: &[(&str, &str)]) -> Topology {
     Topology::new(
         list.iter()
             .map(|(cidr, loc)| {
-                let (a, p) = crate::config::parse_cidr(cidr).unwrap();
+                let net = crate::config::parse_cidr(cidr).unwrap();
+                let (a, p) = (net.addr(), net.prefix_len());
                 TopologyEntry {
                     addr: a,
                     prefix: p,
@@ -416,7 +417,7 @@ fn locality_cases() {
             Some(24),
             &[],
             &["10.0.0.1"],
-            24,
+            25,
         ),
         c(
             "same subzone, source address (no ECS)",
@@ -424,7 +425,7 @@ fn locality_cases() {
             None,
             &[],
             &["10.0.0.1"],
-            24,
+            0,
         ),
         c(
             "subzone down (its other target is disabled): same region/zone",
@@ -432,7 +433,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1"],
             &["10.0.0.2"],
-            24,
+            25,
         ),
         c(
             "longest prefix decides, scope is its length",
@@ -464,7 +465,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1", "10.0.0.2"],
             &["10.0.0.3"],
-            24,
+            25,
         ),
         c(
             "client with only a region: whole region",
@@ -480,7 +481,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1", "10.0.0.2", "10.0.0.3"],
             &["10.0.0.5"],
-            24,
+            25,
         ),
         c(
             "next failover region in order",
@@ -488,7 +489,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"],
             &["10.0.0.4"],
-            24,
+            25,
         ),
         c(
             "failover regions exhausted: everyone eligible",
@@ -496,7 +497,7 @@ fn locality_cases() {
             Some(24),
             &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"],
             &["10.0.0.6"],
-            24,
+            25,
         ),
         c(
             "no target in the client's region: failover",
@@ -523,12 +524,12 @@ fn locality_cases() {
             24,
         ),
         c(
-            "no topology match: everyone, scope = source prefix",
+            "no topology match: everyone, scope as wide as no entry reaches",
             "100.64.0.1",
             Some(22),
             &[],
             ALL_UP_V4,
-            22,
+            1,
         ),
         c(
             "no topology match without ECS",
@@ -541,10 +542,10 @@ fn locality_cases() {
         c(
             "IPv4-mapped source matches IPv4 entries",
             "::ffff:192.0.2.1",
-            None,
+            Some(120),
             &[],
             &["10.0.0.1"],
-            120,
+            121,
         ),
         c(
             "IPv6 client, IPv4 answer",
@@ -562,7 +563,7 @@ fn locality_cases() {
                 Some(24),
                 &[],
                 &["2001:db8::1"],
-                24,
+                25,
             )
         },
         Case {
@@ -586,7 +587,7 @@ fn locality_cases() {
                     "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6",
                 ],
                 &["10.0.0.1"],
-                24,
+                25,
             )
         },
         Case {
@@ -877,7 +878,8 @@ fn docs_locality_example_holds() {
         if line.starts_with("cidr") {
             cidr = Some(value());
         } else if line.starts_with("locality") {
-            let (addr, prefix) = crate::config::parse_cidr(&cidr.take().unwrap()).unwrap();
+            let net = crate::config::parse_cidr(&cidr.take().unwrap()).unwrap();
+            let (addr, prefix) = (net.addr(), net.prefix_len());
             entries.push(TopologyEntry {
                 addr,
                 prefix,
@@ -938,7 +940,7 @@ fn docs_locality_example_holds() {
         assert_eq!(sel.ecs_scope, scope, "dig +subnet={subnet}");
         digs += 1;
     }
-    assert_eq!(digs, 4);
+    assert_eq!(digs, 5);
 
     // The failure table, for the 10.1.2.0/24 client.
     let mut checked: Value = serde_json::from_str(body_text).unwrap();

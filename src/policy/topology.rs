@@ -56,8 +56,11 @@ trait Key: Copy + Ord + std::fmt::Debug {
     const ZERO: Self;
     const MAX: Self;
     fn add_one(self) -> Self;
+    fn sub_one(self) -> Self;
     /// The last address of the prefix `self/len` (host bits all ones).
     fn last_of(self, len: u8) -> Self;
+    /// The first address of the prefix `self/len` (host bits all zeros).
+    fn first_of(self, len: u8) -> Self;
 }
 
 macro_rules! key {
@@ -70,8 +73,16 @@ macro_rules! key {
                 self + 1
             }
             #[inline]
+            fn sub_one(self) -> Self {
+                self - 1
+            }
+            #[inline]
             fn last_of(self, len: u8) -> Self {
                 self | <$t>::MAX.checked_shr(u32::from(len)).unwrap_or(0)
+            }
+            #[inline]
+            fn first_of(self, len: u8) -> Self {
+                self & !<$t>::MAX.checked_shr(u32::from(len)).unwrap_or(0)
             }
         }
     };
@@ -141,6 +152,34 @@ impl<K: Key> RangeTable<K> {
         let i = self.starts.partition_point(|&s| s <= key);
         if i == 0 { NONE } else { self.labels[i - 1] }
     }
+
+    /// [`RangeTable::lookup`], plus the shortest prefix length `L` (of a `bits`-bit
+    /// family) such that the whole block `key/L` lies in the range of `key`, so that
+    /// every address of the block gets the same entry (or none). Ranges with equal
+    /// labels are merged at build time, so "inside one range" is exactly "one entry".
+    #[inline]
+    fn lookup_scoped(&self, key: K, bits: u8) -> (u32, u8) {
+        let i = self.starts.partition_point(|&s| s <= key);
+        if i == 0 {
+            // Only an empty table (never built) has no range at 0.
+            return (NONE, 0);
+        }
+        let first = self.starts[i - 1];
+        // The range ends where the next one starts, or at the end of the space.
+        let last = self.starts.get(i).map_or(K::MAX, |&s| s.sub_one());
+        // The block key/L shrinks as L grows: the smallest L whose block fits is
+        // found by bisection (at L = bits the block is `key` alone, which fits).
+        let (mut lo, mut hi) = (0u8, bits);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if key.first_of(mid) >= first && key.last_of(mid) <= last {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        (self.labels[i - 1], lo)
+    }
 }
 
 /// The topology table. Lookups return the locality and the prefix length of the entry
@@ -190,14 +229,12 @@ impl Topology {
             labels.push((loc, canon.1));
             match canon {
                 (IpAddr::V4(a), p) => {
-                    let p = p.min(32);
-                    let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
-                    v4.push((u32::from(a) & mask, p, label));
+                    let n = ipnet::Ipv4Net::new_assert(a, p.min(32));
+                    v4.push((u32::from(n.network()), n.prefix_len(), label));
                 }
                 (IpAddr::V6(a), p) => {
-                    let p = p.min(128);
-                    let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
-                    v6.push((u128::from(a) & mask, p, label));
+                    let n = ipnet::Ipv6Net::new_assert(a, p.min(128));
+                    v6.push((u128::from(n.network()), n.prefix_len(), label));
                 }
             }
         }
@@ -236,6 +273,42 @@ impl Topology {
         }
         let (loc, prefix) = self.labels[label as usize];
         Some((&self.localities[loc as usize], prefix + offset))
+    }
+
+    /// [`Topology::lookup`], plus the ECS SCOPE PREFIX-LENGTH of an answer decided
+    /// for `addr` (CONTRACT §5, RFC 7871 §7.2.1): the shortest length `L` such that
+    /// every address of the block `addr/L` gets the same topology entry, or none.
+    /// It is never shorter than the deciding entry's length, longer when a more
+    /// specific entry lies inside it, and it may be longer than the query's source
+    /// prefix (a more specific entry inside the block asked about). For an
+    /// IPv4-mapped IPv6 address it is 96 + the IPv4 length: the mapped block is
+    /// never widened into the IPv6 table.
+    #[inline]
+    pub fn lookup_scoped(&self, addr: IpAddr) -> (Option<(&Locality, u8)>, u8) {
+        let (label, offset, scope) = match addr {
+            IpAddr::V4(a) => {
+                let (l, s) = self.v4.lookup_scoped(u32::from(a), 32);
+                (l, 0, s)
+            }
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => {
+                    let (l, s) = self.v4.lookup_scoped(u32::from(v4), 32);
+                    (l, 96, s + 96)
+                }
+                None => {
+                    let (l, s) = self.v6.lookup_scoped(u128::from(a), 128);
+                    (l, 0, s)
+                }
+            },
+        };
+        if label == NONE {
+            return (None, scope);
+        }
+        let (loc, prefix) = self.labels[label as usize];
+        (
+            Some((&self.localities[loc as usize], prefix + offset)),
+            scope,
+        )
     }
 }
 
@@ -443,6 +516,217 @@ mod tests {
             }
             let got = t.lookup(IpAddr::V6(addr)).map(|(l, p)| (l.to_string(), p));
             assert_eq!(got, want, "key {addr}");
+        }
+    }
+
+    fn scope(t: &Topology, addr: &str) -> (Option<String>, u8) {
+        let (m, s) = t.lookup_scoped(addr.parse().unwrap());
+        (m.map(|(l, _)| l.to_string()), s)
+    }
+
+    #[test]
+    fn ecs_scope_of_nested_entries() {
+        // The case a resolver exposed (issue 10): an east /16 with a west /24 inside.
+        let t = topo(&[
+            ("10.2.0.0/16", "us-east"),
+            ("10.2.3.0/24", "us-west"),
+            ("10.9.9.128/25", "eu"),
+            ("2001:db8::/32", "v6/outer"),
+            ("2001:db8:0:100::/56", "v6/inner"),
+        ]);
+        let east = Some("us-east".to_string());
+        // 10.2.9.0 is east, but the /16 holds the west /24: the widest block
+        // around it that is all east is 10.2.8.0/21.
+        assert_eq!(scope(&t, "10.2.9.0"), (east.clone(), 21));
+        // Right next to the west /24: only its own /24 is all east; further down,
+        // 10.2.0.0/23 is.
+        assert_eq!(scope(&t, "10.2.2.0"), (east.clone(), 24));
+        assert_eq!(scope(&t, "10.2.0.0"), (east.clone(), 23));
+        assert_eq!(scope(&t, "10.2.4.0"), (east.clone(), 22));
+        assert_eq!(scope(&t, "10.2.128.0"), (east.clone(), 17));
+        // Inside the west /24: exactly the entry.
+        assert_eq!(scope(&t, "10.2.3.0"), (Some("us-west".into()), 24));
+        // No entry, but an entry inside the client's /24: scope 25, longer than
+        // the source prefix.
+        assert_eq!(scope(&t, "10.9.9.0"), (None, 25));
+        // No entry anywhere near: as wide as the blocks without entries go
+        // (0.0.0.0/5 ends at 7.255.255.255; 0.0.0.0/4 would hold 10.2.0.0/16).
+        assert_eq!(scope(&t, "1.2.3.0"), (None, 5));
+        assert_eq!(scope(&t, "192.0.2.0"), (None, 1));
+        // IPv6: outer /32 with an inner /56.
+        let outer = Some("v6/outer".to_string());
+        assert_eq!(scope(&t, "2001:db8:0:200::"), (outer.clone(), 55));
+        assert_eq!(scope(&t, "2001:db8:1::"), (outer.clone(), 48));
+        assert_eq!(scope(&t, "2001:db8:0:ff::"), (outer, 56));
+        assert_eq!(scope(&t, "2001:db8:0:100::"), (Some("v6/inner".into()), 56));
+        // IPv4-mapped: the IPv4 scope, offset by 96.
+        assert_eq!(scope(&t, "::ffff:10.2.9.0"), (east, 96 + 21));
+        // Empty topology: nothing decides anything.
+        assert_eq!(scope(&Topology::default(), "10.0.0.1"), (None, 0));
+        assert_eq!(scope(&topo(&[]), "2001:db8::1"), (None, 0));
+    }
+
+    /// Brute force over the topology: is every address of `first..=last` decided by
+    /// the same entry (or none)? The longest-prefix match only changes where an
+    /// entry starts or ends, so checking the block's first address and every entry
+    /// boundary inside the block is checking every address.
+    fn uniform(entries: &[(u32, u8)], first: u32, last: u32) -> bool {
+        let at = reference(entries, first);
+        entries.iter().all(|&(a, p)| {
+            let end = a | u32::MAX.checked_shr(u32::from(p)).unwrap_or(0);
+            let mut edges = vec![a];
+            if let Some(after) = end.checked_add(1) {
+                edges.push(after);
+            }
+            edges
+                .into_iter()
+                .filter(|&x| x > first && x <= last)
+                .all(|x| reference(entries, x) == at)
+        })
+    }
+
+    /// The scope rule by brute force: the shortest L whose block is uniform.
+    fn reference_scope(entries: &[(u32, u8)], key: u32) -> u8 {
+        (0..=32u8)
+            .find(|&l| {
+                let mask = u32::MAX.checked_shl(32 - u32::from(l)).unwrap_or(0);
+                uniform(entries, key & mask, key | !mask)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn ecs_scope_matches_brute_force() {
+        let mut rng = fastrand::Rng::with_seed(99);
+        for round in 0..40 {
+            // Few distinct bits so that entries nest, touch and repeat often.
+            let n = rng.usize(0..60);
+            let entries: Vec<(u32, u8)> = (0..n)
+                .map(|_| {
+                    let p = rng.u8(0..=32);
+                    let a = (rng.u32(..) & 0xF0F0_0F0F)
+                        & u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+                    (a, p)
+                })
+                .collect();
+            // Dedup as the config does (a CIDR listed twice is refused there).
+            let mut entries_unique: Vec<(u32, u8)> = Vec::new();
+            for e in entries {
+                if !entries_unique.contains(&e) {
+                    entries_unique.push(e);
+                }
+            }
+            let entries = entries_unique;
+            let n = entries.len();
+            let t = Topology::new(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(a, p))| TopologyEntry {
+                        addr: IpAddr::V4(a.into()),
+                        prefix: p,
+                        locality: Locality::parse(&format!("e{i}")).unwrap(),
+                    })
+                    .collect(),
+            );
+            for _ in 0..300 {
+                // A client block: an address with a source prefix, host bits zero,
+                // as ECS sends it; sources shorter and longer than the entries.
+                let source = rng.u8(0..=32);
+                let raw = if n > 0 && rng.bool() {
+                    let (a, p) = entries[rng.usize(..n)];
+                    let last = a | u32::MAX.checked_shr(u32::from(p)).unwrap_or(0);
+                    [a, last, a.wrapping_sub(1), last.wrapping_add(1)][rng.usize(..4)]
+                } else {
+                    rng.u32(..) & 0xF0F0_0F0F
+                };
+                let key = raw & u32::MAX.checked_shl(32 - u32::from(source)).unwrap_or(0);
+                let (got, got_scope) = t.lookup_scoped(IpAddr::V4(key.into()));
+                let want = reference(&entries, key);
+                assert_eq!(
+                    got.map(|(l, p)| (l.to_string(), p)),
+                    want.map(|i| (format!("e{i}"), entries[i].1)),
+                    "round {round}, key {key:#x}"
+                );
+                let want_scope = reference_scope(&entries, key);
+                assert_eq!(
+                    got_scope, want_scope,
+                    "round {round}, key {key:#x}, {entries:?}"
+                );
+                // Never wider than the entry that decided.
+                if let Some(i) = want {
+                    assert!(got_scope >= entries[i].1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ecs_scope_ipv6_matches_brute_force() {
+        // The IPv6 table is the same code over u128; check it on entries that only
+        // differ in a few bits, against the same brute force lifted to 128 bits.
+        let mut rng = fastrand::Rng::with_seed(5);
+        let bits_mask: u128 = 0xF000_0000_0000_0000_0F00_0000_0000_00F0;
+        for _ in 0..20 {
+            let n = rng.usize(1..30);
+            let mut entries: Vec<(u128, u8)> = Vec::new();
+            for _ in 0..n {
+                let p = rng.u8(0..=128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+                let e = ((rng.u128(..) & bits_mask) & mask, p);
+                if !entries.contains(&e) {
+                    entries.push(e);
+                }
+            }
+            let t = Topology::new(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(a, p))| TopologyEntry {
+                        addr: IpAddr::V6(a.into()),
+                        prefix: p,
+                        locality: Locality::parse(&format!("e{i}")).unwrap(),
+                    })
+                    .collect(),
+            );
+            let lpm = |key: u128| -> Option<usize> {
+                let mut best: Option<(usize, u8)> = None;
+                for (i, &(a, p)) in entries.iter().enumerate() {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+                    if key & mask == a && best.is_none_or(|(_, bp)| p > bp) {
+                        best = Some((i, p));
+                    }
+                }
+                best.map(|(i, _)| i)
+            };
+            for _ in 0..100 {
+                let key = rng.u128(..) & bits_mask;
+                let addr = std::net::Ipv6Addr::from(key);
+                if addr.to_ipv4_mapped().is_some() {
+                    continue;
+                }
+                let want_scope = (0..=128u8)
+                    .find(|&l| {
+                        let mask = u128::MAX.checked_shl(128 - u32::from(l)).unwrap_or(0);
+                        let (first, last) = (key & mask, key | !mask);
+                        let at = lpm(first);
+                        entries.iter().all(|&(a, p)| {
+                            let end = a | u128::MAX.checked_shr(u32::from(p)).unwrap_or(0);
+                            [Some(a), end.checked_add(1)]
+                                .into_iter()
+                                .flatten()
+                                .filter(|&x| x > first && x <= last)
+                                .all(|x| lpm(x) == at)
+                        })
+                    })
+                    .unwrap();
+                let (got, got_scope) = t.lookup_scoped(IpAddr::V6(addr));
+                assert_eq!(
+                    got.map(|(l, _)| l.to_string()),
+                    lpm(key).map(|i| format!("e{i}"))
+                );
+                assert_eq!(got_scope, want_scope, "{addr} in {entries:?}");
+            }
         }
     }
 

@@ -34,9 +34,9 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -123,7 +123,7 @@ pub(super) struct Committer {
     pub store: Arc<dyn Store>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub health: Arc<HealthHub>,
-    pub conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
+    pub status: Arc<status::Book>,
     /// Stored names that no served zone can hold now: not served, kept until a write
     /// or a change of zones places them (or they are deleted).
     pub parked: HashMap<Arc<str>, (Arc<NameService>, u64)>,
@@ -439,25 +439,16 @@ impl Committer {
             }
         }
         let now = crate::timefmt::now_unix();
-        let mut memos = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
         for ((name, s), served) in changed.iter().zip(served) {
             match (&s.after, served) {
-                (Some((spec, _)), true) => {
-                    let memo = memos.entry(name.clone()).or_insert_with(|| {
-                        // Loaded with health restored from the store: the condition
-                        // is dated by the verdicts' own changes.
-                        if s.before.is_none() {
-                            status::ReadyMemo::restored(spec, &health, now)
-                        } else {
-                            status::ReadyMemo::initial(now)
-                        }
-                    });
-                    // A new set of targets may change the reason right now.
-                    status::compute(spec, &health, memo, now);
+                // Loaded with health restored from the store: the condition is
+                // dated by the verdicts' own changes.
+                (Some((spec, _)), true) if s.before.is_none() => {
+                    self.status.restore(spec, &health, now)
                 }
-                _ => {
-                    memos.remove(&**name);
-                }
+                // A new set of targets may change the reason right now.
+                (Some((spec, _)), true) => self.status.refresh(spec, &health, now),
+                _ => self.status.forget(name),
             }
         }
     }

@@ -131,14 +131,14 @@ impl EtcdSide {
         Ok(current.map_or(Expect::Absent, Expect::Revision))
     }
 
-    /// Writes `spec` through etcd; on success returns (created, revision), once
-    /// `apply` has applied it here.
+    /// Writes `spec` through etcd; on success returns (created, changed, revision),
+    /// once `apply` has applied it here.
     pub(super) async fn put(
         &self,
         spec: &Arc<NameService>,
         cond: &Precondition,
         apply: impl AsyncFnOnce(Incoming) -> Result<(), RegistryError>,
-    ) -> Result<(bool, u64), RegistryError> {
+    ) -> Result<(bool, bool, u64), RegistryError> {
         self.check_reachable()?;
         let name = spec.name.as_str();
         let expect = self.expect(name, cond).await?;
@@ -149,9 +149,9 @@ impl EtcdSide {
             .put(name, value, expect)
             .await
             .map_err(|e| unavailable(&e))?;
-        let (created, revision) = match written {
-            Written::Done { revision, existed } => (!existed, revision),
-            Written::Unchanged { mod_revision } => (false, mod_revision),
+        let (created, changed, revision) = match written {
+            Written::Done { revision, existed } => (!existed, true, revision),
+            Written::Unchanged { mod_revision } => (false, false, mod_revision),
             Written::Failed { current } => {
                 return Err(cond.check(current).err().unwrap_or_else(|| {
                     RegistryError::PreconditionFailed(
@@ -166,7 +166,7 @@ impl EtcdSide {
             revision,
         })
         .await?;
-        Ok((created, revision))
+        Ok((created, changed, revision))
     }
 
     /// Deletes `name` through etcd, then applies the deletion here.

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 pub use status::{Condition, Status, TargetStatus};
 
-use crate::health::{HealthChange, HealthHub};
+use crate::health::{HealthEvent, HealthHub};
 use crate::model::NameService;
 use crate::policy::Topology;
 use crate::snapshot::{ServiceMap, Snapshot};
@@ -157,6 +157,9 @@ pub struct View {
 #[derive(Debug)]
 pub struct PutOutcome {
     pub created: bool,
+    /// False when the PUT held exactly what was published (nothing was written).
+    /// (Two identical PUTs decided in one group commit both say true.)
+    pub changed: bool,
     pub view: View,
 }
 
@@ -188,7 +191,7 @@ pub struct Registry {
     etcd: Option<Arc<etcd::EtcdSide>>,
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
-    conditions: Arc<Mutex<HashMap<Arc<str>, status::ReadyMemo>>>,
+    status: Arc<status::Book>,
 }
 
 impl Registry {
@@ -239,13 +242,13 @@ impl Registry {
             unloaded,
         }));
         let revision = Arc::new(AtomicU64::new(0));
-        let conditions = Arc::new(Mutex::new(HashMap::new()));
+        let book = Arc::new(status::Book::default());
         let mut committer = commit::Committer {
             revision: revision.clone(),
             store: store.clone(),
             snapshot: snapshot.clone(),
             health: health.clone(),
-            conditions: conditions.clone(),
+            status: book.clone(),
             parked: HashMap::new(),
             tombstones: HashMap::new(),
             retired: Vec::new(),
@@ -277,29 +280,48 @@ impl Registry {
             commits: Arc::new(Mutex::new(Some(tx))),
             etcd,
             committer: Some(committer),
-            conditions,
+            status: book,
         })
     }
 
-    /// Records Ready transitions as health changes happen (rather than when someone
-    /// happens to read the status), so `lastTransitionTime` is the time of the change.
-    pub fn watch_health(self: &Arc<Self>) {
+    /// Follows the health events from now on: every verdict change refreshes the
+    /// Ready condition of the NameServices holding it, dated by the change (rather
+    /// than by whoever reads the status next). Call inside the runtime, before the
+    /// prober starts; the task ends with the registry.
+    pub fn follow_health(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut events = self.health.subscribe();
         let me = Arc::downgrade(self);
-        self.health.set_change_hook(move |c| {
-            if let Some(r) = me.upgrade() {
-                r.health_changed(c);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let event = events.recv().await;
+                let Some(r) = me.upgrade() else { return };
+                match event {
+                    Ok(e) => {
+                        if let HealthEvent::Verdict(c) = &*e {
+                            let snap = r.snapshot.load();
+                            for name in c.nameservices() {
+                                if let Some(entry) = snap.service(name) {
+                                    r.status.refresh(&entry.spec, &r.health, c.at());
+                                }
+                            }
+                        }
+                    }
+                    // Events were lost: bring every condition up to date, now.
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            lost = n,
+                            "health events lost; refreshing every Ready condition"
+                        );
+                        let now = crate::timefmt::now_unix();
+                        for (_, entry) in r.snapshot.load().services.iter() {
+                            r.status.refresh(&entry.spec, &r.health, now);
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                }
             }
-        });
-    }
-
-    fn health_changed(&self, change: &HealthChange) {
-        let snap = self.snapshot.load();
-        let mut memos = self.lock_conditions();
-        for name in &change.nameservices {
-            if let (Some(entry), Some(memo)) = (snap.service(name), memos.get_mut(&**name)) {
-                status::compute(&entry.spec, &self.health, memo, change.at);
-            }
-        }
+        })
     }
 
     /// The handle DNS workers load snapshots from.
@@ -350,13 +372,14 @@ impl Registry {
             // Placement first: a write this instance could not serve is refused
             // before it reaches the shared registry.
             self.check_placement(&spec.name)?;
-            let (created, revision) = side
+            let (created, changed, revision) = side
                 .put(&spec, &cond, async |inc| {
                     etcd::apply(&self.commits, vec![inc], 0, false).await
                 })
                 .await?;
             return Ok(PutOutcome {
                 created,
+                changed,
                 view: self.view(&spec, revision),
             });
         }
@@ -406,6 +429,7 @@ impl Registry {
         let existing = snap.service(&spec.name)?;
         (*existing.spec == **spec).then(|| PutOutcome {
             created: false,
+            changed: false,
             view: self.view(&existing.spec, existing.revision),
         })
     }
@@ -414,6 +438,7 @@ impl Registry {
         match applied {
             commit::Applied::Put { created, revision } => PutOutcome {
                 created,
+                changed: true,
                 view: self.view(spec, revision),
             },
             commit::Applied::Deleted { .. } => unreachable!("a PUT is never a deletion"),
@@ -431,10 +456,6 @@ impl Registry {
             .and_then(|tx| tx.send(commit::Request::Write { op, reply }).ok())
             .ok_or_else(RegistryError::committer_gone)?;
         Ok(rx)
-    }
-
-    fn lock_conditions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, status::ReadyMemo>> {
-        self.conditions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This instance's name.
@@ -555,6 +576,35 @@ impl Registry {
         specs.iter().map(|(s, r)| self.view(s, *r)).collect()
     }
 
+    /// One page of the NameServices sorted by name: at most `limit` of those whose
+    /// name sorts after `after`, and the name to continue after when more remain.
+    /// A name-based cursor: a page never repeats or skips a name that exists for
+    /// the whole listing, however many writes happen between pages.
+    pub fn list_page(&self, after: Option<&str>, limit: usize) -> (Vec<View>, Option<String>) {
+        let snap = self.snapshot.load();
+        let mut entries: Vec<&Arc<crate::snapshot::ServiceEntry>> = snap
+            .services
+            .iter()
+            .filter(|(name, _)| after.is_none_or(|a| *name > a))
+            .map(|(_, e)| e)
+            .collect();
+        let more = entries.len() > limit;
+        if more {
+            // Only the first `limit` by name are needed: partition, then sort those.
+            entries.select_nth_unstable_by(limit, |a, b| a.spec.name.cmp(&b.spec.name));
+            entries.truncate(limit);
+        }
+        entries.sort_unstable_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        let next = more
+            .then(|| entries.last().map(|e| e.spec.name.clone()))
+            .flatten();
+        let views = entries
+            .iter()
+            .map(|e| self.view(&e.spec, e.revision))
+            .collect();
+        (views, next)
+    }
+
     /// How many NameServices are served.
     pub fn len(&self) -> usize {
         self.snapshot.load().services.len()
@@ -565,16 +615,9 @@ impl Registry {
     }
 
     fn view(&self, spec: &Arc<NameService>, revision: u64) -> View {
-        let mut memos = self.lock_conditions();
-        let memo = match memos.get_mut(spec.name.as_str()) {
-            Some(m) => m,
-            None => memos
-                .entry(spec.name.as_str().into())
-                .or_insert_with(|| status::ReadyMemo::initial(crate::timefmt::now_unix())),
-        };
         View {
             spec: spec.clone(),
-            status: status::compute(spec, &self.health, memo, crate::timefmt::now_unix()),
+            status: self.status.view(spec, &self.health),
             revision,
         }
     }

@@ -1,5 +1,8 @@
 //! The `status` block of a NameService: per-target health and the Ready condition.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use serde::Serialize;
 
 use crate::health::{Health, HealthHub};
@@ -35,93 +38,151 @@ pub struct Status {
     pub targets: Vec<TargetStatus>,
 }
 
-/// The last Ready verdict seen for a NameService and when it last changed.
+/// The last Ready reason computed for a NameService and when it last changed.
 #[derive(Debug, Clone)]
-pub(crate) struct ReadyMemo {
+struct ReadyMemo {
     reason: &'static str,
     since: u64,
 }
 
-impl ReadyMemo {
-    pub(crate) fn initial(now: u64) -> Self {
-        Self {
-            reason: "",
-            since: now,
+/// The Ready conditions of every NameService.
+///
+/// **Architecture Invariant:** a condition is computed in one place,
+/// [`Book::refresh`], when something it depends on changes — the committer calls it
+/// for every NameService it publishes, the health follower
+/// ([`super::Registry::follow_health`]) for every NameService a verdict change
+/// names — so `lastTransitionTime` is the time of the change. Reading the status
+/// (GET, list) never writes.
+#[derive(Debug, Default)]
+pub(crate) struct Book {
+    memos: Mutex<HashMap<Arc<str>, ReadyMemo>>,
+}
+
+/// One target's status and when its verdict last changed.
+struct Row {
+    status: TargetStatus,
+    enabled: bool,
+    last_change_time: Option<u64>,
+}
+
+impl Book {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, ReadyMemo>> {
+        self.memos.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the Ready condition of `spec` now: a change of its reason is dated
+    /// `at` (the time of the health change or of the write that caused it).
+    pub fn refresh(&self, spec: &NameService, health: &HealthHub, at: u64) {
+        let rows = rows(spec, health);
+        let (_, reason, _) = ready(&rows);
+        let mut memos = self.lock();
+        match memos.get_mut(spec.name.as_str()) {
+            Some(m) if m.reason == reason => {}
+            Some(m) => {
+                m.reason = reason;
+                m.since = at;
+            }
+            None => {
+                memos.insert(spec.name.as_str().into(), ReadyMemo { reason, since: at });
+            }
         }
     }
 
-    /// The memo of a NameService loaded at startup, whose targets' verdicts may have
-    /// been restored from the store: the condition is dated by the latest verdict
-    /// change among its enabled targets (the change that set the current reason, as
-    /// far as can be known without storing conditions), else now.
-    pub(crate) fn restored(spec: &NameService, health: &HealthHub, now: u64) -> Self {
-        let since = spec
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.enabled)
-            .filter_map(|(i, _)| health.status(&spec.endpoint(i)?)?.last_change_time)
-            .max()
-            .map_or(now, |t| t.min(now));
-        let mut memo = Self { reason: "", since };
-        compute(spec, health, &mut memo, now);
-        memo
+    /// The condition of a NameService loaded at startup, whose targets' verdicts may
+    /// have been restored from the store: dated by the latest verdict change among
+    /// its enabled targets (the change that set the current reason, as far as can be
+    /// known without storing conditions), else `now`.
+    pub fn restore(&self, spec: &NameService, health: &HealthHub, now: u64) {
+        let rows = rows(spec, health);
+        let since = latest_change(&rows).map_or(now, |t| t.min(now));
+        self.lock().remove(spec.name.as_str());
+        self.refresh(spec, health, since);
+    }
+
+    /// Forgets a deleted NameService.
+    pub fn forget(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    /// The status of `spec` now. Read-only: a health change whose event is still on
+    /// its way to the follower shows its reason already, dated by the verdict change
+    /// (what the follower is about to record).
+    pub fn view(&self, spec: &NameService, health: &HealthHub) -> Status {
+        let rows = rows(spec, health);
+        let (status, reason, message) = ready(&rows);
+        let memo = self.lock().get(spec.name.as_str()).cloned();
+        let since = match memo {
+            Some(m) if m.reason == reason => m.since,
+            _ => latest_change(&rows).unwrap_or_else(crate::timefmt::now_unix),
+        };
+        Status {
+            conditions: vec![Condition {
+                kind: "Ready",
+                status,
+                reason,
+                message,
+                last_transition_time: rfc3339(since),
+            }],
+            targets: rows.into_iter().map(|r| r.status).collect(),
+        }
     }
 }
 
-/// The status of `spec` now; records in `memo` a change of the Ready reason as
-/// happening at `now` (the time of the health change when called from the change
-/// hook).
-pub(crate) fn compute(
-    spec: &NameService,
-    health: &HealthHub,
-    memo: &mut ReadyMemo,
-    now: u64,
-) -> Status {
-    let targets: Vec<TargetStatus> = spec
-        .targets
+/// The latest verdict change among the enabled targets.
+fn latest_change(rows: &[Row]) -> Option<u64> {
+    rows.iter()
+        .filter(|r| r.enabled)
+        .filter_map(|r| r.last_change_time)
+        .max()
+}
+
+fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
+    spec.targets
         .iter()
         .enumerate()
         .map(|(i, t)| {
             let st = spec.endpoint(i).and_then(|ep| health.status(&ep));
-            match st {
-                None if spec.health_check.is_none() => TargetStatus {
-                    name: t.name.clone(),
-                    address: t.address.to_string(),
-                    health: Health::Unchecked,
-                    consecutive_failures: 0,
-                    consecutive_successes: 0,
-                    last_probe_time: None,
-                    last_error: None,
-                },
-                None => TargetStatus {
-                    name: t.name.clone(),
-                    address: t.address.to_string(),
-                    health: Health::Pending,
-                    consecutive_failures: 0,
-                    consecutive_successes: 0,
-                    last_probe_time: None,
-                    last_error: None,
-                },
-                Some(s) => TargetStatus {
-                    name: t.name.clone(),
-                    address: t.address.to_string(),
-                    health: s.health,
-                    consecutive_failures: s.consecutive_failures,
-                    consecutive_successes: s.consecutive_successes,
-                    last_probe_time: s.last_probe_time.map(rfc3339),
-                    last_error: s.last_error,
-                },
+            let blank = |health| TargetStatus {
+                name: t.name.clone(),
+                address: t.address.to_string(),
+                health,
+                consecutive_failures: 0,
+                consecutive_successes: 0,
+                last_probe_time: None,
+                last_error: None,
+            };
+            let (status, last_change_time) = match st {
+                None if spec.health_check.is_none() => (blank(Health::Unchecked), None),
+                None => (blank(Health::Pending), None),
+                Some(s) => (
+                    TargetStatus {
+                        name: t.name.clone(),
+                        address: t.address.to_string(),
+                        health: s.health,
+                        consecutive_failures: s.consecutive_failures,
+                        consecutive_successes: s.consecutive_successes,
+                        last_probe_time: s.last_probe_time.map(rfc3339),
+                        last_error: s.last_error,
+                    },
+                    s.last_change_time,
+                ),
+            };
+            Row {
+                status,
+                enabled: t.enabled,
+                last_change_time,
             }
         })
-        .collect();
+        .collect()
+}
 
-    // Drained targets do not count towards readiness.
-    let enabled: Vec<&TargetStatus> = targets
+/// The Ready condition's status, reason and message, over the enabled targets
+/// (drained targets do not count towards readiness).
+fn ready(rows: &[Row]) -> (&'static str, &'static str, String) {
+    let enabled: Vec<&TargetStatus> = rows
         .iter()
-        .zip(&spec.targets)
-        .filter(|(_, t)| t.enabled)
-        .map(|(s, _)| s)
+        .filter(|r| r.enabled)
+        .map(|r| &r.status)
         .collect();
     let total = enabled.len();
     let up = enabled.iter().filter(|s| s.health.is_up()).count();
@@ -138,25 +199,10 @@ pub(crate) fn compute(
     } else {
         ("False", "NoHealthyTargets")
     };
-    if memo.reason != reason {
-        if !memo.reason.is_empty() {
-            memo.since = now;
-        }
-        memo.reason = reason;
-    }
     let message = if pending > 0 && up == 0 {
         format!("{pending} of {total} enabled targets awaiting their first health verdict")
     } else {
         format!("{up} of {total} targets healthy")
     };
-    Status {
-        conditions: vec![Condition {
-            kind: "Ready",
-            status,
-            reason,
-            message,
-            last_transition_time: rfc3339(memo.since),
-        }],
-        targets,
-    }
+    (status, reason, message)
 }

@@ -15,6 +15,9 @@ struct Fixture {
     registry: Arc<Registry>,
     hub: Arc<HealthHub>,
     dir: std::path::PathBuf,
+    /// Runs the health follower (the tests themselves block, as API handlers do
+    /// on their own threads).
+    _rt: tokio::runtime::Runtime,
 }
 
 impl Drop for Fixture {
@@ -45,8 +48,21 @@ fn fixture(tag: &str) -> Fixture {
         )
         .unwrap(),
     );
-    registry.watch_health();
-    Fixture { registry, hub, dir }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    {
+        let _in = rt.enter();
+        registry.follow_health();
+    }
+    Fixture {
+        registry,
+        hub,
+        dir,
+        _rt: rt,
+    }
 }
 
 fn ns(name: &str, port: u16, failure: u32) -> NameService {
@@ -149,7 +165,7 @@ fn reopening_restores_verdicts_and_the_ready_date() {
     f.hub.feed(&eps[0], ProbeResult::Success);
     let before = ready_of(&f.registry, "a.hc.example");
     assert_eq!(before.reason, "SomeTargetsUnhealthy");
-    let (records, _) = f.hub.take_dirty(true);
+    let records = f.hub.records(None);
     assert_eq!(records.len(), 2);
 
     std::thread::sleep(Duration::from_millis(1100));
@@ -228,4 +244,37 @@ fn startup_applies_the_same_placement_checks_as_a_write() {
     ));
     assert_eq!(store.load_all().unwrap().len(), 2);
     assert_eq!(r.revision(), 4);
+}
+
+#[test]
+fn the_follower_dates_a_reason_by_the_change_that_set_it() {
+    let f = fixture("follow");
+    let r = &f.registry;
+    let mut a = ns("a.hc.example", 443, 1);
+    a.targets.push(a.targets[1].clone());
+    a.targets[2].name = "dc3".into();
+    a.targets[2].address = "127.0.0.3".parse().unwrap();
+    a.targets[2].probe_address = a.targets[2].address;
+    let eps: Vec<Endpoint> = (0..3).map(|i| a.endpoint(i).unwrap()).collect();
+    r.put(a).unwrap();
+    for e in &eps {
+        f.hub.feed(e, ProbeResult::Success);
+    }
+    let now = || crate::timefmt::rfc3339(crate::timefmt::now_unix());
+    std::thread::sleep(Duration::from_millis(1100));
+    // dc3 goes down: SomeTargetsUnhealthy from now, recorded by the follower
+    // without anyone reading the status.
+    let t0 = now();
+    f.hub.feed(&eps[2], ProbeResult::Refused);
+    let t1 = now();
+    std::thread::sleep(Duration::from_millis(1100));
+    // dc2 goes down too: the reason stays, and so does its date.
+    f.hub.feed(&eps[1], ProbeResult::Refused);
+    std::thread::sleep(Duration::from_millis(200));
+    let some = ready_of(r, "a.hc.example");
+    assert_eq!(some.reason, "SomeTargetsUnhealthy");
+    assert!(
+        t0 <= some.last_transition_time && some.last_transition_time <= t1,
+        "{some:?} not in [{t0}, {t1}]"
+    );
 }

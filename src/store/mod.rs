@@ -98,8 +98,13 @@ pub struct StoredHealth {
     pub failure_threshold: u32,
     #[serde(default)]
     pub success_threshold: u32,
-    /// "Pending", "Healthy" or "Unhealthy".
+    /// "Pending", "Healthy" or "Unhealthy": the verdict the answers used.
     pub health: String,
+    /// This instance's own verdict from its probes, when it differs in kind from
+    /// `health` (with `[health] quorum = "majority"` the fleet decides `health`);
+    /// absent in records written before quorums existed: then it is `health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_health: Option<String>,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
     pub last_probe_time: Option<u64>,

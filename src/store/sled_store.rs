@@ -911,6 +911,7 @@ mod tests {
             failure_threshold: 3,
             success_threshold: 1,
             health: "Healthy".into(),
+            local_health: Some("Unhealthy".into()),
             consecutive_failures: 0,
             consecutive_successes: 4,
             last_probe_time: Some(1),

@@ -359,12 +359,18 @@ fn parse_rdata(rtype: RecordType, tokens: &[Token], origin: &Name) -> Result<RDa
 /// Reads one zone file and its includes and assembles the zone. Also returns the
 /// line that decided the origin (for duplicate-zone errors).
 fn load_file(path: &Path) -> Result<(Zone, usize), ZoneError> {
-    let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ZoneError {
-        file: file.clone(),
+        file: path.display().to_string(),
         line: 0,
         message: format!("cannot read: {e}"),
     })?;
+    load_text(path, &text)
+}
+
+/// [`load_file`] for a file whose text is already read (includes are still read
+/// from disk, relative to `path`).
+pub(super) fn load_text(path: &Path, text: &str) -> Result<(Zone, usize), ZoneError> {
+    let file = path.display().to_string();
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -389,7 +395,7 @@ fn load_file(path: &Path) -> Result<(Zone, usize), ZoneError> {
         owner: None,
         depth: 0,
     };
-    reader.read_file(&mut scope, &text)?;
+    reader.read_file(&mut scope, text)?;
     let (origin, origin_line) = reader.zone_origin.take().unwrap_or((file_origin, 0));
     let zone = assemble(&reader, &origin)?;
     Ok((zone, origin_line.max(1)))

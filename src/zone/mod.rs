@@ -300,14 +300,21 @@ impl NegativeSoa {
         })
     }
 
-    /// Appends the record to `buf`, its pointers aimed at `apex_at` (at most 0x3fff).
+    /// Appends the record to `buf`, its pointers aimed at `apex_at` (at most 0x3fff),
+    /// its TTL lowered to `ttl_cap` when that is lower.
     #[inline]
-    pub fn write(&self, buf: &mut Vec<u8>, apex_at: u16) {
+    pub fn write(&self, buf: &mut Vec<u8>, apex_at: u16, ttl_cap: u32) {
         let start = buf.len();
         buf.extend_from_slice(&self.bytes);
         let ptr = (0xc000 | apex_at).to_be_bytes();
         for &p in &self.pointers {
             buf[start + p..start + p + 2].copy_from_slice(&ptr);
+        }
+        // Owner pointer (2), type (2), class (2), then the TTL.
+        let ttl = &mut buf[start + 6..start + 10];
+        let own = u32::from_be_bytes([ttl[0], ttl[1], ttl[2], ttl[3]]);
+        if ttl_cap < own {
+            ttl.copy_from_slice(&ttl_cap.to_be_bytes());
         }
     }
 }
@@ -371,6 +378,26 @@ pub struct Glue {
     pub owner: Box<[u8]>,
     /// A, then AAAA.
     pub rrsets: Vec<Rrset>,
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    /// Splits a master file into entries: `(line, token count)` of each, or the
+    /// line of the error.
+    pub fn lex(text: &str) -> Result<Vec<(usize, usize)>, usize> {
+        super::lexer::entries(text)
+            .map(|v| v.iter().map(|e| (e.line, e.tokens.len())).collect())
+            .map_err(|e| e.line)
+    }
+
+    /// Loads `text` as the zone file `path` (its origin from `$ORIGIN` or the
+    /// file name); the origin, or the error.
+    pub fn load(path: &Path, text: &str) -> Result<String, super::ZoneError> {
+        super::load::load_text(path, text).map(|(z, _)| z.origin)
+    }
 }
 
 #[cfg(test)]

@@ -852,6 +852,7 @@ fn openapi_lists_every_route() {
     assert_eq!(documented, served);
     methods.sort();
     let expected = [
+        ("/api/v1/events", "get"),
         ("/api/v1/instances", "get"),
         ("/api/v1/nameservices", "get"),
         ("/api/v1/nameservices/{name}", "delete"),
@@ -868,8 +869,8 @@ fn openapi_lists_every_route() {
             .collect::<Vec<_>>()
     );
     for status in [
-        "200", "201", "204", "400", "401", "404", "405", "409", "412", "413", "415", "422", "500",
-        "503", "507",
+        "200", "201", "204", "400", "401", "403", "404", "405", "409", "412", "413", "415", "422",
+        "500", "503", "507",
     ] {
         assert!(
             text.contains(&format!("\"{status}\":")),

@@ -53,6 +53,20 @@ fn deploy_configs_load() {
             assert!(c.api_token.is_none());
             assert_eq!(c.instance, d.instance);
             assert_eq!(format!("{:?}", c.registry), format!("{:?}", d.registry));
+            assert_eq!(c.rrl, d.rrl);
+            assert_eq!(
+                (
+                    c.tcp_idle_timeout_seconds,
+                    c.tcp_max_clients,
+                    c.tcp_max_per_source
+                ),
+                (
+                    d.tcp_idle_timeout_seconds,
+                    d.tcp_max_clients,
+                    d.tcp_max_per_source
+                )
+            );
+            assert!(c.nsid.is_none() && c.cookie_secret.is_none());
         }
     }
 }

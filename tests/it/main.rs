@@ -12,6 +12,7 @@ mod examples;
 mod fleet;
 mod health;
 mod istio;
+mod operators;
 mod policy;
 mod registry;
 mod targets;

@@ -176,7 +176,8 @@ fn distribute_99_to_1() {
     assert!((97.0..=100.0).contains(&r1), "{counts:?}");
     assert!(r2 > 0.0 && r1 + r2 == 100.0, "{counts:?}");
 
-    // With ECS the scope is the prefix length of the topology entry that decided.
+    // With ECS the scope is the prefix length of the topology entry that decided
+    // (no other entry lies inside 10.0.0.0/8).
     let m = ask_from(
         &s,
         "127.0.0.1",
@@ -324,7 +325,8 @@ fn clients_told_apart_by_ecs_and_source_address() {
             rtype: a,
             ecs: Some(("10.2.9.0", 24)),
             want: &["192.0.2.2"],
-            want_ecs: Some((24, 16)),
+            // Not 16: 10.2.0.0/16 holds the region1 /24; 10.2.8.0/21 is all region2.
+            want_ecs: Some((24, 21)),
         },
         // The longer prefix decides, and the scope says so.
         Case {
@@ -348,13 +350,13 @@ fn clients_told_apart_by_ecs_and_source_address() {
             want: &["2001:db8::a"],
             want_ecs: Some((16, 16)),
         },
-        // No topology match: every target, scope = source prefix.
+        // No topology match: every target; scope 1, as 128.0.0.0/1 holds no entry.
         Case {
             src: "127.0.0.1",
             rtype: a,
             ecs: Some(("172.16.0.0", 20)),
             want: &["192.0.2.1", "192.0.2.2"],
-            want_ecs: Some((20, 20)),
+            want_ecs: Some((20, 1)),
         },
         // Without ECS the source address decides.
         Case {
@@ -391,7 +393,8 @@ fn clients_told_apart_by_ecs_and_source_address() {
             rtype: a,
             ecs: Some(("10.2.9.0", 24)),
             want: &["192.0.2.2"],
-            want_ecs: Some((24, 16)),
+            // Not 16: 10.2.0.0/16 holds the region1 /24; 10.2.8.0/21 is all region2.
+            want_ecs: Some((24, 21)),
         },
         Case {
             src: "127.0.0.3",

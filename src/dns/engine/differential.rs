@@ -368,17 +368,79 @@ struct Sections {
 }
 
 /// What the reference needs to know about a query beyond its `Message`.
-/// The time both sides answer at (Unix milliseconds).
-const NOW_MS: u64 = 1_800_000_000_000;
-
 struct Input<'a> {
     query: &'a Message,
     /// The EDNS payload size as sent (hickory cannot build one below 512).
     payload: Option<u16>,
     /// The ECS option data as sent, if any.
     ecs: Option<&'a [u8]>,
+    /// The data of each COOKIE option as sent.
+    cookies: &'a [Vec<u8>],
+    /// An NSID option was sent.
+    nsid: bool,
     src: IpAddr,
     transport: Transport,
+}
+
+/// The server secret and NSID the engine runs with in this test.
+const SECRET_HEX: &str = "0123456789abcdef0011223344556677";
+const NSID: &[u8] = b"gslb-diff-1";
+/// The time both sides answer at (Unix milliseconds).
+const NOW_MS: u64 = 1_750_000_000_123;
+
+fn settings() -> Settings {
+    Settings {
+        nsid: Some(NSID.into()),
+        cookie_secret: crate::dns::cookie::Secret::from_hex(SECRET_HEX).unwrap(),
+        rrl: None,
+    }
+}
+
+/// RFC 9018 server cookie, written apart from `dns::cookie`: version 1, reserved
+/// zero, timestamp, SipHash-2-4 of client cookie | those 8 bytes | client address.
+fn ref_server_cookie(client: &[u8], src: IpAddr, ts: u32, head: Option<[u8; 8]>) -> Vec<u8> {
+    use std::hash::Hasher;
+    let key: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&SECRET_HEX[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let head = head.unwrap_or_else(|| {
+        let mut h = [1, 0, 0, 0, 0, 0, 0, 0];
+        h[4..].copy_from_slice(&ts.to_be_bytes());
+        h
+    });
+    let mut msg = client.to_vec();
+    msg.extend_from_slice(&head);
+    match src {
+        IpAddr::V4(a) => msg.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => msg.extend_from_slice(&v4.octets()),
+            None => msg.extend_from_slice(&a.octets()),
+        },
+    }
+    let mut h = siphasher::sip::SipHasher24::new_with_key(&key.try_into().unwrap());
+    h.write(&msg);
+    let mut out = head.to_vec();
+    out.extend_from_slice(&h.finish().to_le_bytes());
+    out
+}
+
+/// The COOKIE option the reference answers with for one well-formed option.
+fn ref_cookie_reply(data: &[u8], src: IpAddr) -> Vec<u8> {
+    let now = (NOW_MS / 1000) as u32;
+    let (client, server) = data.split_at(8);
+    let fresh = server.len() == 16 && server[0] == 1 && {
+        let ts = u32::from_be_bytes(server[4..8].try_into().unwrap());
+        let age = i64::from(now.wrapping_sub(ts) as i32);
+        let head: [u8; 8] = server[..8].try_into().unwrap();
+        (-300..1800).contains(&age) && ref_server_cookie(client, src, ts, Some(head)) == server
+    };
+    let mut out = client.to_vec();
+    if fresh {
+        out.extend_from_slice(server);
+    } else {
+        out.extend_from_slice(&ref_server_cookie(client, src, now, None));
+    }
+    out
 }
 
 /// RFC 7871 validation, written apart from the engine's: (family, source, scope,
@@ -452,15 +514,23 @@ impl Reference {
             r.queries = q.queries.clone();
         }
         let ecs = input.ecs.map(ref_ecs);
+        // One COOKIE option of 8 or 16..=40 bytes; anything else is FORMERR.
+        let cookie_ok = match input.cookies {
+            [] => None,
+            [c] if c.len() == 8 || (16..=40).contains(&c.len()) => Some(true),
+            _ => Some(false),
+        };
         let mut s = Sections::default();
         let mut ecs_out = None;
         let rcode = if q.metadata.op_code != OpCode::Query {
+            // CD belongs to QUERY.
+            r.metadata.checking_disabled = false;
             ResponseCode::NotImp
         } else if !one {
             ResponseCode::FormErr
         } else if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
             ResponseCode::BADVERS
-        } else if matches!(ecs, Some(None)) {
+        } else if matches!(ecs, Some(None)) || cookie_ok == Some(false) {
             ResponseCode::FormErr
         } else {
             let ecs = ecs.flatten();
@@ -474,7 +544,8 @@ impl Reference {
                     ecs_source_prefix: None,
                 },
             };
-            let rcode = self.resolve(snap, &q.queries[0], &client, rng, &mut s);
+            let udp = input.transport == Transport::Udp;
+            let rcode = self.resolve(snap, &q.queries[0], &client, udp, rng, &mut s);
             ecs_out = ecs.map(|(family, source, _, bytes)| {
                 let bits = if family == 1 { 32 } else { 128 };
                 let scope = if source == 0 { 0 } else { s.scope.min(bits) };
@@ -492,8 +563,18 @@ impl Reference {
             out.set_max_payload(1232);
             out.set_version(0);
             out.set_dnssec_ok(e.flags().dnssec_ok);
+            if input.nsid {
+                out.options_mut().insert(EdnsOption::Unknown(
+                    u16::from(EdnsCode::NSID),
+                    NSID.to_vec(),
+                ));
+            }
             if let Some(c) = ecs_out {
                 out.options_mut().insert(EdnsOption::Subnet(c));
+            }
+            if cookie_ok == Some(true) {
+                let reply = ref_cookie_reply(&input.cookies[0], input.src);
+                out.options_mut().insert(EdnsOption::Unknown(10, reply));
             }
             r.set_edns(out);
         }
@@ -516,10 +597,25 @@ impl Reference {
         snap: &Snapshot,
         q: &Query,
         client: &crate::policy::ClientInfo,
+        udp: bool,
         rng: &mut fastrand::Rng,
         s: &mut Sections,
     ) -> ResponseCode {
         let qtype = q.query_type;
+        if q.query_class == DNSClass::CH {
+            // id.server and hostname.bind TXT: the NSID; the rest of CHAOS refused.
+            let lower = q.name.to_lowercase().to_ascii();
+            let id = lower == "id.server." || lower == "hostname.bind.";
+            if !(id && matches!(qtype, RecordType::TXT | RecordType::ANY)) {
+                return ResponseCode::Refused;
+            }
+            s.aa = true;
+            let txt = hickory_proto::rr::rdata::TXT::from_bytes(vec![NSID]);
+            let mut rec = Record::from_rdata(q.name.clone(), 0, RData::TXT(txt));
+            rec.dns_class = DNSClass::CH;
+            s.answers.push(rec);
+            return ResponseCode::NoError;
+        }
         if q.query_class != DNSClass::IN && q.query_class != DNSClass::ANY {
             return ResponseCode::Refused;
         }
@@ -549,7 +645,7 @@ impl Reference {
                 return ResponseCode::NoError;
             }
             if let Some(svc) = service(snap, &name) {
-                self.service_answer(snap, zone, &name, svc, qtype, client, rng, s);
+                self.service_answer(snap, zone, &name, svc, qtype, client, udp, rng, s);
                 return ResponseCode::NoError;
             }
             // The records at `name`, possibly synthesized from a wildcard.
@@ -579,8 +675,11 @@ impl Reference {
             let at = zone.rrsets_at(&source);
             // A CNAME: into the answer, and on to its target while that stays in
             // the zone, is new, and the chain is short enough.
+            // ANY matches a CNAME: it is the answer, not followed (RFC 1034 §4.3.2).
             let cname = zone.rrset(&source, RecordType::CNAME);
-            if let Some(cname) = cname.filter(|_| qtype != RecordType::CNAME) {
+            if let Some(cname) =
+                cname.filter(|_| !matches!(qtype, RecordType::CNAME | RecordType::ANY))
+            {
                 s.answers.extend(records_of(cname, &name));
                 let target = match &cname.records_without_rrsigs().next().unwrap().data {
                     RData::CNAME(c) => c.0.clone(),
@@ -596,7 +695,9 @@ impl Reference {
                 if at.is_empty() {
                     s.authorities.push(zone.negative_soa());
                 }
-                for rs in at {
+                // Over UDP one RRset (RFC 8482): the lowest type number.
+                let take = if udp { 1 } else { usize::MAX };
+                for rs in at.into_iter().take(take) {
                     s.answers.extend(records_of(rs, &name));
                 }
                 return ResponseCode::NoError;
@@ -643,6 +744,7 @@ impl Reference {
         svc: &ServiceEntry,
         qtype: RecordType,
         client: &crate::policy::ClientInfo,
+        udp: bool,
         rng: &mut fastrand::Rng,
         s: &mut Sections,
     ) {
@@ -665,9 +767,15 @@ impl Reference {
             RecordType::A => addresses(false, s),
             RecordType::AAAA => addresses(true, s),
             RecordType::ANY => {
+                // Over UDP one RRset: A, else AAAA, else the lowest static type.
                 addresses(false, s);
-                addresses(true, s);
+                if !(udp && s.answers.len() > before) {
+                    addresses(true, s);
+                }
                 for rs in zone.rrsets_at(name) {
+                    if udp && s.answers.len() > before {
+                        break;
+                    }
                     if !matches!(rs.record_type(), RecordType::A | RecordType::AAAA) {
                         s.answers.extend(records_of(rs, name));
                     }
@@ -681,7 +789,10 @@ impl Reference {
             }
         }
         if s.answers.len() == before {
-            s.authorities.push(zone.negative_soa());
+            // CONTRACT §5: the SOA's TTL at most the service's.
+            let mut soa = zone.negative_soa();
+            soa.ttl = soa.ttl.min(svc.ttl);
+            s.authorities.push(soa);
         }
     }
 }
@@ -708,8 +819,47 @@ struct Case {
     bytes: Vec<u8>,
     payload: Option<u16>,
     ecs: Option<Vec<u8>>,
+    cookies: Vec<Vec<u8>>,
+    nsid: bool,
     src: IpAddr,
     transport: Transport,
+}
+
+/// EDNS options of a corpus query besides ECS.
+#[derive(Default, Clone)]
+struct Extra {
+    /// Data of each COOKIE option, in order.
+    cookies: Vec<Vec<u8>>,
+    nsid: bool,
+}
+
+/// COOKIE option data for `src`: client only, with a fresh server cookie, one to
+/// renew, expired, forged, of another length, and malformed ones.
+fn cookie_variant(k: usize, src: IpAddr) -> Vec<Vec<u8>> {
+    let client = [0xc1, 2, 3, 4, 5, 6, 7, 0xc8];
+    let now = (NOW_MS / 1000) as u32;
+    let with = |server: Vec<u8>| [client.to_vec(), server].concat();
+    match k {
+        0 => vec![client.to_vec()],
+        1 => vec![with(ref_server_cookie(&client, src, now - 100, None))],
+        2 => vec![with(ref_server_cookie(&client, src, now - 2000, None))],
+        3 => vec![with(ref_server_cookie(&client, src, now - 4000, None))],
+        4 => vec![with(ref_server_cookie(&client, src, now + 200, None))],
+        5 => {
+            let mut c = ref_server_cookie(&client, src, now - 10, None);
+            c[15] ^= 1;
+            vec![with(c)]
+        }
+        // Another server's 8-byte and 32-byte cookies: well-formed, not ours.
+        6 => vec![with(vec![9; 8])],
+        7 => vec![with(vec![9; 32])],
+        // Malformed: FORMERR.
+        8 => vec![client[..5].to_vec()],
+        9 => vec![with(vec![9; 4])],
+        10 => vec![with(vec![9; 33])],
+        11 => vec![],
+        _ => vec![client.to_vec(), client.to_vec()],
+    }
 }
 
 const NAMES: &[&str] = &[
@@ -857,7 +1007,7 @@ fn case(
     mut query: Message,
     edns: Option<(u16, bool, u8)>,
     ecs: Option<&[u8]>,
-    cookie: bool,
+    extra: Extra,
     src: IpAddr,
     transport: Transport,
 ) -> Case {
@@ -873,9 +1023,12 @@ fn case(
                 data.to_vec(),
             ));
         }
-        if cookie {
+        if extra.nsid {
             e.options_mut()
-                .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
+                .insert(EdnsOption::Unknown(u16::from(EdnsCode::NSID), Vec::new()));
+        }
+        for c in &extra.cookies {
+            e.options_mut().insert(EdnsOption::Unknown(10, c.clone()));
         }
         query.set_edns(e);
         payload = Some(size);
@@ -899,6 +1052,12 @@ fn case(
         bytes,
         payload,
         ecs: edns.and(ecs).map(|d| d.to_vec()),
+        cookies: if edns.is_some() {
+            extra.cookies
+        } else {
+            Vec::new()
+        },
+        nsid: edns.is_some() && extra.nsid,
         src,
         transport,
     }
@@ -964,23 +1123,77 @@ fn corpus() -> Vec<Case> {
                     _ => Some((1400, false, 0)),
                 };
                 let ecs = (variant > 0 && rng.u8(0..3) == 0).then(|| ECS[rng.usize(0..ECS.len())]);
-                let cookie = rng.u8(0..6) == 0;
                 let src = ip(SOURCES[if variant == 0 {
                     0
                 } else {
                     rng.usize(0..SOURCES.len())
                 }]);
+                let extra = Extra {
+                    cookies: if rng.u8(0..4) == 0 {
+                        cookie_variant(rng.usize(0..13), src)
+                    } else {
+                        Vec::new()
+                    },
+                    nsid: rng.u8(0..5) == 0,
+                };
                 let transport = if variant > 0 && rng.u8(0..4) == 0 {
                     Transport::Tcp
                 } else {
                     Transport::Udp
                 };
                 let desc = format!(
-                    "{qname} {rtype} class {} edns {edns:?} ecs {ecs:?} cookie {cookie} from {src} over {transport:?}",
-                    m.queries[0].query_class
+                    "{qname} {rtype} class {} edns {edns:?} ecs {ecs:?} cookies {:02x?} nsid {} from {src} over {transport:?}",
+                    m.queries[0].query_class, extra.cookies, extra.nsid
                 );
-                out.push(case(desc, m, edns, ecs, cookie, src, transport));
+                out.push(case(desc, m, edns, ecs, extra, src, transport));
             }
+        }
+    }
+    // CHAOS: id.server and hostname.bind answer the NSID, the rest is refused.
+    for name in [
+        "id.server.",
+        "ID.Server.",
+        "hostname.bind.",
+        "version.bind.",
+        "id.server.example.",
+    ] {
+        for rtype in [RecordType::TXT, RecordType::ANY, RecordType::A] {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let mut m = base(name, rtype, next_id());
+                m.queries[0].query_class = DNSClass::CH;
+                let src = ip("198.51.100.9");
+                out.push(case(
+                    format!("{name} CH {rtype} over {transport:?}"),
+                    m,
+                    Some((1232, false, 0)),
+                    None,
+                    Extra {
+                        cookies: vec![],
+                        nsid: rtype == RecordType::A,
+                    },
+                    src,
+                    transport,
+                ));
+            }
+        }
+    }
+    // Every cookie variant, from IPv4 and IPv6 sources, with and without NSID.
+    for k in 0..13 {
+        for src in ["198.51.100.9", "2001:db8:aa::5", "::ffff:203.0.113.200"] {
+            let src = ip(src);
+            let m = base("www.t.example.", RecordType::A, next_id());
+            out.push(case(
+                format!("cookie variant {k} from {src}"),
+                m,
+                Some((1232, false, 0)),
+                None,
+                Extra {
+                    cookies: cookie_variant(k, src),
+                    nsid: k % 2 == 0,
+                },
+                src,
+                Transport::Udp,
+            ));
         }
     }
     // Odd headers.
@@ -997,13 +1210,15 @@ fn corpus() -> Vec<Case> {
         for op in [OpCode::Notify, OpCode::Update, OpCode::Status] {
             let mut m = base(name, RecordType::A, next_id());
             m.metadata.op_code = op;
+            // CD belongs to QUERY: the NOTIMP answer must not echo it.
+            m.metadata.checking_disabled = true;
             let edns = (i % 2 == 0).then_some((1232, false, 0));
             out.push(case(
                 format!("{name} opcode {op:?}"),
                 m,
                 edns,
                 None,
-                false,
+                Extra::default(),
                 src,
                 Transport::Udp,
             ));
@@ -1015,7 +1230,7 @@ fn corpus() -> Vec<Case> {
             m,
             None,
             None,
-            false,
+            Extra::default(),
             src,
             Transport::Udp,
         ));
@@ -1026,7 +1241,7 @@ fn corpus() -> Vec<Case> {
             m,
             Some((1232, false, 0)),
             None,
-            false,
+            Extra::default(),
             src,
             Transport::Udp,
         ));
@@ -1040,7 +1255,7 @@ fn corpus() -> Vec<Case> {
             m,
             None,
             None,
-            false,
+            Extra::default(),
             src,
             Transport::Udp,
         ));
@@ -1052,7 +1267,10 @@ fn corpus() -> Vec<Case> {
                 m,
                 Some((1232, false, version)),
                 ecs,
-                false,
+                Extra {
+                    cookies: vec![vec![7; 8]],
+                    nsid: true,
+                },
                 src,
                 Transport::Udp,
             ));
@@ -1135,6 +1353,7 @@ fn differences(got: &Message, want: &Message) -> Vec<String> {
 #[test]
 fn engine_matches_the_hickory_reference() {
     let snap = snapshot();
+    let settings = settings();
     let reference = Reference::new();
     let cases = corpus();
     assert!(cases.len() > 10_000, "{} cases", cases.len());
@@ -1160,6 +1379,8 @@ fn engine_matches_the_hickory_reference() {
             query: &c.query,
             payload: c.payload,
             ecs: c.ecs.as_deref(),
+            cookies: &c.cookies,
+            nsid: c.nsid,
             src: c.src,
             transport: c.transport,
         };
@@ -1167,16 +1388,13 @@ fn engine_matches_the_hickory_reference() {
         for (e, r) in &rotations {
             e.rotation.store(*r, std::sync::atomic::Ordering::Relaxed);
         }
-        let outcome = answer(
-            &snap,
-            &c.bytes,
-            c.src,
-            c.transport,
-            NOW_MS,
-            &mut rng,
-            &mut scratch,
-            &mut out,
-        );
+        let req = Request {
+            bytes: &c.bytes,
+            src: c.src,
+            transport: c.transport,
+            now_ms: NOW_MS,
+        };
+        let outcome = answer(&snap, &settings, &req, &mut rng, &mut scratch, &mut out);
         let (outcome, want, failed_open) = match (outcome, want) {
             (None, None) => continue,
             // Through hickory's encoder and decoder, as the engine's bytes go
@@ -1279,4 +1497,48 @@ fn engine_matches_the_hickory_reference() {
          hickory's encoding ({must_be_identical} required)",
         cases.len()
     );
+}
+
+/// Writes seed corpora for the fuzz targets (fuzz/seeds/) from this corpus: a
+/// sample of the queries for `query`, the OPT option data of the queries that
+/// carry options for `edns_options`, and the zone files for `zone_file`. Run with
+/// `cargo test --lib write_fuzz_seeds -- --ignored` after changing the corpus.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    for t in ["query", "edns_options", "zone_file"] {
+        let _ = std::fs::remove_dir_all(root.join(t));
+        std::fs::create_dir_all(root.join(t)).unwrap();
+    }
+    let cases = corpus();
+    let mut opts_seen = BTreeSet::new();
+    for (i, c) in cases.iter().enumerate() {
+        if i % 40 == 0 || c.desc.contains("cookie variant") || c.desc.contains(" CH ") {
+            let ctl = u8::from(c.transport == Transport::Tcp) | ((i % 6) as u8) << 1;
+            let mut seed = vec![ctl];
+            seed.extend_from_slice(&c.bytes);
+            std::fs::write(root.join(format!("query/{i:05}")), seed).unwrap();
+        }
+        // The OPT RDATA: after the question, OPT's fixed 11 bytes.
+        if c.query.queries.len() == 1 && c.payload.is_some() {
+            let start = 12 + wire_len(&c.query.queries[0].name) + 4 + 11;
+            if let Some(opts) = c.bytes.get(start..).filter(|o| !o.is_empty())
+                && opts_seen.insert(opts.to_vec())
+            {
+                let mut seed = vec![(i % 32) as u8];
+                seed.extend_from_slice(opts);
+                let n = opts_seen.len();
+                std::fs::write(root.join(format!("edns_options/{n:04}")), seed).unwrap();
+            }
+        }
+    }
+    for (file, text) in zone_files() {
+        std::fs::write(root.join("zone_file").join(file), text).unwrap();
+    }
+    let zones = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+    for e in std::fs::read_dir(zones).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, root.join("zone_file").join(p.file_name().unwrap())).unwrap();
+    }
 }

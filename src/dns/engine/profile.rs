@@ -138,21 +138,19 @@ fn engine_loop() {
         })
         .collect();
     let mut scratch = Scratch::new();
+    let settings = Settings::default();
     let mut out = Vec::with_capacity(1232);
     let src = IpAddr::from([127, 0, 0, 1]);
     let mut answered = 0usize;
     for i in 0..n {
         let q = &queries[i % queries.len()];
-        let o = answer(
-            &snap,
-            q,
+        let req = Request {
+            bytes: q,
             src,
-            Transport::Udp,
-            crate::timefmt::now_unix_ms(),
-            &mut rng,
-            &mut scratch,
-            &mut out,
-        );
+            transport: Transport::Udp,
+            now_ms: 1_700_000_000_000,
+        };
+        let o = answer(&snap, &settings, &req, &mut rng, &mut scratch, &mut out);
         answered += usize::from(o.is_some_and(|o| o.rcode != rcode::FORMERR));
     }
     assert_eq!(answered, n);

@@ -117,6 +117,8 @@ fn query(name: &str, rtype: RecordType, edns: Option<u16>) -> Message {
 
 struct T {
     snap: Snapshot,
+    settings: Settings,
+    now_ms: u64,
     rng: fastrand::Rng,
     scratch: Scratch,
     out: Vec<u8>,
@@ -126,6 +128,8 @@ impl T {
     fn new() -> Self {
         Self {
             snap: snapshot(),
+            settings: Settings::default(),
+            now_ms: 1_700_000_000_000,
             rng: fastrand::Rng::with_seed(7),
             scratch: Scratch::new(),
             out: Vec::new(),
@@ -133,13 +137,16 @@ impl T {
     }
 
     fn raw(&mut self, bytes: &[u8], tr: Transport) -> Option<(Outcome, Vec<u8>)> {
-        let src = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let req = Request {
+            bytes,
+            src: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            transport: tr,
+            now_ms: self.now_ms,
+        };
         answer(
             &self.snap,
-            bytes,
-            src,
-            tr,
-            crate::timefmt::now_unix_ms(),
+            &self.settings,
+            &req,
             &mut self.rng,
             &mut self.scratch,
             &mut self.out,
@@ -638,4 +645,183 @@ fn names_above_nameservices_exist() {
         .with_changes([("a.ent.t.example".into(), None)]);
     let r = t.ask("ent.t.example.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+}
+
+/// A query for `name` A with EDNS and a COOKIE option of `cookie` bytes.
+fn with_cookie(name: &str, cookie: &[u8]) -> Message {
+    let mut m = query(name, RecordType::A, Some(1232));
+    m.edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(10, cookie.to_vec()));
+    m
+}
+
+fn cookie_of(r: &Message) -> Option<Vec<u8>> {
+    r.edns
+        .as_ref()?
+        .options()
+        .as_ref()
+        .iter()
+        .find_map(|(_, o)| match o {
+            EdnsOption::Unknown(10, d) => Some(d.clone()),
+            _ => None,
+        })
+}
+
+#[test]
+fn rate_limiting_slips_drops_and_spares_cookies_and_tcp() {
+    let mut t = T::new();
+    t.settings.rrl = Some(crate::dns::rrl::Rrl::new(&crate::dns::rrl::Settings {
+        responses_per_second: 3,
+        slip: 2,
+        window_seconds: 5,
+        ipv4_prefix: 24,
+        ipv6_prefix: 56,
+        exempt: vec![],
+        table_size: 1024,
+    }));
+    let q = query("www.t.example.", RecordType::A, Some(1232));
+    let mut verdicts = Vec::new();
+    for _ in 0..7 {
+        let (o, r) = t.ask_with(&q, Transport::Udp);
+        verdicts.push(o.rrl);
+        if o.rrl == rrl::Verdict::Slip {
+            // A slip: TC=1, the question and the OPT, no records.
+            assert!(r.metadata.truncation && r.answers.is_empty());
+            assert_eq!(r.queries.len(), 1);
+            assert!(r.edns.is_some());
+            assert!(!o.truncated, "a slip is not counted as a size truncation");
+        } else {
+            assert!(!r.metadata.truncation);
+        }
+    }
+    use rrl::Verdict::{Drop, Pass, Slip};
+    assert_eq!(verdicts, [Pass, Pass, Pass, Drop, Slip, Drop, Slip]);
+    // TCP is never limited.
+    assert_eq!(t.ask_with(&q, Transport::Tcp).0.rrl, Pass);
+    // A valid server cookie is never limited; a client-only cookie is.
+    let (o, r) = t.ask_with(&with_cookie("www.t.example.", &[1; 8]), Transport::Udp);
+    assert_eq!(o.rrl, Drop);
+    let cookie = cookie_of(&r).expect("a server cookie even when limited");
+    assert_eq!(cookie.len(), 24);
+    for _ in 0..5 {
+        let (o, r) = t.ask_with(&with_cookie("www.t.example.", &cookie), Transport::Udp);
+        assert_eq!(o.rrl, Pass);
+        assert_eq!(cookie_of(&r).unwrap(), cookie, "a fresh cookie is echoed");
+    }
+    // NXDOMAIN of any name shares one bucket per zone.
+    let mut nx = Vec::new();
+    for i in 0..6 {
+        let q = query(&format!("nx{i}.t.example."), RecordType::A, Some(1232));
+        nx.push(t.ask_with(&q, Transport::Udp).0.rrl);
+    }
+    assert_eq!(nx, [Pass, Pass, Pass, Drop, Slip, Drop]);
+    // The next second credits the rate again (the debt of www is 4, capped at 15).
+    t.now_ms += 2000;
+    assert_eq!(t.ask_with(&q, Transport::Udp).0.rrl, Pass);
+}
+
+#[test]
+fn nodata_at_a_nameservice_keeps_the_soa_ttl_within_the_service_ttl() {
+    let mut t = T::new();
+    // down.t.example: TTL 30 (default), all down with NoData; the SOA says 300.
+    let r = t.ask("down.t.example.", RecordType::A);
+    assert!(r.answers.is_empty());
+    assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
+    assert_eq!(r.authorities[0].ttl, 30);
+    // app.t.example (TTL 42): other types are NODATA with at most 42.
+    let r = t.ask("app.t.example.", RecordType::TXT);
+    assert_eq!(r.authorities[0].ttl, 42);
+    // Elsewhere the zone's negative TTL (min(SOA TTL, MINIMUM) = 300).
+    let r = t.ask("www.t.example.", RecordType::TXT);
+    assert_eq!(r.authorities[0].ttl, 300);
+}
+
+#[test]
+fn nsid_and_chaos_identity() {
+    let mut t = T::new();
+    let mut q = query("www.t.example.", RecordType::A, Some(1232));
+    q.edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(3, vec![]));
+    let chaos = |name: &str| {
+        let mut m = query(name, RecordType::TXT, None);
+        m.queries[0].query_class = DNSClass::CH;
+        m
+    };
+    // Not configured: no NSID, CHAOS identity refused.
+    let (_, r) = t.ask_with(&q, Transport::Udp);
+    assert!(r.edns.as_ref().unwrap().options().as_ref().is_empty());
+    let (_, r) = t.ask_with(&chaos("id.server."), Transport::Udp);
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    // Configured.
+    t.settings.nsid = Some(b"dc1-a".as_slice().into());
+    let (_, r) = t.ask_with(&q, Transport::Udp);
+    let opts = r.edns.as_ref().unwrap().options().as_ref().to_vec();
+    assert_eq!(opts.len(), 1);
+    assert!(
+        matches!(&opts[0].1, EdnsOption::NSID(p) if p.as_ref() == b"dc1-a"),
+        "{opts:?}"
+    );
+    // Not asked for: not sent.
+    let (_, r) = t.ask_with(
+        &query("www.t.example.", RecordType::A, Some(1232)),
+        Transport::Udp,
+    );
+    assert!(r.edns.as_ref().unwrap().options().as_ref().is_empty());
+    for name in ["id.server.", "HOSTNAME.bind."] {
+        let (_, r) = t.ask_with(&chaos(name), Transport::Udp);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert!(r.metadata.authoritative);
+        assert_eq!(r.answers.len(), 1);
+        assert_eq!(r.answers[0].dns_class, DNSClass::CH);
+        assert_eq!(r.answers[0].name.to_ascii(), name);
+        match &r.answers[0].data {
+            RData::TXT(txt) => assert_eq!(txt.txt_data[0].as_ref(), b"dc1-a"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let (_, r) = t.ask_with(&chaos("version.bind."), Transport::Udp);
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+}
+
+#[test]
+fn any_is_minimal_over_udp_and_complete_over_tcp() {
+    let mut t = T::new();
+    let q = query("t.example.", RecordType::ANY, Some(4096));
+    let (_, udp) = t.ask_with(&q, Transport::Udp);
+    // The apex is a NameService (t.example -> 192.0.2.7): its A answers alone.
+    assert_eq!(types(&udp.answers), vec![RecordType::A]);
+    let (_, tcp) = t.ask_with(&q, Transport::Tcp);
+    let mut all = types(&tcp.answers);
+    all.dedup();
+    assert_eq!(
+        all,
+        vec![
+            RecordType::A,
+            RecordType::SOA,
+            RecordType::NS,
+            RecordType::TXT
+        ]
+    );
+    // A static name: one RRset, the lowest type; a CNAME is the answer itself.
+    let (_, r) = t.ask_with(
+        &query("ns1.t.example.", RecordType::ANY, None),
+        Transport::Udp,
+    );
+    assert_eq!(types(&r.answers), vec![RecordType::A]);
+    let (_, r) = t.ask_with(
+        &query("alias.t.example.", RecordType::ANY, None),
+        Transport::Udp,
+    );
+    assert_eq!(types(&r.answers), vec![RecordType::CNAME]);
+    let (_, r) = t.ask_with(
+        &query("alias.t.example.", RecordType::ANY, None),
+        Transport::Tcp,
+    );
+    assert_eq!(types(&r.answers), vec![RecordType::CNAME]);
 }

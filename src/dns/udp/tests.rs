@@ -140,7 +140,14 @@ fn worker_answers_every_query_of_a_burst() {
             }
             let metrics = Arc::new(Metrics::new());
             let stop = Arc::new(AtomicBool::new(false));
-            let worker = Worker::new(sock, snapshots(), metrics.clone(), stop.clone()).unwrap();
+            let worker = Worker::new(
+                sock,
+                snapshots(),
+                Arc::new(Settings::default()),
+                metrics.clone(),
+                stop.clone(),
+            )
+            .unwrap();
             let handle = thread::spawn(move || worker.run_with(io));
             for (c, s) in clients.iter().enumerate() {
                 for k in 0..50u16 {
@@ -203,8 +210,14 @@ fn oversized_datagrams_get_formerr() {
         q.resize(q.len() + 5000, 0);
         c.send_to(&q, server).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let worker =
-            Worker::new(sock, snapshots(), Arc::new(Metrics::new()), stop.clone()).unwrap();
+        let worker = Worker::new(
+            sock,
+            snapshots(),
+            Arc::new(Settings::default()),
+            Arc::new(Metrics::new()),
+            stop.clone(),
+        )
+        .unwrap();
         let handle = thread::spawn(move || worker.run_with(io));
         let mut buf = [0u8; 1500];
         let (n, _) = c.recv_from(&mut buf).expect("answer");

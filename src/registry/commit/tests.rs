@@ -340,7 +340,7 @@ fn an_unchanged_put_writes_nothing() {
     let r = registry(store.clone());
     assert!(r.put(ns("a.gslb.example", 30)).unwrap().created);
     let applies = store.applies.load(Ordering::SeqCst);
-    let PutOutcome { created, view } = r.put(ns("a.gslb.example", 30)).unwrap();
+    let PutOutcome { created, view, .. } = r.put(ns("a.gslb.example", 30)).unwrap();
     assert!(!created);
     assert_eq!(view.spec.ttl, 30);
     assert_eq!(store.applies.load(Ordering::SeqCst), applies);
