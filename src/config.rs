@@ -410,8 +410,12 @@ impl std::fmt::Debug for Config {
             .field("topology_entries", &self.topology.len())
             .field("nsid", &self.nsid)
             .field(
-                "cookie_secret",
-                &self.cookie_secret.as_ref().map(|_| "<set>"),
+                "cookies",
+                &if self.cookie_secret.is_some() {
+                    "<configured key>"
+                } else {
+                    "<random key per start>"
+                },
             )
             .field("rrl", &self.rrl)
             .field("tcp_idle_timeout_seconds", &self.tcp_idle_timeout_seconds)
