@@ -188,6 +188,10 @@ pub async fn run(
         config.instance.as_str(),
         crate::events::DEFAULT_CAPACITY,
     ));
+    let _health_events = tokio::spawn(crate::events::follow_health(
+        events.clone(),
+        health.subscribe(),
+    ));
     let exporter = Arc::new(exporter(&metrics, &registry));
 
     let (stop_tx, stop_rx) = watch::channel(false);

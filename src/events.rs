@@ -250,6 +250,80 @@ impl EventLog {
     }
 }
 
+/// Above this many holders, a health change is one summary event instead of one
+/// per target (a VIP shared by thousands of names must not flush the log).
+pub const MAX_HOLDER_EVENTS: usize = 20;
+
+/// Records every verdict change of the health module as `HealthChanged` events,
+/// one per target holding the verdict (or one summary when many hold it), until
+/// the channel closes. Spawn it on the control-plane runtime before the prober
+/// starts.
+pub async fn follow_health(
+    log: Arc<EventLog>,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::health::HealthEvent>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match rx.recv().await {
+            Ok(e) => {
+                if let crate::health::HealthEvent::Verdict(c) = &*e {
+                    record_verdict(&log, c);
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                log.record(NewEvent::new(
+                    EventKind::HealthChanged,
+                    format!(
+                        "{n} health changes came faster than they could be recorded and are missing here; the status of each NameService is current"
+                    ),
+                ));
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+fn record_verdict(log: &EventLog, c: &crate::health::VerdictChange) {
+    let what = format!(
+        "{} -> {}: {} ({}:{}, decided by {})",
+        c.old.as_str(),
+        c.new.as_str(),
+        c.reason,
+        c.endpoint.address,
+        c.endpoint.port,
+        match c.source {
+            crate::health::Source::Local => "this instance's probes",
+            crate::health::Source::Quorum => "the fleet's majority",
+        }
+    );
+    if c.holders.len() <= MAX_HOLDER_EVENTS {
+        for h in c.holders.iter() {
+            log.record(
+                NewEvent::new(EventKind::HealthChanged, what.clone())
+                    .nameservice(&*h.nameservice)
+                    .target(&*h.target),
+            );
+        }
+        return;
+    }
+    let names = c.nameservices().count();
+    let shown: Vec<String> = c
+        .holders
+        .iter()
+        .take(5)
+        .map(|h| format!("{}/{}", h.nameservice, h.target))
+        .collect();
+    log.record(NewEvent::new(
+        EventKind::HealthChanged,
+        format!(
+            "{what}; held by {} targets of {names} NameServices: {} (+{} more)",
+            c.holders.len(),
+            shown.join(", "),
+            c.holders.len() - shown.len()
+        ),
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,20 @@ enum Command {
     Check(CheckArgs),
     /// Turn another system's objects into NameServices.
     Import(ImportArgs),
+    /// Show NameServices (a table, or -o json|yaml) through the API.
+    Get(gslb::cli::GetArgs),
+    /// Create or replace NameServices from a JSON or YAML file (or - for stdin);
+    /// prints created / configured / unchanged for each.
+    Apply(gslb::cli::ApplyArgs),
+    /// Delete a NameService.
+    Delete(gslb::cli::DeleteArgs),
+    /// Show the decision the DNS makes for a client: locality, step, eligibility,
+    /// probabilities, answer.
+    Explain(gslb::cli::ExplainArgs),
+    /// Take a target out of the answers for a while (an override with a reason).
+    Drain(gslb::cli::DrainArgs),
+    /// Remove a target's override.
+    Undrain(gslb::cli::UndrainArgs),
 }
 
 #[derive(Args)]
@@ -127,9 +141,20 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    // Client commands: their output is their own, no tracing setup. Exit status:
+    // 0 done, 1 refused by the server, 2 bad usage or input, 3 server unreachable.
+    let command = match cli.command {
+        Command::Get(a) => return gslb::cli::run(gslb::cli::Command::Get(a)),
+        Command::Apply(a) => return gslb::cli::run(gslb::cli::Command::Apply(a)),
+        Command::Delete(a) => return gslb::cli::run(gslb::cli::Command::Delete(a)),
+        Command::Explain(a) => return gslb::cli::run(gslb::cli::Command::Explain(a)),
+        Command::Drain(a) => return gslb::cli::run(gslb::cli::Command::Drain(a)),
+        Command::Undrain(a) => return gslb::cli::run(gslb::cli::Command::Undrain(a)),
+        other => other,
+    };
     if let Command::Import(ImportArgs {
         from: ImportFrom::Istio(a),
-    }) = cli.command
+    }) = command
     {
         // A client command: its output is its own, no tracing setup.
         return ExitCode::from(gslb::istio::run::run(&gslb::istio::run::Command {
@@ -151,7 +176,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let result = match cli.command {
+    let result = match command {
         Command::Serve(a) => Config::load(
             a.config.as_deref(),
             Overrides {
@@ -175,7 +200,13 @@ fn main() -> ExitCode {
         )
         .map_err(anyhow::Error::from)
         .and_then(|c| gslb::app::check(&c)),
-        Command::Import(_) => unreachable!("handled above"),
+        Command::Import(_)
+        | Command::Get(_)
+        | Command::Apply(_)
+        | Command::Delete(_)
+        | Command::Explain(_)
+        | Command::Drain(_)
+        | Command::Undrain(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ mod harness;
 
 mod api;
 mod cli;
+mod client;
 mod dns;
 mod etcd;
 mod examples;

@@ -200,3 +200,93 @@ fn paging_is_stable_under_concurrent_writes() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
 }
+
+const ZONE: &str = "$ORIGIN ops.example.\n$TTL 300\n@ IN SOA ns1 hostmaster 7 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
+
+/// A server serving the zone `ops.example`, and the zones dir kept alive with it.
+pub fn ops_server(opts: ServerOpts) -> (Server, crate::harness::TempDir) {
+    let zones = crate::harness::TempDir::new("ops-zones");
+    std::fs::write(zones.path().join("ops.example.zone"), ZONE).unwrap();
+    let s = Server::start_with(ServerOpts {
+        zones_dir: zones.path().to_path_buf(),
+        ..opts
+    });
+    (s, zones)
+}
+
+/// A NameService on two loopback VIPs probed every second.
+pub fn checked(name: &str, vip1: std::net::SocketAddr, vip2: std::net::SocketAddr) -> Value {
+    json!({"name": name, "policy": "RoundRobin",
+           "healthCheck": {"port": vip1.port(), "periodSeconds": 1, "timeoutSeconds": 1,
+                           "failureThreshold": 1, "successThreshold": 1},
+           "targets": [{"name": "dc1", "address": vip1.ip().to_string(), "port": vip1.port()},
+                       {"name": "dc2", "address": vip2.ip().to_string(), "port": vip2.port()}]})
+}
+
+#[test]
+fn health_changes_are_events_per_target() {
+    let (s, _z) = ops_server(ServerOpts::default());
+    let vip1 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let vip2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a1, a2) = (vip1.local_addr().unwrap(), vip2.local_addr().unwrap());
+    s.put_ns(&checked("hc.ops.example", a1, a2));
+    let health = |t: usize| -> String {
+        s.get("/api/v1/nameservices/hc.ops.example").json()["status"]["targets"][t]["health"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || {
+        health(0) == "Healthy" && health(1) == "Healthy"
+    }));
+    drop(vip1);
+    assert!(crate::harness::wait_until(
+        Duration::from_secs(5),
+        || health(0) == "Unhealthy"
+    ));
+    let events = |q: &str| -> Vec<Value> {
+        s.get(&format!("/api/v1/events?{q}")).json()["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let hc = events("kind=HealthChanged&nameservice=hc.ops.example");
+    let got: Vec<(String, String)> = hc
+        .iter()
+        .map(|e| {
+            let m = e["message"].as_str().unwrap();
+            (
+                e["target"].as_str().unwrap().to_string(),
+                m.split(':').next().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        got.contains(&("dc1".into(), "Healthy -> Unhealthy".into())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("dc1".into(), "Pending -> Healthy".into())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("dc2".into(), "Pending -> Healthy".into())),
+        "{got:?}"
+    );
+    assert_eq!(
+        got[0],
+        ("dc1".into(), "Healthy -> Unhealthy".into()),
+        "newest first"
+    );
+    let down = &hc[0];
+    assert!(
+        down["message"].as_str().unwrap().contains(&a1.to_string()),
+        "{down}"
+    );
+    assert!(down["token"].is_null());
+    // The write that created it is there too, older.
+    let created = events("kind=Created");
+    assert_eq!(created.len(), 1);
+    assert!(created[0]["id"].as_u64() < down["id"].as_u64());
+    drop(vip2);
+}

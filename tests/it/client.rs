@@ -1,0 +1,256 @@
+//! Integration tests: the command line as a client of the API (CONTRACT §10): the
+//! real binary against a real server.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{BIN, Server, ServerOpts, TempDir, free_port};
+
+/// Runs `gslb ARGS --server <api>` with `token` in GSLB_API_TOKEN and `stdin`.
+fn gslb(s: &Server, args: &[&str], token: Option<&str>, stdin: Option<&str>) -> Output {
+    gslb_at(&format!("http://{}", s.api), args, token, stdin)
+}
+
+fn gslb_at(server: &str, args: &[&str], token: Option<&str>, stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--server").arg(server);
+    cmd.env_remove("GSLB_API_TOKEN");
+    if let Some(t) = token {
+        cmd.env("GSLB_API_TOKEN", t);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+const TWO: &str = "\
+name: app.gslb.example
+policy: RoundRobin
+targets:
+  - name: dc1
+    address: 192.0.2.10
+  - name: dc2
+    address: 198.51.100.10
+---
+name: ratio.gslb.example
+policy: Ratio
+ttl: 20
+targets:
+  - {name: dc1, address: 192.0.2.11, ratio: 3}
+  - {name: dc2, address: 198.51.100.11, ratio: 1}
+";
+
+#[test]
+fn apply_get_delete_like_kubectl() {
+    let s = Server::start();
+    let dir = TempDir::new("cli");
+    let file = dir.path().join("two.yaml");
+    std::fs::write(&file, TWO).unwrap();
+    let f = file.to_str().unwrap();
+
+    let o = gslb(&s, &["apply", "-f", f], None, None);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "nameservice/app.gslb.example created\nnameservice/ratio.gslb.example created\n"
+    );
+    // The same again: nothing to do (defaults filled in by the server compare equal).
+    let o = gslb(&s, &["apply", "-f", f], None, None);
+    assert_eq!(
+        out(&o),
+        "nameservice/app.gslb.example unchanged\nnameservice/ratio.gslb.example unchanged\n",
+        "{}",
+        err(&o)
+    );
+    // One changed, through stdin as JSON.
+    let o = gslb(
+        &s,
+        &["apply", "-f", "-"],
+        None,
+        Some(
+            r#"{"name": "ratio.gslb.example", "policy": "Ratio", "ttl": 5,
+               "targets": [{"name": "dc1", "address": "192.0.2.11", "ratio": 3}]}"#,
+        ),
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(out(&o), "nameservice/ratio.gslb.example configured\n");
+    assert_eq!(
+        s.get("/api/v1/nameservices/ratio.gslb.example").json()["ttl"],
+        5
+    );
+
+    // get: a table, and the resources as JSON and YAML.
+    let o = gslb(&s, &["get"], None, None);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let table = out(&o);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("READY"),
+        "{table}"
+    );
+    assert!(lines[1].starts_with("app.gslb.example "), "{table}");
+    assert!(
+        lines[1].contains("2/2") && lines[1].contains("AllTargetsHealthy"),
+        "{table}"
+    );
+    assert!(lines[2].starts_with("ratio.gslb.example "), "{table}");
+    let o = gslb(&s, &["get", "app.gslb.example", "-o", "json"], None, None);
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["name"], "app.gslb.example");
+    assert_eq!(v["status"]["targets"][1]["health"], "Unchecked");
+    let o = gslb(&s, &["get", "-o", "yaml"], None, None);
+    let y: Value = serde_yaml_ng::from_str(&out(&o)).unwrap();
+    assert_eq!(y["items"].as_array().unwrap().len(), 2);
+    // What get -o yaml prints can be applied back as it is: unchanged.
+    let back = dir.path().join("back.yaml");
+    std::fs::write(&back, out(&o)).unwrap();
+    let o = gslb(&s, &["apply", "-f", back.to_str().unwrap()], None, None);
+    assert_eq!(
+        out(&o),
+        "nameservice/app.gslb.example unchanged\nnameservice/ratio.gslb.example unchanged\n",
+        "{}",
+        err(&o)
+    );
+
+    // delete, then get: the API's 404 message, exit 1.
+    let o = gslb(&s, &["delete", "app.gslb.example"], None, None);
+    assert_eq!(
+        (code(&o), out(&o)),
+        (0, "nameservice/app.gslb.example deleted\n".into())
+    );
+    let o = gslb(&s, &["get", "app.gslb.example"], None, None);
+    assert_eq!(code(&o), 1);
+    assert!(
+        err(&o).contains("404") && err(&o).contains("app.gslb.example"),
+        "{}",
+        err(&o)
+    );
+    let o = gslb(&s, &["delete", "app.gslb.example"], None, None);
+    assert_eq!(code(&o), 1, "{}", err(&o));
+}
+
+#[test]
+fn refusals_show_the_api_message_and_field_and_the_rest_goes_on() {
+    let s = Server::start();
+    let doc = "\
+name: bad.gslb.example
+policy: RoundRobin
+ttl: 90000
+targets: [{name: dc1, address: 192.0.2.10}]
+---
+name: good.gslb.example
+policy: RoundRobin
+targets: [{name: dc1, address: 192.0.2.10}]
+";
+    let o = gslb(&s, &["apply", "-f", "-"], None, Some(doc));
+    assert_eq!(code(&o), 1);
+    let e = err(&o);
+    assert!(
+        e.contains("nameservice/bad.gslb.example") && e.contains("422"),
+        "{e}"
+    );
+    assert!(e.contains("(field ttl)"), "{e}");
+    assert_eq!(out(&o), "nameservice/good.gslb.example created\n");
+    assert_eq!(s.get("/api/v1/nameservices/bad.gslb.example").status, 404);
+}
+
+#[test]
+fn tokens_roles_and_exit_codes() {
+    let s = Server::start_with(ServerOpts {
+        config: Some(
+            "[[api_tokens]]\nname = \"ci\"\ntoken = \"w-secret-1\"\nrole = \"write\"\n\
+             [[api_tokens]]\nname = \"ro\"\ntoken = \"r-secret-1\"\nrole = \"read\"\n"
+                .into(),
+        ),
+        ..ServerOpts::default()
+    });
+    let one = r#"{"name": "t.gslb.example", "policy": "RoundRobin", "targets": [{"name": "dc1", "address": "192.0.2.10"}]}"#;
+    // No token: 401 from the API, exit 1.
+    let o = gslb(&s, &["get"], None, None);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("401"), "{}", err(&o));
+    // A read token reads, and cannot write: 403 naming the role.
+    let o = gslb(&s, &["get"], Some("r-secret-1"), None);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = gslb(&s, &["apply", "-f", "-"], Some("r-secret-1"), Some(one));
+    assert_eq!(code(&o), 1);
+    assert!(
+        err(&o).contains("403") && err(&o).contains("read role"),
+        "{}",
+        err(&o)
+    );
+    // The write token writes; the event names it.
+    let o = gslb(&s, &["apply", "-f", "-"], Some("w-secret-1"), Some(one));
+    assert_eq!(
+        (code(&o), out(&o)),
+        (0, "nameservice/t.gslb.example created\n".into())
+    );
+    let ev = crate::harness::http(
+        s.api,
+        "GET",
+        "/api/v1/events?kind=Created",
+        None,
+        Some("r-secret-1"),
+        None,
+    )
+    .unwrap()
+    .json();
+    assert_eq!(ev["items"][0]["token"], "ci");
+
+    // Exit 2: bad input or usage; exit 3: nobody listening.
+    let o = gslb(
+        &s,
+        &["apply", "-f", "/nonexistent/x.yaml"],
+        Some("w-secret-1"),
+        None,
+    );
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    let o = gslb(
+        &s,
+        &["apply", "-f", "-"],
+        Some("w-secret-1"),
+        Some("name: [oops"),
+    );
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    let o = gslb(
+        &s,
+        &[
+            "drain",
+            "t.gslb.example",
+            "dc1",
+            "--reason",
+            "x",
+            "--for",
+            "soon",
+        ],
+        Some("w-secret-1"),
+        None,
+    );
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    let o = gslb(&s, &["get"], None, None);
+    assert_ne!(code(&o), 2);
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let o = gslb_at(&nobody, &["get"], None, None);
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    let o = gslb_at("ftp://x", &["get"], None, None);
+    assert_eq!(code(&o), 2, "{}", err(&o));
+}
