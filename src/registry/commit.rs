@@ -330,6 +330,9 @@ impl Committer {
                     None => Change::Delete(name.to_string()),
                 })
                 .collect();
+            // A batch that only moves the revision (a watch that caught up) needs no
+            // flush: losing it loses no change.
+            let durable = durable && !writes.is_empty();
             if let Err(e) = self.store.apply(&writes, revision, durable) {
                 tracing::error!(error = %e, writes = writes.len(), "store write failed; batch not applied");
                 let e = RegistryError::Store(e);

@@ -271,11 +271,14 @@ pub(super) async fn apply(
     reset: bool,
 ) -> Result<(), RegistryError> {
     let (reply, rx) = oneshot::channel();
+    // Durable like a standalone write: an instance restarted while etcd is away
+    // serves everything it served before (CONTRACT §6), and a 2xx survives kill -9
+    // on this instance too. Group commit shares the flush among a batch.
     let req = Request::Apply {
         changes,
         revision,
         store: true,
-        durable: false,
+        durable: true,
         watched: revision > 0,
         reset,
         reply: Some(reply),
