@@ -18,6 +18,7 @@ mod instances;
 mod nameservices;
 mod ops;
 mod query;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -41,16 +42,22 @@ pub const ROUTE_NAMESERVICES: &str = "/api/v1/nameservices";
 pub const ROUTE_NAMESERVICE: &str = "/api/v1/nameservices/{name}";
 pub const ROUTE_INSTANCES: &str = "/api/v1/instances";
 pub const ROUTE_EVENTS: &str = "/api/v1/events";
+pub const ROUTE_UI_ROOT: &str = "/ui";
+pub const ROUTE_UI: &str = "/ui/";
+pub const ROUTE_UI_ASSET: &str = "/ui/{asset}";
 pub const ROUTE_HEALTHZ: &str = "/healthz";
 pub const ROUTE_METRICS: &str = "/metrics";
 /// Every route template the API serves (docs and tests check api/openapi.yaml against it).
-pub const ROUTES: [&str; 6] = [
+pub const ROUTES: [&str; 9] = [
     ROUTE_NAMESERVICES,
     ROUTE_NAMESERVICE,
     ROUTE_INSTANCES,
     ROUTE_EVENTS,
     ROUTE_HEALTHZ,
     ROUTE_METRICS,
+    ROUTE_UI_ROOT,
+    ROUTE_UI,
+    ROUTE_UI_ASSET,
 ];
 
 /// What every handler can reach.
@@ -119,6 +126,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(ROUTE_INSTANCES, get(instances::list))
         .route(ROUTE_EVENTS, get(events::list))
+        .route(ROUTE_UI_ROOT, get(ui::redirect))
+        .route(ROUTE_UI, get(ui::index))
+        .route(ROUTE_UI_ASSET, get(ui::file))
         .route(ROUTE_HEALTHZ, get(ops::healthz))
         .route(ROUTE_METRICS, get(ops::metrics))
         .fallback(ops::not_found)

@@ -860,6 +860,9 @@ fn openapi_lists_every_route() {
         ("/api/v1/nameservices/{name}", "put"),
         ("/healthz", "get"),
         ("/metrics", "get"),
+        ("/ui", "get"),
+        ("/ui/", "get"),
+        ("/ui/{asset}", "get"),
     ];
     assert_eq!(
         methods,
@@ -869,8 +872,8 @@ fn openapi_lists_every_route() {
             .collect::<Vec<_>>()
     );
     for status in [
-        "200", "201", "204", "400", "401", "403", "404", "405", "409", "412", "413", "415", "422",
-        "500", "503", "507",
+        "200", "201", "204", "308", "400", "401", "403", "404", "405", "409", "412", "413", "415",
+        "422", "500", "503", "507",
     ] {
         assert!(
             text.contains(&format!("\"{status}\":")),

@@ -98,3 +98,89 @@ fn deploy_manifests_are_well_formed() {
     let cf = std::fs::read_to_string(Path::new(REPO).join("deploy/Containerfile")).unwrap();
     assert!(cf.contains("ENTRYPOINT") || cf.contains("CMD"));
 }
+
+/// The README's quick start, as written: the demo config, one NameService per
+/// policy applied with the client, and dig (also with +subnet for Locality).
+#[test]
+fn readme_quick_start_works_with_the_demo_config() {
+    use crate::harness::{BIN, Server, ServerOpts};
+    let demo = std::fs::read_to_string(Path::new(REPO).join("deploy/demo.toml")).unwrap();
+    let s = Server::start_with(ServerOpts {
+        config: Some(demo),
+        ..ServerOpts::default()
+    });
+    for f in ["app.json", "ratio.json", "locality.json"] {
+        let o = std::process::Command::new(BIN)
+            .args(["apply", "-f"])
+            .arg(Path::new(REPO).join("api/examples").join(f))
+            .arg("--server")
+            .arg(format!("http://{}", s.api))
+            .env_remove("GSLB_API_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stdout).ends_with(" created\n"));
+    }
+    let dig = |args: &[&str]| -> Vec<String> {
+        let o = std::process::Command::new("dig")
+            .arg(format!("@{}", s.dns.ip()))
+            .args([
+                "-p",
+                &s.dns.port().to_string(),
+                "+short",
+                "+tries=1",
+                "+time=2",
+            ])
+            .args(args)
+            .output()
+            .expect("dig (dnsutils) is installed: .ci/run installs it");
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    // RoundRobin: every address of the family.
+    assert_eq!(
+        dig(&["app.gslb.example", "A"]),
+        ["192.0.2.10", "198.51.100.10"]
+    );
+    assert_eq!(dig(&["app.gslb.example", "AAAA"]), ["2001:db8::10"]);
+    // Ratio: one address, the 0-ratio target never.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        let a = dig(&["canary.gslb.example", "A"]);
+        assert_eq!(a.len(), 1);
+        seen.insert(a[0].clone());
+    }
+    assert!(
+        seen.contains("192.0.2.20") && !seen.contains("198.51.100.21"),
+        "{seen:?}"
+    );
+    // Locality: the demo topology decides (docs/policies.md, "The shipped examples").
+    for _ in 0..10 {
+        let a = dig(&["local.gslb.example", "A", "+subnet=10.1.2.0/24"]);
+        assert!(a == ["192.0.2.30"] || a == ["198.51.100.30"], "{a:?}");
+    }
+    assert_eq!(
+        dig(&["local.gslb.example", "A", "+subnet=2001:db8:1:2::/56"]),
+        ["198.51.100.30"]
+    );
+    assert_eq!(
+        dig(&["local.gslb.example", "AAAA", "+subnet=2001:db8:1:2::/56"]),
+        ["2001:db8:b::30"]
+    );
+    assert_eq!(
+        dig(&["local.gslb.example", "A", "+subnet=10.3.0.0/24"]),
+        ["198.51.100.40"]
+    );
+    assert_eq!(
+        dig(&["local.gslb.example", "A", "+subnet=172.16.0.0/24"]).len(),
+        4
+    );
+}

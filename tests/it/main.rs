@@ -5,6 +5,7 @@
 mod harness;
 
 mod api;
+mod browser;
 mod cli;
 mod client;
 mod dns;
@@ -17,3 +18,4 @@ mod operators;
 mod policy;
 mod registry;
 mod targets;
+mod ui;

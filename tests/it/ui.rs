@@ -1,0 +1,280 @@
+//! Integration tests: the status page at /ui/ in a real browser (headless chromium
+//! over the DevTools protocol), against a running gslb with a few NameServices.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use hickory_proto::rr::RecordType;
+use serde_json::{Value, json};
+
+use crate::browser::Browser;
+use crate::harness::{Server, ServerOpts, http};
+
+const READ_TOKEN: &str = "ui-read-0123456789";
+
+fn vip() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+#[test]
+fn assets_need_no_token_and_are_locked_down() {
+    let s = Server::start_with(ServerOpts {
+        token: Some("t0k3n-0123456789".into()),
+        ..ServerOpts::default()
+    });
+    for (path, ct) in [
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let r = http(s.api, "GET", path, None, None, None).unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.header("content-type").unwrap().starts_with(ct), "{path}");
+        let csp = r.header("content-security-policy").unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+            "{csp}"
+        );
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        // Everything comes from gslb itself: no external URL in any asset.
+        assert!(
+            !r.body.contains("http://") && !r.body.contains("https://"),
+            "{path}"
+        );
+    }
+    let r = http(s.api, "GET", "/ui", None, None, None).unwrap();
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some("/ui/"));
+    let r = http(s.api, "GET", "/ui/nope.js", None, None, None).unwrap();
+    assert_eq!(r.status, 404);
+    // The data still needs the token.
+    let r = http(s.api, "GET", "/api/v1/nameservices", None, None, None).unwrap();
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn status_page_shows_names_health_shares_and_follows_a_health_change() {
+    if crate::browser::chromium().is_none() {
+        panic!("chromium is not installed: .ci/run installs it (apt-get install chromium)");
+    }
+    let s = Server::start_with(ServerOpts {
+        config: Some(format!(
+            "[[api_tokens]]\nname = \"admin\"\ntoken = \"ui-write-0123456789\"\nrole = \"write\"\n\
+             [[api_tokens]]\nname = \"wall\"\ntoken = \"{READ_TOKEN}\"\nrole = \"read\"\n"
+        )),
+        ..ServerOpts::default()
+    });
+    let put = |v: Value| {
+        let name = v["name"].as_str().unwrap().to_string();
+        let r = http(
+            s.api,
+            "PUT",
+            &format!("/api/v1/nameservices/{name}"),
+            Some(v.to_string().as_bytes()),
+            Some("ui-write-0123456789"),
+            Some("application/json"),
+        )
+        .unwrap();
+        assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    };
+    let (v1, v2) = (vip(), vip());
+    let (a1, a2) = (v1.local_addr().unwrap(), v2.local_addr().unwrap());
+    put(json!({"name": "web.gslb.example", "policy": "RoundRobin",
+        "healthCheck": {"port": a1.port(), "periodSeconds": 1, "timeoutSeconds": 1,
+                        "failureThreshold": 1, "successThreshold": 1},
+        "targets": [{"name": "dc1", "address": "127.0.0.1", "port": a1.port(), "locality": "eu-west/a"},
+                    {"name": "dc2", "address": "127.0.0.1", "port": a2.port(), "locality": "us-east/b"}]}));
+    put(
+        json!({"name": "ratio.gslb.example", "policy": "Ratio", "ttl": 10,
+        "targets": [{"name": "big", "address": "192.0.2.10", "ratio": 3},
+                    {"name": "small", "address": "198.51.100.10", "ratio": 1}]}),
+    );
+    put(json!({"name": "geo.gslb.example", "policy": "Locality",
+        "targets": [{"name": "west", "address": "192.0.2.20", "locality": "us-west"},
+                    {"name": "east", "address": "198.51.100.20", "locality": "us-east"}],
+        "failover": [{"from": "us-west", "to": "us-east"}]}));
+    let health = |t: usize| -> String {
+        let r = http(
+            s.api,
+            "GET",
+            "/api/v1/nameservices/web.gslb.example",
+            None,
+            Some(READ_TOKEN),
+            None,
+        )
+        .unwrap();
+        r.json()["status"]["targets"][t]["health"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || {
+        health(0) == "Healthy" && health(1) == "Healthy"
+    }));
+
+    let url = format!("http://{}/ui/?refresh=1", s.api);
+    let mut b = Browser::open(&url, 1280, 900);
+    // No token yet: the page asks for one.
+    assert!(
+        b.wait_for(
+            "!document.getElementById('login').hidden",
+            Duration::from_secs(15)
+        ),
+        "the page did not ask for a token"
+    );
+    b.eval(&format!(
+        "document.getElementById('token').value = '{READ_TOKEN}'; \
+         document.getElementById('login').requestSubmit(); true"
+    ));
+    assert!(
+        b.wait_for(
+            "document.querySelectorAll('[data-service]').length === 3",
+            Duration::from_secs(15)
+        ),
+        "the NameServices did not appear"
+    );
+    let names = b.eval(
+        "Array.from(document.querySelectorAll('[data-service]')).map(e => e.dataset.service)",
+    );
+    assert_eq!(
+        names,
+        json!(["geo.gslb.example", "ratio.gslb.example", "web.gslb.example"])
+    );
+    let cell = |svc: &str, target: &str, attr: &str| -> String {
+        format!(
+            "(document.querySelector('[data-service=\"{svc}\"] [data-target=\"{target}\"] [{attr}]') || {{}}).getAttribute?.('{attr}')"
+        )
+    };
+    assert_eq!(
+        b.eval(&cell("web.gslb.example", "dc1", "data-health")),
+        "Healthy"
+    );
+    assert_eq!(
+        b.eval(&cell("web.gslb.example", "dc2", "data-health")),
+        "Healthy"
+    );
+    assert_eq!(
+        b.eval(&cell("ratio.gslb.example", "big", "data-health")),
+        "Unchecked"
+    );
+    let text = b
+        .eval("document.body.innerText")
+        .as_str()
+        .unwrap()
+        .to_string();
+    for needle in [
+        "eu-west/a",
+        "ratio 3",
+        "Created",
+        "by admin",
+        "AllTargetsHealthy",
+        "3 NameServices",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not on the page:\n{text}");
+    }
+
+    // Answer shares over the last minute, sampled from status.targets[].answers.
+    let counted = http(
+        s.api,
+        "GET",
+        "/api/v1/nameservices/ratio.gslb.example",
+        None,
+        Some(READ_TOKEN),
+        None,
+    )
+    .unwrap()
+    .json()["status"]["targets"][0]
+        .get("answers")
+        .is_some();
+    if counted {
+        let refreshes = b
+            .eval("Number(document.body.dataset.refreshes)")
+            .as_u64()
+            .unwrap();
+        for _ in 0..400 {
+            s.udp("ratio.gslb.example.", RecordType::A);
+        }
+        assert!(b.wait_for(
+            &format!(
+                "Number(document.body.dataset.refreshes) > {} && {} !== null && {} !== ''",
+                refreshes + 1,
+                cell("ratio.gslb.example", "big", "data-share"),
+                cell("ratio.gslb.example", "big", "data-share")
+            ),
+            Duration::from_secs(10)
+        ));
+        let big: f64 = b
+            .eval(&cell("ratio.gslb.example", "big", "data-share"))
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let small: f64 = b
+            .eval(&cell("ratio.gslb.example", "small", "data-share"))
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (big - 75.0).abs() <= 10.0 && (big + small - 100.0).abs() <= 1.0,
+            "{big} / {small}"
+        );
+    } else {
+        // The server does not count answers: the page says so instead of a number.
+        let t = b.eval("document.querySelector('[data-service=\"ratio.gslb.example\"]').innerText");
+        assert!(t.as_str().unwrap().contains("not counted"), "{t}");
+    }
+
+    // A VIP goes down: the page shows it after its next refresh, without a reload.
+    let refreshes = b
+        .eval("Number(document.body.dataset.refreshes)")
+        .as_u64()
+        .unwrap();
+    drop(v1);
+    assert!(crate::harness::wait_until(
+        Duration::from_secs(5),
+        || health(0) == "Unhealthy"
+    ));
+    assert!(
+        b.wait_for(
+            &format!(
+                "{} === 'Unhealthy'",
+                cell("web.gslb.example", "dc1", "data-health")
+            ),
+            Duration::from_secs(10)
+        ),
+        "the health change did not show up"
+    );
+    assert!(
+        b.eval("Number(document.body.dataset.refreshes)")
+            .as_u64()
+            .unwrap()
+            > refreshes
+    );
+    assert_eq!(
+        b.eval("document.getElementById('unhealthy-count').textContent"),
+        "1"
+    );
+    assert!(b.wait_for(
+        "Array.from(document.querySelectorAll('#events [data-kind=\"HealthChanged\"]')).some(e => e.innerText.includes('Healthy -> Unhealthy'))",
+        Duration::from_secs(10)
+    ));
+
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let png = b.screenshot();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
+    std::fs::write(dir.join("status-page.png"), &png).unwrap();
+
+    // On a phone: nothing wider than the screen, the same data.
+    b.viewport(390, 844, true);
+    assert!(b.wait_for(
+        "document.documentElement.scrollWidth <= window.innerWidth + 1",
+        Duration::from_secs(5)
+    ));
+    assert_eq!(
+        b.eval(&cell("web.gslb.example", "dc1", "data-health")),
+        "Unhealthy"
+    );
+    std::fs::write(dir.join("status-page-phone.png"), b.screenshot()).unwrap();
+    drop(v2);
+}
