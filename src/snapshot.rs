@@ -9,10 +9,13 @@
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::health::{Health, HealthCell};
-use crate::model::{AllDown, Locality, LocalityPattern, NameService, Policy};
+use crate::health::{CellState, Health, HealthCell};
+use crate::model::{
+    AllDown, Locality, LocalityPattern, NameService, OverrideState, Policy, Stickiness,
+    TargetOverrides,
+};
 use crate::policy::Topology;
 use crate::zone::ZoneSet;
 use crate::zone::wire::{NameHash, NameMap};
@@ -47,6 +50,12 @@ pub struct TargetEntry {
     pub enabled: bool,
     /// `None` when the service has no healthCheck (the target is `Unchecked`).
     pub health: Option<Arc<HealthCell>>,
+    /// Hash of the target's name: its identity in the rendezvous hash of sticky
+    /// Ratio, the same on every instance and across restarts.
+    pub name_hash: u64,
+    /// The target's override and when it expires (Unix ms): the answer path
+    /// ignores it from then on, before the control plane removes it.
+    pub ovr: Option<(OverrideState, u64)>,
 }
 
 impl TargetEntry {
@@ -54,6 +63,95 @@ impl TargetEntry {
     pub fn health(&self) -> Health {
         self.health.as_ref().map_or(Health::Unchecked, |c| c.get())
     }
+
+    /// The verdict and when it last turned Healthy, from one load.
+    #[inline]
+    pub fn health_state(&self) -> CellState {
+        self.health.as_ref().map_or(
+            CellState {
+                health: Health::Unchecked,
+                healthy_since_ms: 0,
+            },
+            |c| c.load(),
+        )
+    }
+}
+
+/// Answers that included each target of a NameService since start
+/// (`status.targets[].answers`), by index in `NameService::targets`. Shared by the
+/// successive compilations of a service as long as its target names stay the same,
+/// so a PUT that changes a ratio loses no count.
+#[derive(Debug)]
+pub struct AnswerCounts {
+    names: Box<[Box<str>]>,
+    counts: Box<[AtomicU64]>,
+}
+
+impl AnswerCounts {
+    fn new(spec: &NameService, previous: Option<&AnswerCounts>) -> Self {
+        let names: Box<[Box<str>]> = spec
+            .targets
+            .iter()
+            .map(|t| t.name.as_str().into())
+            .collect();
+        let counts = names
+            .iter()
+            .map(|n| {
+                let before = previous.and_then(|p| p.get_by_name(n)).unwrap_or(0);
+                AtomicU64::new(before)
+            })
+            .collect();
+        Self { names, counts }
+    }
+
+    /// Counts one answer that included target `index` (of `NameService::targets`).
+    #[inline]
+    pub fn bump(&self, index: usize) {
+        if let Some(c) = self.counts.get(index) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Answers that included target `index`.
+    pub fn get(&self, index: usize) -> u64 {
+        self.counts
+            .get(index)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Answers that included the target named `name`.
+    pub fn get_by_name(&self, name: &str) -> Option<u64> {
+        let i = self.names.iter().position(|n| &**n == name)?;
+        Some(self.get(i))
+    }
+
+    fn same_targets(&self, spec: &NameService) -> bool {
+        self.names.len() == spec.targets.len()
+            && self
+                .names
+                .iter()
+                .zip(&spec.targets)
+                .all(|(n, t)| **n == *t.name)
+    }
+}
+
+/// The rendezvous-hash identity of a target name: FNV-1a, then a 64-bit finalizer.
+/// Spelled out (not `std::hash`) so every instance and every release agrees.
+pub fn name_hash(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix64(h)
+}
+
+/// The splitmix64 finalizer: every input bit changes about half the output bits.
+#[inline]
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A `distribute` rule, parsed.
@@ -74,8 +172,14 @@ pub struct DistributeEntry {
 pub struct ServiceEntry {
     pub spec: Arc<NameService>,
     pub ttl: u32,
+    /// TTL of answers that health changed (see `NameService::degraded_ttl`).
+    pub degraded_ttl: u32,
     pub policy: Policy,
     pub all_down: AllDown,
+    pub panic_threshold_percent: u32,
+    /// `slowStartSeconds` in milliseconds; 0 = off.
+    pub slow_start_ms: u64,
+    pub stickiness: Stickiness,
     pub v4: Vec<TargetEntry>,
     pub v6: Vec<TargetEntry>,
     /// `failover` as (from region, to region) in order.
@@ -86,16 +190,21 @@ pub struct ServiceEntry {
     pub distribute: Vec<DistributeEntry>,
     /// Rotation for RoundRobin and Locality answers: advanced by one per query.
     pub rotation: AtomicUsize,
+    /// Answers per target, carried over from the previous compilation.
+    pub answers: Arc<AnswerCounts>,
     /// The registry revision of the change that wrote this resource (its ETag); set
     /// by the registry after compiling.
     pub revision: u64,
 }
 
 impl ServiceEntry {
-    /// Compiles a validated resource. `cell` hands out the shared health cell of an
-    /// endpoint (the health module owns them).
+    /// Compiles a validated resource with its targets' `overrides`. `previous` is
+    /// the entry it replaces (its answer counts carry over); `cell` hands out the
+    /// shared health cell of an endpoint (the health module owns them).
     pub fn compile(
         spec: Arc<NameService>,
+        overrides: Option<&TargetOverrides>,
+        previous: Option<&ServiceEntry>,
         mut cell: impl FnMut(&crate::model::Endpoint) -> Arc<HealthCell>,
     ) -> Self {
         // Sized exactly: 100,000 of these live in memory.
@@ -110,6 +219,10 @@ impl ServiceEntry {
                 ratio: t.ratio,
                 enabled: t.enabled,
                 health: spec.endpoint(i).map(|ep| cell(&ep)),
+                name_hash: name_hash(&t.name),
+                ovr: overrides
+                    .and_then(|o| o.get(&t.name))
+                    .map(|o| (o.state, o.expires_at_ms)),
             };
             if t.address.is_ipv4() {
                 v4.push(entry)
@@ -153,16 +266,25 @@ impl ServiceEntry {
                 })
             })
             .collect();
+        let answers = match previous.map(|p| &p.answers) {
+            Some(a) if a.same_targets(&spec) => a.clone(),
+            prev => Arc::new(AnswerCounts::new(&spec, prev.map(|a| &**a))),
+        };
         Self {
             ttl: spec.ttl,
+            degraded_ttl: spec.degraded_ttl,
             policy: spec.policy,
             all_down: spec.all_down,
+            panic_threshold_percent: spec.panic_threshold_percent,
+            slow_start_ms: u64::from(spec.slow_start_seconds) * 1000,
+            stickiness: spec.stickiness,
             v4,
             v6,
             failover,
             failover_targets,
             distribute,
             rotation: AtomicUsize::new(0),
+            answers,
             revision: 0,
             spec,
         }
@@ -335,7 +457,7 @@ mod tests {
             "targets": [{"name": "a", "address": "192.0.2.1"}, {"name": "b", "address": "2001:db8::1"}]
         }))
         .unwrap();
-        Arc::new(ServiceEntry::compile(Arc::new(spec), |_| {
+        Arc::new(ServiceEntry::compile(Arc::new(spec), None, None, |_| {
             unreachable!("no healthCheck")
         }))
     }

@@ -14,6 +14,7 @@ pub mod auth;
 mod body;
 mod error;
 mod events;
+mod explain;
 mod instances;
 mod nameservices;
 mod ops;
@@ -40,6 +41,7 @@ use crate::registry::Registry;
 /// Route templates, as served and as counted in `gslb_api_requests_total`.
 pub const ROUTE_NAMESERVICES: &str = "/api/v1/nameservices";
 pub const ROUTE_NAMESERVICE: &str = "/api/v1/nameservices/{name}";
+pub const ROUTE_EXPLAIN: &str = "/api/v1/nameservices/{name}/explain";
 pub const ROUTE_INSTANCES: &str = "/api/v1/instances";
 pub const ROUTE_EVENTS: &str = "/api/v1/events";
 pub const ROUTE_UI_ROOT: &str = "/ui";
@@ -48,9 +50,10 @@ pub const ROUTE_UI_ASSET: &str = "/ui/{asset}";
 pub const ROUTE_HEALTHZ: &str = "/healthz";
 pub const ROUTE_METRICS: &str = "/metrics";
 /// Every route template the API serves (docs and tests check api/openapi.yaml against it).
-pub const ROUTES: [&str; 9] = [
+pub const ROUTES: [&str; 10] = [
     ROUTE_NAMESERVICES,
     ROUTE_NAMESERVICE,
+    ROUTE_EXPLAIN,
     ROUTE_INSTANCES,
     ROUTE_EVENTS,
     ROUTE_HEALTHZ,
@@ -124,6 +127,7 @@ pub fn router(state: AppState) -> Router {
                 .put(nameservices::put)
                 .delete(nameservices::delete),
         )
+        .route(ROUTE_EXPLAIN, get(explain::explain))
         .route(ROUTE_INSTANCES, get(instances::list))
         .route(ROUTE_EVENTS, get(events::list))
         .route(ROUTE_UI_ROOT, get(ui::redirect))

@@ -194,6 +194,7 @@ pub fn answer(
                 addrs,
                 scope: 0,
                 failed_open: false,
+                policy_ttl: u32::MAX,
                 minimal_any: req.transport == Transport::Udp,
                 zone_apex: &[],
             };
@@ -294,6 +295,9 @@ struct Ctx<'s, 'r> {
     scope: u8,
     /// Some policy answer failed open.
     failed_open: bool,
+    /// The smallest TTL the policies gave (`degradedTtl` when health changed an
+    /// answer): the cap of a NODATA SOA's TTL at a NameService.
+    policy_ttl: u32,
     /// ANY gets one RRset (RFC 8482): over UDP, where it could amplify.
     minimal_any: bool,
     /// The apex of the zone the question fell in (lowercase wire form), empty when
@@ -505,8 +509,9 @@ impl<'s> Ctx<'s, '_> {
         }
         if !any {
             // CONTRACT §5: a resolver keeps this NODATA no longer than it would
-            // keep an answer (an all-down service answers again within its TTL).
-            negative(w, zone, svc.ttl);
+            // keep an answer (an all-down service answers again within its TTL, and
+            // within its degradedTtl when health made it NODATA).
+            negative(w, zone, svc.ttl.min(self.policy_ttl));
         }
     }
 
@@ -529,8 +534,9 @@ impl<'s> Ctx<'s, '_> {
         );
         self.scope = self.scope.max(sel.ecs_scope);
         self.failed_open |= sel.failed_open;
+        self.policy_ttl = self.policy_ttl.min(sel.ttl);
         for &a in self.addrs.iter() {
-            w.address(Section::Answer, owner, a, svc.ttl);
+            w.address(Section::Answer, owner, a, sel.ttl);
         }
         !self.addrs.is_empty()
     }

@@ -49,7 +49,9 @@ pub fn sample() -> (Snapshot, Settings) {
     let svc = |json: serde_json::Value, health: Health| {
         let spec = NameService::from_json(json).expect("valid sample");
         let name: Arc<str> = spec.name.clone().into();
-        let entry = ServiceEntry::compile(Arc::new(spec), |_| Arc::new(HealthCell::new(health)));
+        let entry = ServiceEntry::compile(Arc::new(spec), None, None, |_| {
+            Arc::new(HealthCell::new(health))
+        });
         (name, Some(Arc::new(entry)))
     };
     use serde_json::json;

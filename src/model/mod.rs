@@ -8,10 +8,12 @@ pub mod address;
 pub mod locality;
 pub mod name;
 mod nameservice;
+mod overrides;
 
 pub use locality::{Locality, LocalityPattern};
 pub use name::{NameError, normalize_name};
 pub use nameservice::*;
+pub use overrides::*;
 
 /// A rule of the resource broken by a request: becomes a 422 naming `field`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,6 +23,18 @@ pub enum AllDown {
     NoData,
 }
 
+/// How Ratio draws for a client: independently per query, or by the client's subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Stickiness {
+    /// Every query draws anew.
+    #[default]
+    #[serde(rename = "None")]
+    Off,
+    /// A consistent (rendezvous) hash of the client's /24 (IPv4) or /56 (IPv6) picks
+    /// the target: a subnet keeps its target while the set of candidates is unchanged.
+    ClientSubnet,
+}
+
 /// TCP health-check settings (Istio WorkloadGroup probe fields).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,6 +92,19 @@ pub struct NameService {
     pub failover: Vec<FailoverRule>,
     #[serde(default)]
     pub distribute: Vec<DistributeRule>,
+    /// Below this share (percent) of eligible targets among the enabled ones of a
+    /// family, answer as if every enabled one were eligible; 0 = off.
+    pub panic_threshold_percent: u32,
+    /// A target that turns Healthy ramps from 10% to 100% of its share over this
+    /// many seconds; 0 = at once.
+    pub slow_start_seconds: u32,
+    /// TTL of the answers that health changed (a target of the family not
+    /// eligible, failing open, panic). Filled in with `ttl` when absent.
+    pub degraded_ttl: u32,
+    pub stickiness: Stickiness,
+    /// A Drain override that would leave fewer eligible targets of a family is
+    /// refused (409) unless forced; 0 = no check.
+    pub min_eligible_targets: u32,
 }
 
 pub const DEFAULT_TTL: u32 = 30;
@@ -87,6 +112,8 @@ pub const MAX_TTL: u32 = 86_400;
 pub const MAX_TARGETS: usize = 64;
 pub const MAX_RATIO: u32 = 10_000;
 pub const MAX_WEIGHT: u32 = 10_000;
+pub const MAX_SLOW_START_SECONDS: u32 = 3600;
+pub const DEFAULT_MIN_ELIGIBLE_TARGETS: u32 = 1;
 /// At most this many `failover` rules, `distribute` rules, and patterns in one
 /// `distribute.to`: DNS workers scan them per query, so they stay bounded (and a
 /// rule's patterns fit the policy's 64-bit sets).
@@ -105,6 +132,11 @@ struct NameServiceInput {
     all_down: Option<AllDown>,
     failover: Option<Vec<FailoverRule>>,
     distribute: Option<Vec<DistributeRule>>,
+    panic_threshold_percent: Option<u32>,
+    slow_start_seconds: Option<u32>,
+    degraded_ttl: Option<u32>,
+    stickiness: Option<Stickiness>,
+    min_eligible_targets: Option<u32>,
     /// Accepted and ignored, so a GET result can be PUT back as it is.
     #[serde(rename = "status")]
     _status: Option<serde::de::IgnoredAny>,
@@ -387,6 +419,35 @@ impl NameService {
             }
         }
 
+        let panic_threshold_percent = in_range(
+            "panicThresholdPercent",
+            input.panic_threshold_percent.unwrap_or(0),
+            0,
+            100,
+        )?;
+        let slow_start_seconds = in_range(
+            "slowStartSeconds",
+            input.slow_start_seconds.unwrap_or(0),
+            0,
+            MAX_SLOW_START_SECONDS,
+        )?;
+        let degraded_ttl = in_range("degradedTtl", input.degraded_ttl.unwrap_or(ttl), 0, MAX_TTL)?;
+        let stickiness = input.stickiness.unwrap_or_default();
+        if stickiness != Stickiness::Off && policy != Policy::Ratio {
+            return Err(err(
+                "stickiness",
+                "stickiness ClientSubnet is only allowed with policy Ratio",
+            ));
+        }
+        let min_eligible_targets = in_range(
+            "minEligibleTargets",
+            input
+                .min_eligible_targets
+                .unwrap_or(DEFAULT_MIN_ELIGIBLE_TARGETS),
+            0,
+            MAX_TARGETS as u32,
+        )?;
+
         Ok(NameService {
             name,
             ttl,
@@ -396,6 +457,11 @@ impl NameService {
             all_down: input.all_down.unwrap_or_default(),
             failover,
             distribute,
+            panic_threshold_percent,
+            slow_start_seconds,
+            degraded_ttl,
+            stickiness,
+            min_eligible_targets,
         })
     }
 
@@ -449,6 +515,20 @@ mod tests {
         let t = &ns.targets[0];
         assert_eq!((t.ratio, t.enabled, t.probe_address), (1, true, t.address));
         assert!(ns.health_check.is_none());
+        assert_eq!(
+            (
+                ns.panic_threshold_percent,
+                ns.slow_start_seconds,
+                ns.degraded_ttl,
+                ns.stickiness,
+                ns.min_eligible_targets
+            ),
+            (0, 0, 30, Stickiness::Off, 1)
+        );
+        // degradedTtl defaults to the ttl given.
+        let mut v = minimal();
+        v["ttl"] = json!(5);
+        assert_eq!(NameService::from_json(v).unwrap().degraded_ttl, 5);
         let mut v = minimal();
         v["healthCheck"] = json!({"port": 443});
         let hc = NameService::from_json(v).unwrap().health_check.unwrap();
@@ -570,6 +650,27 @@ mod tests {
                     {"name": "b", "address": "192.0.2.2", "ratio": 7, "enabled": false}]}),
             ),
             ("allDown", json!({"allDown": "Panic"})),
+            (
+                "panicThresholdPercent",
+                json!({"panicThresholdPercent": 101}),
+            ),
+            (
+                "panicThresholdPercent",
+                json!({"panicThresholdPercent": -1}),
+            ),
+            (
+                "panicThresholdPercent",
+                json!({"panicThresholdPercent": 50.5}),
+            ),
+            ("slowStartSeconds", json!({"slowStartSeconds": 3601})),
+            ("slowStartSeconds", json!({"slowStartSeconds": "60"})),
+            ("degradedTtl", json!({"degradedTtl": 86401})),
+            ("degradedTtl", json!({"degradedTtl": -5})),
+            ("stickiness", json!({"stickiness": "Client"})),
+            // Only Ratio draws; the other policies have nothing to stick.
+            ("stickiness", json!({"stickiness": "ClientSubnet"})),
+            ("minEligibleTargets", json!({"minEligibleTargets": 65})),
+            ("minEligibleTargets", json!({"minEligibleTargets": true})),
             ("failover", json!({"failover": [{"from": "a", "to": "b"}]})),
             (
                 "distribute",
@@ -734,6 +835,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn steering_fields_round_trip() {
+        let mut v = minimal();
+        for (k, val) in [
+            ("policy", json!("Ratio")),
+            ("ttl", json!(60)),
+            ("panicThresholdPercent", json!(100)),
+            ("slowStartSeconds", json!(3600)),
+            ("degradedTtl", json!(0)),
+            ("stickiness", json!("ClientSubnet")),
+            ("minEligibleTargets", json!(0)),
+        ] {
+            v[k] = val;
+        }
+        let ns = NameService::from_json(v).unwrap();
+        assert_eq!(
+            (
+                ns.panic_threshold_percent,
+                ns.slow_start_seconds,
+                ns.degraded_ttl,
+                ns.stickiness,
+                ns.min_eligible_targets
+            ),
+            (100, 3600, 0, Stickiness::ClientSubnet, 0)
+        );
+        let out = serde_json::to_value(&ns).unwrap();
+        assert_eq!(out["stickiness"], "ClientSubnet");
+        assert_eq!(out["degradedTtl"], 0);
+        assert_eq!(NameService::from_json(out).unwrap(), ns);
+        // The default spelled out is accepted too.
+        let mut v = minimal();
+        v["stickiness"] = json!("None");
+        let ns = NameService::from_json(v).unwrap();
+        assert_eq!(serde_json::to_value(&ns).unwrap()["stickiness"], "None");
     }
 
     #[test]

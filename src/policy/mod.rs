@@ -1,17 +1,23 @@
 //! Pure answer selection: which addresses a query gets.
 //!
 //! **Architecture Invariant:** everything here is a pure function of (entry, health
-//! cells, client, topology, rng): no I/O, no locks, no allocation beyond the caller's
-//! output buffer. DNS workers call [`select`] on their snapshot.
+//! cells, client, topology, time, randomness): no I/O, no locks, no allocation beyond
+//! the caller's output buffer. DNS workers call [`select`] on their snapshot;
+//! explain calls [`select_with`], the same code, with a recording trace and a
+//! scripted chance (see `trace.rs`).
 
+pub mod explain;
 mod topology;
+mod trace;
 
 use std::net::IpAddr;
 
 pub use topology::{Topology, TopologyEntry, TopologyError, canonical};
+pub use trace::{Chance, Mode, NoTrace, Reason, Step, Trace};
 
-use crate::model::{AllDown, Locality, Policy};
-use crate::snapshot::{ServiceEntry, TargetEntry};
+use crate::health::Health;
+use crate::model::{AllDown, Locality, OverrideState, Policy, Stickiness};
+use crate::snapshot::{ServiceEntry, TargetEntry, mix64};
 
 /// Who is asking, as far as the policies care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,32 +36,24 @@ pub struct Selection {
     pub ecs_scope: u8,
     /// No eligible target: the answer fell open to every enabled target.
     pub failed_open: bool,
+    /// TTL of the answer's records: the service's `ttl`, or its `degradedTtl` when
+    /// health changed the answer (a target of the family not eligible, fail-open,
+    /// panic). Also the cap of a NODATA answer's SOA TTL.
+    pub ttl: u32,
+    /// How the candidates were chosen.
+    pub mode: Mode,
+    /// The targets answered: bit i = `entry.family(v6)[i]`.
+    pub chosen: u64,
 }
+
+/// A target's full weight in slow-start arithmetic: a ramping target weighs
+/// `FULL / 10` when it turns Healthy and `FULL` once `slowStartSeconds` have passed.
+pub const FULL: u32 = 1 << 16;
 
 // Candidate sets are `u64` bitmasks over a family's targets (bit i = `targets[i]`):
-// a query reads every health cell exactly once, and the rest of the decision works on
-// that one consistent view without allocating.
+// a query reads every health cell once, and the rest of the decision works on that
+// one consistent view without allocating.
 const _: () = assert!(crate::model::MAX_TARGETS <= 64);
-
-/// The targets of the family `select` may answer, read once per query:
-/// `(eligible, enabled)`. Eligible = enabled and Healthy or Unchecked. With `ratio_only`
-/// (the Ratio policy) a target with ratio 0 is in neither set: it never gets Ratio
-/// traffic, not even when failing open.
-#[inline]
-fn candidate_masks(targets: &[TargetEntry], ratio_only: bool) -> (u64, u64) {
-    let mut eligible = 0u64;
-    let mut enabled = 0u64;
-    for (i, t) in targets.iter().take(64).enumerate() {
-        if !t.enabled || (ratio_only && t.ratio == 0) {
-            continue;
-        }
-        enabled |= 1 << i;
-        if t.health().is_up() {
-            eligible |= 1 << i;
-        }
-    }
-    (eligible, enabled)
-}
 
 /// Iterates over the set bits of a mask, lowest first.
 #[derive(Clone, Copy)]
@@ -87,7 +85,8 @@ fn push_rotated(targets: &[TargetEntry], set: u64, by: usize, out: &mut Vec<IpAd
 
 /// Fills `out` with the addresses of `entry`'s targets of one family (`v6`) that the
 /// service's policy picks for `client` at `now_ms` (Unix milliseconds, read once per
-/// UDP batch or TCP query: a coarse clock is enough). An empty `out` means NODATA.
+/// UDP batch or TCP query: a coarse clock is enough), and counts the answer for
+/// each target in it. An empty `out` means NODATA. This is the DNS path.
 pub fn select(
     entry: &ServiceEntry,
     v6: bool,
@@ -97,70 +96,329 @@ pub fn select(
     rng: &mut fastrand::Rng,
     out: &mut Vec<IpAddr>,
 ) -> Selection {
-    let _ = now_ms; // slow start and override expiry read it
-    out.clear();
+    let sel = select_with(entry, v6, client, topology, now_ms, rng, &mut NoTrace, out);
     let targets = entry.family(v6);
-    let mut sel = Selection::default();
-    let (eligible, enabled) = candidate_masks(targets, entry.policy == Policy::Ratio);
-    let candidates = if eligible != 0 {
-        eligible
-    } else {
-        match entry.all_down {
-            AllDown::NoData => return sel,
-            AllDown::AnswerAll => {
-                sel.failed_open = enabled != 0;
-                enabled
+    for i in Bits(sel.chosen) {
+        entry.answers.bump(targets[i].index);
+    }
+    sel
+}
+
+/// The target's eligibility at `now_ms`: the reason, and whether it is within its
+/// slow-start ramp. The health cell is read once, here.
+#[inline]
+fn judge(t: &TargetEntry, ratio_only: bool, now_ms: u64, slow_ms: u64) -> (Reason, bool) {
+    let ovr = match t.ovr {
+        Some((state, expires)) if now_ms < expires => Some(state),
+        _ => None,
+    };
+    if !t.enabled {
+        return (Reason::Disabled, false);
+    }
+    match ovr {
+        Some(OverrideState::Drain) => (Reason::Drained, false),
+        _ if ratio_only && t.ratio == 0 => (Reason::RatioZero, false),
+        Some(OverrideState::ForceHealthy) => (Reason::ForcedHealthy, false),
+        Some(OverrideState::ForceUnhealthy) => (Reason::ForcedUnhealthy, false),
+        None => {
+            let st = t.health_state();
+            match st.health {
+                Health::Healthy => {
+                    let ramping = slow_ms > 0
+                        && st.healthy_since_ms > 0
+                        && now_ms < st.healthy_since_ms.saturating_add(slow_ms);
+                    (Reason::Healthy, ramping)
+                }
+                Health::Unchecked => (Reason::Unchecked, false),
+                Health::Pending => (Reason::Pending, false),
+                Health::Unhealthy => (Reason::Unhealthy, false),
             }
         }
+    }
+}
+
+/// The slow-start weight of a target that turned Healthy at `since_ms`: `FULL / 10`
+/// then, rising linearly to `FULL` over `slow_ms`.
+#[inline]
+pub fn ramp_factor(since_ms: u64, now_ms: u64, slow_ms: u64) -> u32 {
+    if slow_ms == 0 {
+        return FULL;
+    }
+    let e = now_ms.saturating_sub(since_ms).min(slow_ms);
+    (u64::from(FULL) * (slow_ms + 9 * e) / (10 * slow_ms)) as u32
+}
+
+/// The slow-start weights of one selection's targets.
+#[derive(Clone, Copy)]
+struct Ramp<'a> {
+    targets: &'a [TargetEntry],
+    now_ms: u64,
+    slow_ms: u64,
+    /// Candidates within their slow-start ramp (none in panic or fail-open).
+    ramping: u64,
+}
+
+impl Ramp<'_> {
+    /// The slow-start weight of target `i` (`FULL` unless it is ramping). Reads the
+    /// time it turned Healthy again: that time changes only when the target turns
+    /// Healthy anew, which takes a probe period, so both reads agree.
+    #[inline]
+    fn factor(&self, i: usize) -> u32 {
+        if self.ramping & (1 << i) == 0 {
+            return FULL;
+        }
+        let since = self.targets[i].health_state().healthy_since_ms;
+        ramp_factor(since, self.now_ms, self.slow_ms)
+    }
+
+    /// The largest slow-start weight in `set`.
+    #[inline]
+    fn warmest(&self, set: u64) -> u32 {
+        if set & !self.ramping != 0 {
+            return FULL;
+        }
+        Bits(set).map(|i| self.factor(i)).max().unwrap_or(FULL)
+    }
+}
+
+/// One selection in progress.
+struct Ctx<'a, C, T> {
+    entry: &'a ServiceEntry,
+    targets: &'a [TargetEntry],
+    ramp: Ramp<'a>,
+    chance: &'a mut C,
+    trace: &'a mut T,
+}
+
+impl<C: Chance, T: Trace> Ctx<'_, C, T> {
+    /// `set` with each ramping target kept with probability factor / warmest (so
+    /// the warmest target of the set always stays): the slow start of the policies
+    /// that answer sets (RoundRobin, Locality).
+    #[inline]
+    fn thin(&mut self, set: u64) -> u64 {
+        let ramping = set & self.ramp.ramping;
+        if ramping == 0 {
+            return set;
+        }
+        let top = u64::from(self.ramp.warmest(set));
+        let mut kept = set;
+        for i in Bits(ramping) {
+            let f = u64::from(self.ramp.factor(i));
+            if f < top && !self.chance.coin(f, top) {
+                kept &= !(1 << i);
+                if T::ENABLED {
+                    self.trace.left_out(i);
+                }
+            }
+        }
+        kept
+    }
+}
+
+/// [`select`] without the answer counting, generic over the source of randomness
+/// and the trace sink: the DNS path and explain run this same code.
+#[allow(clippy::too_many_arguments)]
+pub fn select_with<C: Chance, T: Trace>(
+    entry: &ServiceEntry,
+    v6: bool,
+    client: &ClientInfo,
+    topology: &Topology,
+    now_ms: u64,
+    chance: &mut C,
+    trace: &mut T,
+    out: &mut Vec<IpAddr>,
+) -> Selection {
+    out.clear();
+    let targets = entry.family(v6);
+    let ratio_only = entry.policy == Policy::Ratio;
+    let (mut eligible, mut enabled, mut ramping) = (0u64, 0u64, 0u64);
+    for (i, t) in targets.iter().take(64).enumerate() {
+        let (reason, ramps) = judge(t, ratio_only, now_ms, entry.slow_start_ms);
+        if T::ENABLED {
+            trace.target(i, reason);
+        }
+        if reason.enabled() {
+            enabled |= 1 << i;
+            if reason.eligible() {
+                eligible |= 1 << i;
+                if ramps {
+                    ramping |= 1 << i;
+                }
+            }
+        }
+    }
+    let (n_eligible, n_enabled) = (eligible.count_ones(), enabled.count_ones());
+    let (mode, candidates) = if eligible == 0 {
+        match entry.all_down {
+            AllDown::AnswerAll if enabled != 0 => (Mode::FailOpen, enabled),
+            _ => (Mode::NoData, 0),
+        }
+    } else if n_eligible * 100 < entry.panic_threshold_percent * n_enabled {
+        (Mode::Panic, enabled)
+    } else {
+        (Mode::Normal, eligible)
     };
+    let degraded = eligible != enabled || matches!(mode, Mode::Panic | Mode::FailOpen);
+    let mut sel = Selection {
+        ecs_scope: 0,
+        failed_open: mode == Mode::FailOpen,
+        ttl: if degraded {
+            entry.degraded_ttl
+        } else {
+            entry.ttl
+        },
+        mode,
+        chosen: 0,
+    };
+    if T::ENABLED {
+        trace.mode(mode, n_eligible, n_enabled);
+    }
+    if mode == Mode::NoData {
+        if T::ENABLED {
+            trace.step(Step::NoData);
+        }
+        return sel;
+    }
+    // Slow start shifts traffic between healthy targets; in panic or fail-open the
+    // candidates are answered as they are.
+    if mode != Mode::Normal {
+        ramping = 0;
+    }
+    let mut cx = Ctx {
+        entry,
+        targets,
+        ramp: Ramp {
+            targets,
+            now_ms,
+            slow_ms: entry.slow_start_ms,
+            ramping,
+        },
+        chance,
+        trace,
+    };
+    if T::ENABLED {
+        for i in Bits(ramping) {
+            let f = cx.ramp.factor(i);
+            cx.trace.ramp(i, f);
+        }
+    }
     match entry.policy {
-        Policy::RoundRobin => push_rotated(targets, candidates, entry.next_rotation(), out),
-        Policy::Ratio => ratio(targets, candidates, rng, out),
+        Policy::RoundRobin => {
+            let set = cx.thin(candidates);
+            if T::ENABLED {
+                cx.trace.step(Step::RoundRobin);
+            }
+            let by = cx.chance.rotation(entry);
+            push_rotated(targets, set, by, out);
+            sel.chosen = set;
+        }
+        Policy::Ratio => {
+            let (pick, step) = ratio(&mut cx, candidates, client);
+            if let Some(i) = pick {
+                out.push(targets[i].address);
+                sel.chosen = 1 << i;
+            }
+            if let Step::Sticky { prefix } = step {
+                sel.ecs_scope = prefix;
+            }
+            if T::ENABLED {
+                cx.trace.step(step);
+            }
+        }
         Policy::Locality => {
-            let (set, scope) = locality(entry, v6, candidates, client, topology, rng);
+            let (set, scope) = locality(&mut cx, usize::from(v6), candidates, client, topology);
             sel.ecs_scope = scope;
-            push_rotated(targets, set, entry.next_rotation(), out);
+            let by = cx.chance.rotation(entry);
+            push_rotated(targets, set, by, out);
+            sel.chosen = set;
         }
     }
     sel
 }
 
-/// Index into `set` drawn with probability weight / (sum of the weights in `set`), or
-/// `None` when that sum is 0.
-#[inline]
-fn draw(set: u64, weight: impl Fn(usize) -> u32, rng: &mut fastrand::Rng) -> Option<usize> {
-    let sum: u64 = Bits(set).map(|i| u64::from(weight(i))).sum();
-    if sum == 0 {
-        return None;
-    }
-    let mut r = rng.u64(..sum);
-    for i in Bits(set) {
-        let w = u64::from(weight(i));
-        if r < w {
-            return Some(i);
+/// The Ratio policy: one candidate, drawn by ratio (times its slow-start weight), or
+/// with stickiness picked by the rendezvous hash of the client's subnet.
+fn ratio<C: Chance, T: Trace>(
+    cx: &mut Ctx<'_, C, T>,
+    set: u64,
+    client: &ClientInfo,
+) -> (Option<usize>, Step) {
+    let targets = cx.targets;
+    let ramp = cx.ramp;
+    let scaled = set & ramp.ramping != 0;
+    let weight = |i: usize| {
+        let r = u64::from(targets[i].ratio);
+        if scaled {
+            r * u64::from(ramp.factor(i))
+        } else {
+            r
         }
-        r -= w;
+    };
+    match cx.entry.stickiness {
+        Stickiness::Off => (cx.chance.draw(set, weight), Step::Ratio),
+        Stickiness::ClientSubnet => {
+            let (key, prefix) = subnet_key(client.addr);
+            (
+                rendezvous(targets, set, key, weight),
+                Step::Sticky { prefix },
+            )
+        }
     }
-    unreachable!("r < sum of the weights")
 }
 
-/// One address drawn with probability ratio / sum of the candidates' ratios (the
-/// candidates all have a ratio above 0, see [`candidate_masks`]).
-fn ratio(targets: &[TargetEntry], set: u64, rng: &mut fastrand::Rng, out: &mut Vec<IpAddr>) {
-    if let Some(i) = draw(set, |i| targets[i].ratio, rng) {
-        out.push(targets[i].address);
+/// The key of the client's /24 (IPv4, also IPv4-mapped IPv6) or /56 (IPv6) for
+/// sticky Ratio, and that prefix length as the ECS scope (in IPv6 bits for an
+/// IPv4-mapped address, as the topology counts it).
+#[inline]
+pub fn subnet_key(addr: IpAddr) -> (u64, u8) {
+    let v4 = |a: std::net::Ipv4Addr| mix64(u64::from(u32::from(a) & 0xffff_ff00) | 4 << 56);
+    match addr {
+        IpAddr::V4(a) => (v4(a), 24),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(m) => (v4(m), 120),
+            None => (mix64((u128::from(a) >> 72) as u64 | 6 << 56), 56),
+        },
     }
+}
+
+/// Weighted rendezvous (highest random weight) hashing: each candidate scores
+/// -ln(u) / weight with u uniform in (0, 1] from the hash of (subnet, target name);
+/// the lowest score wins. A subnet's winner changes only if it leaves the set or
+/// another target's weight rises, so removing a target moves only its own subnets,
+/// and each target wins its weight's share of subnets.
+fn rendezvous(
+    targets: &[TargetEntry],
+    set: u64,
+    key: u64,
+    weight: impl Fn(usize) -> u64,
+) -> Option<usize> {
+    let mut best = None;
+    let mut best_score = f64::INFINITY;
+    for i in Bits(set) {
+        let w = weight(i);
+        if w == 0 {
+            continue;
+        }
+        let h = mix64(key ^ targets[i].name_hash);
+        // 53 random bits, shifted away from 0: u in (0, 1].
+        let u = ((h >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+        let score = -u.ln() / w as f64;
+        if score < best_score {
+            best_score = score;
+            best = Some(i);
+        }
+    }
+    best
 }
 
 /// The Locality policy over `candidates` (the eligible targets, or every enabled one
-/// when failing open): the chosen subset, and the ECS scope prefix length.
-fn locality(
-    entry: &ServiceEntry,
-    v6: bool,
+/// in panic or when failing open): the chosen subset, and the ECS scope prefix length.
+fn locality<C: Chance, T: Trace>(
+    cx: &mut Ctx<'_, C, T>,
+    family: usize,
     candidates: u64,
     client: &ClientInfo,
     topology: &Topology,
-    rng: &mut fastrand::Rng,
 ) -> (u64, u8) {
     // The ECS scope (CONTRACT §5): the widest block around the client that the
     // topology decides as one, whatever the entry; only worked out for ECS queries.
@@ -169,38 +427,70 @@ fn locality(
     } else {
         (topology.lookup(client.addr), 0)
     };
+    if T::ENABLED {
+        cx.trace.locality(found);
+    }
     match found {
         // Nothing is known about the client: everyone.
-        None => (candidates, scope),
-        Some((loc, _)) => (nearest(entry, usize::from(v6), candidates, loc, rng), scope),
+        None => {
+            if T::ENABLED {
+                cx.trace.step(Step::All { no_topology: true });
+            }
+            (cx.thin(candidates), scope)
+        }
+        Some((loc, _)) => (nearest(cx, family, candidates, loc), scope),
     }
 }
 
 /// Steps 1 and 2 of CONTRACT §5 "Locality" for a client at `loc`.
-fn nearest(
-    entry: &ServiceEntry,
+fn nearest<C: Chance, T: Trace>(
+    cx: &mut Ctx<'_, C, T>,
     family: usize,
     candidates: u64,
     loc: &Locality,
-    rng: &mut fastrand::Rng,
 ) -> u64 {
-    let targets = entry.family(family == 1);
+    let entry = cx.entry;
+    let targets = cx.targets;
     // 1. The first distribute rule that matches the client, if one of its patterns
     //    has a candidate. Only the first matching rule is ever consulted; when none of
     //    its patterns has a candidate, the client is served as if it had no rule.
-    if let Some(rule) = entry.distribute.iter().find(|r| r.from.matches(loc)) {
+    //    Slow start: a pattern weighs its weight times the slow-start weight of its
+    //    warmest candidate, and within it the others are thinned relative to that one.
+    if let Some((r, rule)) = entry
+        .distribute
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.from.matches(loc))
+    {
         let mut live = 0u64;
         for (k, m) in rule.to_targets.iter().enumerate().take(64) {
             if m[family] & candidates != 0 {
                 live |= 1 << k;
             }
         }
-        if let Some(k) = draw(live, |k| rule.to[k].1, rng) {
-            return rule.to_targets[k][family] & candidates;
+        let ramp = cx.ramp;
+        let pick = if candidates & ramp.ramping == 0 {
+            cx.chance.draw(live, |k| u64::from(rule.to[k].1))
+        } else {
+            cx.chance.draw(live, |k| {
+                let warmest = ramp.warmest(rule.to_targets[k][family] & candidates);
+                u64::from(rule.to[k].1) * u64::from(warmest)
+            })
+        };
+        if let Some(k) = pick {
+            if T::ENABLED {
+                cx.trace.step(Step::Distribute {
+                    rule: r,
+                    pattern: k,
+                });
+            }
+            return cx.thin(rule.to_targets[k][family] & candidates);
         }
     }
-    // 2. The candidates sharing the most leading parts with the client (region, then
-    //    zone, then subzone) ...
+    // 2. Slow start first leaves some ramping candidates out of this answer, so
+    //    that their clients go to the next nearest ones. Then the candidates sharing
+    //    the most leading parts with the client (region, then zone, then subzone) ...
+    let candidates = cx.thin(candidates);
     let mut best_depth = 0;
     let mut best = 0u64;
     for i in Bits(candidates) {
@@ -217,17 +507,39 @@ fn nearest(
         }
     }
     if best != 0 {
+        if T::ENABLED {
+            cx.trace.step(Step::Nearest {
+                depth: best_depth as u8,
+            });
+        }
         return best;
     }
     // ... else the failover regions of the client's region, in order ...
-    for ((from, _), m) in entry.failover.iter().zip(&entry.failover_targets) {
+    for (r, ((from, _), m)) in entry
+        .failover
+        .iter()
+        .zip(&entry.failover_targets)
+        .enumerate()
+    {
         if from == loc.region() && m[family] & candidates != 0 {
+            if T::ENABLED {
+                cx.trace.step(Step::Failover { rule: r });
+            }
             return m[family] & candidates;
         }
     }
     // ... else everyone.
+    if T::ENABLED {
+        cx.trace.step(Step::All { no_topology: false });
+    }
     candidates
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod steering_tests;
+
+#[cfg(test)]
+mod explain_tests;

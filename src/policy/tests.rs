@@ -25,7 +25,7 @@ impl Fixture {
         }
         let ns = NameService::from_json(spec).expect("valid spec");
         let mut cells = HashMap::new();
-        let entry = ServiceEntry::compile(Arc::new(ns), |ep| {
+        let entry = ServiceEntry::compile(Arc::new(ns), None, None, |ep| {
             cells
                 .entry(ep.address)
                 .or_insert_with(|| Arc::new(HealthCell::new(Health::Healthy)))
@@ -136,7 +136,15 @@ fn round_robin_rotates_eligible() {
     for _ in 0..4 {
         let (out, sel) = f.select(false, c, &topo, &mut rng);
         assert_eq!(set(&out), strs(&["192.0.2.1", "192.0.2.3"]));
-        assert_eq!(sel, Selection::default());
+        assert_eq!(
+            sel,
+            Selection {
+                // b is down: health changed the answer.
+                ttl: 30,
+                chosen: 0b101,
+                ..Selection::default()
+            }
+        );
         firsts.push(out[0].to_string());
     }
     assert_eq!(firsts, ["192.0.2.1", "192.0.2.3", "192.0.2.1", "192.0.2.3"]);
@@ -337,12 +345,12 @@ fn draw_is_exact_on_the_boundaries() {
     let mut seen = [0usize; 4];
     let mut rng = fastrand::Rng::with_seed(9);
     for _ in 0..10_000 {
-        seen[draw(set, |i| w[i], &mut rng).unwrap()] += 1;
+        seen[rng.draw(set, |i| u64::from(w[i])).unwrap()] += 1;
     }
     assert_eq!(seen[1] + seen[2], 0);
     assert!(seen[0] > 3_500 && seen[3] > 5_500, "{seen:?}");
-    assert_eq!(draw(0b0010, |i| w[i], &mut rng), None);
-    assert_eq!(draw(0, |i| w[i], &mut rng), None);
+    assert_eq!(rng.draw(0b0010, |i| u64::from(w[i])), None);
+    assert_eq!(rng.draw(0, |i| u64::from(w[i])), None);
 }
 
 // ---------------------------------------------------------------- Locality

@@ -407,7 +407,14 @@ impl Committer {
                     Ok(()) => {
                         self.parked.remove(name);
                         let cells = health.acquire_service(spec);
-                        let mut e = ServiceEntry::compile(spec.clone(), |ep| cells[ep].clone());
+                        // The entry it replaces hands over its answer counts.
+                        let previous = current.services.get(name);
+                        let mut e = ServiceEntry::compile(
+                            spec.clone(),
+                            None,
+                            previous.map(|p| &**p),
+                            |ep| cells[ep].clone(),
+                        );
                         e.revision = *rev;
                         Some(Arc::new(e))
                     }

@@ -615,9 +615,16 @@ impl Registry {
     }
 
     fn view(&self, spec: &Arc<NameService>, revision: u64) -> View {
+        // The published entry's answer counts (the spec's own, or its successor's
+        // when a write raced this read: counts carry over by target name).
+        let answers = self
+            .snapshot
+            .load()
+            .service(&spec.name)
+            .map(|e| e.answers.clone());
         View {
             spec: spec.clone(),
-            status: self.status.view(spec, &self.health),
+            status: self.status.view(spec, &self.health, answers.as_deref()),
             revision,
         }
     }

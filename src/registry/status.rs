@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::health::{Health, HealthHub};
 use crate::model::NameService;
+use crate::snapshot::AnswerCounts;
 use crate::timefmt::rfc3339;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -30,6 +31,10 @@ pub struct TargetStatus {
     pub consecutive_successes: u32,
     pub last_probe_time: Option<String>,
     pub last_error: Option<String>,
+    /// Answers that included this target since this instance started (counted on
+    /// the DNS path; carried over when the resource is replaced and the target keeps
+    /// its name).
+    pub answers: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -104,10 +109,16 @@ impl Book {
         self.lock().remove(name);
     }
 
-    /// The status of `spec` now. Read-only: a health change whose event is still on
-    /// its way to the follower shows its reason already, dated by the verdict change
-    /// (what the follower is about to record).
-    pub fn view(&self, spec: &NameService, health: &HealthHub) -> Status {
+    /// The status of `spec` now, with the `answers` counted for its published entry.
+    /// Read-only: a health change whose event is still on its way to the follower
+    /// shows its reason already, dated by the verdict change (what the follower is
+    /// about to record).
+    pub fn view(
+        &self,
+        spec: &NameService,
+        health: &HealthHub,
+        answers: Option<&AnswerCounts>,
+    ) -> Status {
         let rows = rows(spec, health);
         let (status, reason, message) = ready(&rows);
         let memo = self.lock().get(spec.name.as_str()).cloned();
@@ -123,7 +134,15 @@ impl Book {
                 message,
                 last_transition_time: rfc3339(since),
             }],
-            targets: rows.into_iter().map(|r| r.status).collect(),
+            targets: rows
+                .into_iter()
+                .map(|r| TargetStatus {
+                    answers: answers
+                        .and_then(|a| a.get_by_name(&r.status.name))
+                        .unwrap_or(0),
+                    ..r.status
+                })
+                .collect(),
         }
     }
 }
@@ -150,6 +169,7 @@ fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
                 consecutive_successes: 0,
                 last_probe_time: None,
                 last_error: None,
+                answers: 0,
             };
             let (status, last_change_time) = match st {
                 None if spec.health_check.is_none() => (blank(Health::Unchecked), None),
@@ -163,6 +183,7 @@ fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
                         consecutive_successes: s.consecutive_successes,
                         last_probe_time: s.last_probe_time.map(rfc3339),
                         last_error: s.last_error,
+                        answers: 0,
                     },
                     s.last_change_time,
                 ),

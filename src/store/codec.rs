@@ -35,17 +35,60 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::{
-    AllDown, DistributeRule, FailoverRule, HealthCheck, NameService, Policy, Target,
+    AllDown, DEFAULT_MIN_ELIGIBLE_TARGETS, DistributeRule, FailoverRule, HealthCheck, NameService,
+    Policy, Stickiness, Target,
 };
 
 /// Tags of the extension section. Append new ones; never reuse a number.
-pub(super) mod ext {}
+pub(super) mod ext {
+    /// `panicThresholdPercent`: one `var`.
+    pub const PANIC_THRESHOLD_PERCENT: u32 = 1;
+    /// `slowStartSeconds`: one `var`.
+    pub const SLOW_START_SECONDS: u32 = 2;
+    /// `degradedTtl`: one `var` (its default is `ttl`).
+    pub const DEGRADED_TTL: u32 = 3;
+    /// `stickiness`: one `var`, 1 = ClientSubnet.
+    pub const STICKINESS: u32 = 4;
+    /// `minEligibleTargets`: one `var`.
+    pub const MIN_ELIGIBLE_TARGETS: u32 = 5;
+}
 
 /// Writes the body of a version 3 value.
 pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
     encode_core(ns, out);
-    // The extension section: no field uses it yet.
-    put_len(out, 0);
+    let NameService {
+        ttl,
+        panic_threshold_percent,
+        slow_start_seconds,
+        degraded_ttl,
+        stickiness,
+        min_eligible_targets,
+        ..
+    } = ns;
+    let stickiness = match stickiness {
+        Stickiness::Off => 0,
+        Stickiness::ClientSubnet => 1,
+    };
+    // (tag, value, default): written only when it differs from the default.
+    let fields = [
+        (ext::PANIC_THRESHOLD_PERCENT, *panic_threshold_percent, 0),
+        (ext::SLOW_START_SECONDS, *slow_start_seconds, 0),
+        (ext::DEGRADED_TTL, *degraded_ttl, *ttl),
+        (ext::STICKINESS, stickiness, 0),
+        (
+            ext::MIN_ELIGIBLE_TARGETS,
+            *min_eligible_targets,
+            DEFAULT_MIN_ELIGIBLE_TARGETS,
+        ),
+    ];
+    put_len(out, fields.iter().filter(|(_, v, d)| v != d).count());
+    for (tag, v, _) in fields.into_iter().filter(|(_, v, d)| v != d) {
+        let mut value = Vec::with_capacity(5);
+        put_var(&mut value, v);
+        put_var(out, tag);
+        put_len(out, value.len());
+        out.extend_from_slice(&value);
+    }
 }
 
 fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
@@ -58,6 +101,12 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
         all_down,
         failover,
         distribute,
+        // In the extension section (see `encode`).
+        panic_threshold_percent: _,
+        slow_start_seconds: _,
+        degraded_ttl: _,
+        stickiness: _,
+        min_eligible_targets: _,
     } = ns;
     put_str(out, name);
     put_var(out, *ttl);
@@ -207,14 +256,41 @@ impl<'a> Reader<'a> {
     /// Reads one field of the extension section into `ns`.
     fn extension(
         &self,
-        _ns: &mut NameService,
+        ns: &mut NameService,
         tag: u32,
-        _data: &[u8],
+        data: &[u8],
         at: usize,
     ) -> Result<(), String> {
-        Err(format!(
-            "unknown field tag {tag} at offset {at}: written by a newer gslb"
-        ))
+        let one_var = |what: &str| {
+            let mut r = Reader { buf: data, pos: 0 };
+            let v = r.var(what)?;
+            if r.pos != data.len() {
+                return Err(format!(
+                    "{what} at offset {at}: {} bytes, not one integer",
+                    data.len()
+                ));
+            }
+            Ok(v)
+        };
+        match tag {
+            ext::PANIC_THRESHOLD_PERCENT => {
+                ns.panic_threshold_percent = one_var("panicThresholdPercent")?
+            }
+            ext::SLOW_START_SECONDS => ns.slow_start_seconds = one_var("slowStartSeconds")?,
+            ext::DEGRADED_TTL => ns.degraded_ttl = one_var("degradedTtl")?,
+            ext::STICKINESS => {
+                ns.stickiness = match one_var("stickiness")? {
+                    0 => Stickiness::Off,
+                    1 => Stickiness::ClientSubnet,
+                    v => return Err(format!("invalid stickiness {v} at offset {at}")),
+                }
+            }
+            ext::MIN_ELIGIBLE_TARGETS => ns.min_eligible_targets = one_var("minEligibleTargets")?,
+            _ => Err(format!(
+                "unknown field tag {tag} at offset {at}: written by a newer gslb"
+            ))?,
+        }
+        Ok(())
     }
 
     fn nameservice(&mut self) -> Result<NameService, String> {
@@ -288,6 +364,12 @@ impl<'a> Reader<'a> {
             all_down,
             failover,
             distribute,
+            // The defaults; the extension section may say otherwise.
+            panic_threshold_percent: 0,
+            slow_start_seconds: 0,
+            degraded_ttl: ttl,
+            stickiness: Stickiness::Off,
+            min_eligible_targets: DEFAULT_MIN_ELIGIBLE_TARGETS,
         })
     }
 
@@ -386,6 +468,7 @@ mod tests {
             json!({"name": "a.example", "policy": "RoundRobin",
                    "targets": [{"name": "a", "address": "192.0.2.1"}]}),
             json!({"name": "b.example", "ttl": 86400, "policy": "Ratio", "allDown": "NoData",
+                   "stickiness": "ClientSubnet", "minEligibleTargets": 64, "degradedTtl": 86400,
                    "healthCheck": {"port": 65535, "periodSeconds": 3600, "timeoutSeconds": 3600,
                                    "failureThreshold": 10, "successThreshold": 10},
                    "targets": [
@@ -398,6 +481,8 @@ mod tests {
                    "targets": [
                        {"name": "w", "address": "192.0.2.10", "locality": "us-west/zone-a/rack-1"},
                        {"name": "e", "address": "192.0.2.20", "locality": "us-east"}],
+                   "panicThresholdPercent": 50, "slowStartSeconds": 3600, "degradedTtl": 5,
+                   "minEligibleTargets": 0,
                    "failover": [{"from": "us-west", "to": "us-east"}, {"from": "eu", "to": "us-west"}],
                    "distribute": [{"from": "us-west/*", "to": {"us-west/zone-a": 80, "us-east": 20}},
                                   {"from": "eu", "to": {"us-east": 1}}]}),
@@ -413,11 +498,48 @@ mod tests {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
             assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
-            // A version 2 body is the same without the extension section.
+            // A version 2 body is the same without the extension section (and so
+            // without the fields kept there).
             let mut v2 = Vec::new();
             encode_core(&ns, &mut v2);
-            assert_eq!(decode(&v2, Layout::V2).unwrap(), ns);
+            let old = decode(&v2, Layout::V2).unwrap();
+            assert_eq!(
+                old,
+                NameService {
+                    panic_threshold_percent: 0,
+                    slow_start_seconds: 0,
+                    degraded_ttl: ns.ttl,
+                    stickiness: Stickiness::Off,
+                    min_eligible_targets: DEFAULT_MIN_ELIGIBLE_TARGETS,
+                    ..ns.clone()
+                }
+            );
         }
+    }
+
+    #[test]
+    fn extension_fields_are_written_only_when_not_default() {
+        let [plain, sticky, steered]: [NameService; 3] = samples().try_into().unwrap();
+        let ext_len = |ns: &NameService| {
+            let (mut all, mut core) = (Vec::new(), Vec::new());
+            encode(ns, &mut all);
+            encode_core(ns, &mut core);
+            all.len() - core.len()
+        };
+        // Just the count 0; stickiness + minEligibleTargets (degradedTtl = ttl);
+        // four fields, one of them minEligibleTargets 0.
+        assert_eq!(ext_len(&plain), 1);
+        assert_eq!(ext_len(&sticky), 1 + 2 * 3);
+        assert_eq!(ext_len(&steered), 1 + 3 + 4 + 3 + 3);
+        // A field whose value is not one integer is refused.
+        let mut bad = Vec::new();
+        encode_core(&plain, &mut bad);
+        bad.extend_from_slice(&[1, ext::SLOW_START_SECONDS as u8, 2, 1, 0]);
+        assert!(
+            decode(&bad, Layout::V3)
+                .unwrap_err()
+                .contains("not one integer")
+        );
     }
 
     #[test]
@@ -457,8 +579,8 @@ mod tests {
                     .contains("unexpected bytes")
             );
             // A field from a newer gslb.
-            let mut newer = buf.clone();
-            newer.pop();
+            let mut newer = Vec::new();
+            encode_core(&ns, &mut newer);
             newer.extend_from_slice(&[1, 99, 2, 0xab, 0xcd]);
             assert!(
                 decode(&newer, Layout::V3)

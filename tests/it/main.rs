@@ -17,5 +17,6 @@ mod istio;
 mod operators;
 mod policy;
 mod registry;
+mod steering;
 mod targets;
 mod ui;

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::harness::{Server, ServerOpts, TempDir, addrs, dns_udp_raw_from, query, wait_until};
 
-const ZONE: &str = "\
+pub(crate) const ZONE: &str = "\
 $ORIGIN gslb.example.
 $TTL 300
 @    IN SOA ns1.gslb.example. hostmaster.gslb.example. 1 3600 600 86400 60
@@ -22,7 +22,7 @@ ns1  IN A   127.0.0.1
 ";
 
 /// A server serving `gslb.example` with `config` (TOML, e.g. `[[topology]]` tables).
-fn start(config: &str) -> (Server, TempDir) {
+pub(crate) fn start(config: &str) -> (Server, TempDir) {
     let zones = TempDir::new("policy-zones");
     std::fs::write(zones.path().join("gslb.example.zone"), ZONE).unwrap();
     let s = Server::start_with(ServerOpts {
@@ -34,7 +34,7 @@ fn start(config: &str) -> (Server, TempDir) {
 }
 
 /// An A (or AAAA) query with EDNS and, if given, an ECS option `addr/source`.
-fn ecs_query(name: &str, rtype: RecordType, subnet: Option<(&str, u8)>) -> Message {
+pub(crate) fn ecs_query(name: &str, rtype: RecordType, subnet: Option<(&str, u8)>) -> Message {
     let mut q = query(name, rtype, Some(1232));
     if let Some((addr, source)) = subnet {
         let cs = ClientSubnet::new(addr.parse().unwrap(), source, 0);
@@ -48,25 +48,25 @@ fn ecs_query(name: &str, rtype: RecordType, subnet: Option<(&str, u8)>) -> Messa
 }
 
 /// Sends `q` from the loopback address `src` and parses the answer.
-fn ask_from(s: &Server, src: &str, q: &Message) -> Message {
+pub(crate) fn ask_from(s: &Server, src: &str, q: &Message) -> Message {
     let raw = dns_udp_raw_from(src.parse().unwrap(), s.dns, &q.to_vec().unwrap())
         .unwrap_or_else(|| panic!("no answer from {} to {src}", s.dns));
     Message::from_vec(&raw).unwrap()
 }
 
 /// The ECS option of a response: (source prefix, scope prefix).
-fn ecs_of(m: &Message) -> Option<(u8, u8)> {
+pub(crate) fn ecs_of(m: &Message) -> Option<(u8, u8)> {
     match m.edns.as_ref()?.option(EdnsCode::Subnet)? {
         EdnsOption::Subnet(cs) => Some((cs.source_prefix(), cs.scope_prefix())),
         _ => None,
     }
 }
 
-fn set(m: &Message) -> BTreeSet<String> {
+pub(crate) fn set(m: &Message) -> BTreeSet<String> {
     addrs(m).iter().map(IpAddr::to_string).collect()
 }
 
-fn strs(list: &[&str]) -> BTreeSet<String> {
+pub(crate) fn strs(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
@@ -188,13 +188,13 @@ fn distribute_99_to_1() {
 
 /// A fake gateway VIP: a TCP listener on `ip` that can be closed and reopened on the
 /// same port.
-struct Vip {
-    addr: SocketAddr,
+pub(crate) struct Vip {
+    pub(crate) addr: SocketAddr,
     listener: Option<TcpListener>,
 }
 
 impl Vip {
-    fn open(ip: &str) -> Self {
+    pub(crate) fn open(ip: &str) -> Self {
         let l = TcpListener::bind((ip, 0)).unwrap();
         Self {
             addr: l.local_addr().unwrap(),
@@ -202,11 +202,11 @@ impl Vip {
         }
     }
 
-    fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.listener = None;
     }
 
-    fn reopen(&mut self) {
+    pub(crate) fn reopen(&mut self) {
         self.listener = Some(TcpListener::bind(self.addr).unwrap());
     }
 }

@@ -245,8 +245,9 @@ fn snapshot() -> Snapshot {
         ServiceMap::default().with_changes(nameservices().into_iter().map(|(json, health)| {
             let spec = NameService::from_json(json).unwrap();
             let name: Arc<str> = spec.name.clone().into();
-            let entry =
-                ServiceEntry::compile(Arc::new(spec), |_| Arc::new(HealthCell::new(health)));
+            let entry = ServiceEntry::compile(Arc::new(spec), None, None, |_| {
+                Arc::new(HealthCell::new(health))
+            });
             (name, Some(Arc::new(entry)))
         }));
     Snapshot {
@@ -749,9 +750,12 @@ impl Reference {
         s: &mut Sections,
     ) {
         let before = s.answers.len();
+        // The NODATA SOA's TTL cap: the service's TTL, or a policy's (degraded) TTL.
+        let mut neg_ttl = svc.ttl;
         let mut addresses = |v6: bool, s: &mut Sections| {
             let mut out = Vec::new();
             let sel = crate::policy::select(svc, v6, client, &snap.topology, NOW_MS, rng, &mut out);
+            neg_ttl = neg_ttl.min(sel.ttl);
             s.scope = s.scope.max(sel.ecs_scope);
             s.failed_open |= sel.failed_open;
             for a in out {
@@ -760,7 +764,7 @@ impl Reference {
                     IpAddr::V6(a) => RData::AAAA(a.into()),
                 };
                 s.answers
-                    .push(Record::from_rdata(name.clone(), svc.ttl, data));
+                    .push(Record::from_rdata(name.clone(), sel.ttl, data));
             }
         };
         match qtype {
@@ -791,7 +795,7 @@ impl Reference {
         if s.answers.len() == before {
             // CONTRACT §5: the SOA's TTL at most the service's.
             let mut soa = zone.negative_soa();
-            soa.ttl = soa.ttl.min(svc.ttl);
+            soa.ttl = soa.ttl.min(neg_ttl);
             s.authorities.push(soa);
         }
     }

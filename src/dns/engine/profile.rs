@@ -57,7 +57,7 @@ fn snapshot(policy: &str) -> Snapshot {
         }))
         .unwrap();
         let name: Arc<str> = spec.name.clone().into();
-        let entry = ServiceEntry::compile(Arc::new(spec), |ep| {
+        let entry = ServiceEntry::compile(Arc::new(spec), None, None, |ep| {
             let IpAddr::V4(a) = ep.address else {
                 unreachable!()
             };

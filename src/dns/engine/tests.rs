@@ -61,7 +61,9 @@ fn zones() -> ZoneSet {
 fn service(json: serde_json::Value, health: Health) -> (Arc<str>, Option<Arc<ServiceEntry>>) {
     let spec = NameService::from_json(json).unwrap();
     let name: Arc<str> = spec.name.clone().into();
-    let entry = ServiceEntry::compile(Arc::new(spec), |_| Arc::new(HealthCell::new(health)));
+    let entry = ServiceEntry::compile(Arc::new(spec), None, None, |_| {
+        Arc::new(HealthCell::new(health))
+    });
     (name, Some(Arc::new(entry)))
 }
 
