@@ -192,7 +192,13 @@ pub async fn run(
         events.clone(),
         health.subscribe(),
     ));
-    let exporter = Arc::new(exporter(&metrics, &registry));
+    let api_conns = Arc::new(crate::api::limits::ConnStats::default());
+    let mut exporter = exporter(&metrics, &registry);
+    exporter.register(crate::api::limits::ConnCollector(
+        api_conns.clone(),
+        config.api_limits.max_connections,
+    ));
+    let exporter = Arc::new(exporter);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let dns = crate::dns::DnsServer::bind(&config.dns_listen)?;
@@ -216,7 +222,13 @@ pub async fn run(
         events: events.clone(),
         ready: ready.clone(),
     };
-    let api_task = tokio::spawn(crate::api::serve(api_listener, api_state, stop_rx.clone()));
+    let api_task = tokio::spawn(crate::api::serve(
+        api_listener,
+        config.api_limits,
+        api_conns,
+        api_state,
+        stop_rx.clone(),
+    ));
     // Probes run here, on the control-plane runtime.
     let prober = health.start(Some(store));
 

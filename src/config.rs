@@ -54,6 +54,9 @@ struct FileConfig {
     tcp_idle_timeout_seconds: Option<toml::Spanned<i64>>,
     tcp_max_clients: Option<toml::Spanned<i64>>,
     tcp_max_per_source: Option<toml::Spanned<i64>>,
+    api_max_connections: Option<toml::Spanned<i64>>,
+    api_header_timeout_seconds: Option<toml::Spanned<i64>>,
+    api_idle_timeout_seconds: Option<toml::Spanned<i64>>,
     rrl: Option<RrlInput>,
     registry: Option<toml::Spanned<RegistryInput>>,
 }
@@ -332,6 +335,8 @@ pub struct Config {
     pub tcp_idle_timeout_seconds: u64,
     pub tcp_max_clients: usize,
     pub tcp_max_per_source: usize,
+    /// `api_max_connections`, `api_header_timeout_seconds`, `api_idle_timeout_seconds`.
+    pub api_limits: crate::api::limits::Limits,
     /// This instance's name (`[registry] instance`, `--instance`, default the host
     /// name): `/api/v1/instances`, etcd keys, the probes' User-Agent.
     pub instance: String,
@@ -422,6 +427,7 @@ impl std::fmt::Debug for Config {
             .field("tcp_idle_timeout_seconds", &self.tcp_idle_timeout_seconds)
             .field("tcp_max_clients", &self.tcp_max_clients)
             .field("tcp_max_per_source", &self.tcp_max_per_source)
+            .field("api_limits", &self.api_limits)
             .field("instance", &self.instance)
             .field("registry", &self.registry)
             .finish()
@@ -866,6 +872,28 @@ impl Config {
             )? as usize,
         };
 
+        let api_defaults = crate::api::limits::Limits::default();
+        let api_limits = crate::api::limits::Limits {
+            max_connections: int(
+                &fc.api_max_connections,
+                "api_max_connections",
+                1..=65_535,
+                api_defaults.max_connections as i64,
+            )? as usize,
+            header_timeout: std::time::Duration::from_secs(int(
+                &fc.api_header_timeout_seconds,
+                "api_header_timeout_seconds",
+                1..=300,
+                api_defaults.header_timeout.as_secs() as i64,
+            )? as u64),
+            idle_timeout: std::time::Duration::from_secs(int(
+                &fc.api_idle_timeout_seconds,
+                "api_idle_timeout_seconds",
+                1..=3600,
+                api_defaults.idle_timeout.as_secs() as i64,
+            )? as u64),
+        };
+
         let mut rrl = RrlConfig::default();
         if let Some(r) = &fc.rrl {
             let l = &mut rrl.limits;
@@ -955,6 +983,7 @@ impl Config {
             tcp_idle_timeout_seconds,
             tcp_max_clients,
             tcp_max_per_source,
+            api_limits,
             instance,
             registry,
             file: file.map(Path::to_path_buf),

@@ -67,6 +67,8 @@ fn deploy_configs_load() {
                 )
             );
             assert!(c.nsid.is_none() && c.cookie_secret.is_none());
+            assert_eq!(c.api_limits, d.api_limits);
+            assert!(c.api_tokens.is_empty());
         }
     }
 }

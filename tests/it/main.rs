@@ -14,6 +14,7 @@ mod examples;
 mod fleet;
 mod health;
 mod istio;
+mod limits;
 mod operators;
 mod policy;
 mod registry;
