@@ -488,6 +488,12 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// How often an idle watch asks etcd where it stands, and how long it waits for any
+/// answer before it gives the watch up as broken (a black-holed member keeps the
+/// connection open and says nothing).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+const SILENCE_LIMIT: Duration = Duration::from_secs(3);
+
 /// An open watch on the NameService keys.
 pub struct Watch {
     stream: etcd_client::WatchStream,
@@ -495,14 +501,30 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// The next batch of events; progress notifications come as empty batches.
+    /// The next batch of events; progress notifications come as empty batches (one
+    /// at least every [`PROGRESS_EVERY`] while nothing changes).
     pub async fn next(&mut self) -> Result<WatchBatch, EtcdError> {
+        let mut answered = tokio::time::Instant::now();
+        let mut ask_at = answered + PROGRESS_EVERY;
         loop {
-            let resp = self
-                .stream
-                .message()
-                .await?
-                .ok_or_else(|| EtcdError::Unavailable("the watch stream ended".into()))?;
+            let resp = tokio::select! {
+                m = self.stream.message() => {
+                    m?.ok_or_else(|| EtcdError::Unavailable("the watch stream ended".into()))?
+                }
+                _ = tokio::time::sleep_until(ask_at) => {
+                    if answered.elapsed() >= SILENCE_LIMIT {
+                        return Err(EtcdError::Unavailable(format!(
+                            "etcd answered nothing on the watch for {} s",
+                            SILENCE_LIMIT.as_secs()
+                        )));
+                    }
+                    self.stream.request_progress().await?;
+                    ask_at = tokio::time::Instant::now() + PROGRESS_EVERY;
+                    continue;
+                }
+            };
+            answered = tokio::time::Instant::now();
+            ask_at = answered + PROGRESS_EVERY;
             if resp.compact_revision() > 0 {
                 return Err(EtcdError::Compacted(resp.compact_revision() as u64));
             }
