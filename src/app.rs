@@ -213,6 +213,7 @@ pub async fn run(
             zones,
             config.topology.clone(),
             health.clone(),
+            config.health.deny.clone(),
             etcd,
         )
         .with_context(|| {

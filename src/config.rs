@@ -59,6 +59,23 @@ struct FileConfig {
     api_idle_timeout_seconds: Option<toml::Spanned<i64>>,
     rrl: Option<RrlInput>,
     registry: Option<toml::Spanned<RegistryInput>>,
+    health: Option<HealthInput>,
+}
+
+/// `[health]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthInput {
+    deny: Option<Vec<toml::Spanned<String>>>,
+}
+
+/// `[health]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// `deny`: ranges no target `address` or `probeAddress` may be in, besides the
+    /// unspecified, multicast, broadcast and link-local addresses that are always
+    /// refused (CONTRACT §8).
+    pub deny: Vec<ipnet::IpNet>,
 }
 
 /// `[rrl]` as written.
@@ -341,6 +358,7 @@ pub struct Config {
     /// name): `/api/v1/instances`, etcd keys, the probes' User-Agent.
     pub instance: String,
     pub registry: RegistryConfig,
+    pub health: HealthConfig,
     /// The config file, when one was given (for messages).
     pub file: Option<PathBuf>,
 }
@@ -430,6 +448,7 @@ impl std::fmt::Debug for Config {
             .field("api_limits", &self.api_limits)
             .field("instance", &self.instance)
             .field("registry", &self.registry)
+            .field("health", &self.health)
             .finish()
     }
 }
@@ -963,7 +982,22 @@ impl Config {
         };
         let registry = registry_config(reg_in, &flags.etcd_endpoints, &invalid)?;
 
+        let mut health = HealthConfig::default();
+        let health_in = fc.health.unwrap_or_default();
+        for d in health_in.deny.iter().flatten() {
+            let net = parse_cidr(d.get_ref())
+                .map_err(|m| invalid(d.span(), format!("health.deny: {m}")))?;
+            if health.deny.contains(&net) {
+                return Err(invalid(
+                    d.span(),
+                    format!("health.deny: {:?} is listed twice", d.get_ref()),
+                ));
+            }
+            health.deny.push(net);
+        }
+
         Ok(Config {
+            health,
             dns_listen,
             api_listen,
             data_dir: flags
@@ -1156,6 +1190,59 @@ mod tests {
                 other => panic!("{text:?}: {other}"),
             }
             std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn health_deny() {
+        let p = write(
+            "deny",
+            "[health]\ndeny = [\"10.0.0.0/8\", \"2001:db8:1::/48\"]\n",
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        std::fs::remove_file(p).unwrap();
+        let want: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8:1::/48".parse().unwrap(),
+        ];
+        assert_eq!(c.health.deny, want);
+        assert!(
+            Config::load(None, Overrides::default())
+                .unwrap()
+                .health
+                .deny
+                .is_empty()
+        );
+        for (text, line, needle) in [
+            (
+                "[health]\ndeny = [\n  \"10.0.0.0/8\",\n  \"10.0.0.1/8\",\n]\n",
+                4,
+                "health.deny: cidr \"10.0.0.1/8\" has host bits set",
+            ),
+            (
+                "[health]\ndeny = [\"10.0.0.0/8\", \"10.0.0.0/8\"]\n",
+                2,
+                "listed twice",
+            ),
+            (
+                "[health]\ndeny = [\"nope\"]\n",
+                2,
+                "health.deny: cidr \"nope\"",
+            ),
+            ("\n[health]\ndenny = []\n", 3, "unknown field"),
+        ] {
+            let p = write("deny-bad", text);
+            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
+            std::fs::remove_file(p).unwrap();
+            match &e {
+                ConfigError::Invalid {
+                    line: l, message, ..
+                } => {
+                    assert_eq!(*l, line, "{text:?}: {e}");
+                    assert!(message.contains(needle), "{text:?}: {e}");
+                }
+                other => panic!("{text:?}: {other}"),
+            }
         }
     }
 

@@ -42,7 +42,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
-use super::{Precondition, RegistryError, placement, status};
+use super::{Precondition, RegistryError, admissible, status};
 use crate::health::HealthHub;
 use crate::model::NameService;
 use crate::snapshot::{ServiceEntry, Snapshot};
@@ -133,6 +133,8 @@ pub(super) struct Committer {
     /// Replaced snapshots that some reader may still hold; dropped here once we hold
     /// the last reference.
     pub retired: Vec<Arc<Snapshot>>,
+    /// `[health] deny`: no target address may be in these ranges.
+    pub deny: Arc<[ipnet::IpNet]>,
 }
 
 /// One name touched by a batch.
@@ -236,8 +238,8 @@ impl Committer {
                         Op::Put(spec, _) => spec.name.as_str(),
                         Op::Delete(name, _) => name.as_str(),
                     };
-                    if let Op::Put(..) = op
-                        && let Err(e) = placement(&current.zones, name)
+                    if let Op::Put(spec, _) = &op
+                        && let Err(e) = admissible(&current.zones, &self.deny, spec)
                     {
                         let _ = reply.send(Err(e));
                         continue;
@@ -401,9 +403,10 @@ impl Committer {
                     self.parked.remove(name);
                     None
                 }
-                // Placed in the current zones: served. Otherwise parked (a write
-                // was placed already; this is a change decided elsewhere).
-                Some((spec, rev)) => match placement(&current.zones, name) {
+                // Placed in the current zones (and its addresses allowed): served.
+                // Otherwise parked (a write was checked already; this is a change
+                // decided elsewhere).
+                Some((spec, rev)) => match admissible(&current.zones, &self.deny, spec) {
                     Ok(()) => {
                         self.parked.remove(name);
                         let cells = health.acquire_service(spec);
@@ -419,7 +422,7 @@ impl Committer {
                         Some(Arc::new(e))
                     }
                     Err(why) => {
-                        tracing::warn!(nameservice = %name, revision = rev, reason = %why, "NameService not served: it cannot be placed in the served zones");
+                        tracing::warn!(nameservice = %name, revision = rev, reason = %why, "NameService not served: {why}");
                         self.parked.insert(name.clone(), (spec.clone(), *rev));
                         None
                     }

@@ -22,12 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use arc_swap::ArcSwap;
+use ipnet::IpNet;
 use tokio::sync::oneshot;
 
 pub use status::{Condition, Status, TargetStatus};
 
 use crate::health::{HealthEvent, HealthHub};
-use crate::model::NameService;
+use crate::model::{NameService, ValidationError};
 use crate::policy::Topology;
 use crate::snapshot::{ServiceMap, Snapshot};
 use crate::store::{Store, StoreError};
@@ -48,6 +49,9 @@ pub enum RegistryError {
     /// An `If-Match` / `If-None-Match` condition did not hold.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A rule that depends on the configuration (the `[health] deny` ranges).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the registry's committer is not running: {0}")]
@@ -82,6 +86,16 @@ fn placement(zones: &ZoneSet, name: &str) -> Result<(), RegistryError> {
             },
         }),
     }
+}
+
+/// Checks that `spec` may be served: placed in `zones`, and no target address in
+/// the always-refused ranges or in `deny` (`[health] deny`). The model checked the
+/// fixed address rules already for a write; a resource decided elsewhere (the local
+/// copy, etcd) may predate them, or the configuration.
+fn admissible(zones: &ZoneSet, deny: &[IpNet], spec: &NameService) -> Result<(), RegistryError> {
+    placement(zones, &spec.name)?;
+    spec.check_addresses(deny)?;
+    Ok(())
 }
 
 /// Entity tags a condition lists (`If-Match`, `If-None-Match`).
@@ -189,6 +203,8 @@ pub struct Registry {
     commits: etcd::Commits,
     /// The etcd side, with the etcd backend.
     etcd: Option<Arc<etcd::EtcdSide>>,
+    /// `[health] deny` (also the committer's), for writes checked before etcd.
+    deny: Arc<[IpNet]>,
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
     status: Arc<status::Book>,
@@ -205,8 +221,9 @@ impl Registry {
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
+        deny: Vec<IpNet>,
     ) -> Result<Self, RegistryError> {
-        Self::open_with(instance, store, zones, topology, health, None)
+        Self::open_with(instance, store, zones, topology, health, deny, None)
     }
 
     /// [`Registry::open`] with the etcd backend: the store is this instance's local
@@ -219,6 +236,7 @@ impl Registry {
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
+        deny: Vec<IpNet>,
         etcd: Option<Arc<etcd::EtcdSide>>,
     ) -> Result<Self, RegistryError> {
         let has_copy = matches!(store.origin(), crate::store::Origin::Etcd { .. });
@@ -252,6 +270,7 @@ impl Registry {
             parked: HashMap::new(),
             tombstones: HashMap::new(),
             retired: Vec::new(),
+            deny: deny.clone().into(),
         };
         let (done, mut loaded) = oneshot::channel();
         committer.commit(vec![commit::Request::Apply {
@@ -279,6 +298,7 @@ impl Registry {
             health,
             commits: Arc::new(Mutex::new(Some(tx))),
             etcd,
+            deny: deny.into(),
             committer: Some(committer),
             status: book,
         })
@@ -369,9 +389,9 @@ impl Registry {
     ) -> Result<PutOutcome, RegistryError> {
         let spec = Arc::new(ns);
         if let Some(side) = &self.etcd {
-            // Placement first: a write this instance could not serve is refused
-            // before it reaches the shared registry.
-            self.check_placement(&spec.name)?;
+            // Placement and address rules first: a write this instance could not
+            // serve is refused before it reaches the shared registry.
+            admissible(&self.snapshot.load().zones, &self.deny, &spec)?;
             let (created, changed, revision) = side
                 .put(&spec, &cond, async |inc| {
                     etcd::apply(&self.commits, vec![inc], 0, false).await
