@@ -10,7 +10,32 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{ServerOpts, TempDir, free_port, http_get, unsafe_kill};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::harness::{ServerOpts, TempDir, http_get, unsafe_kill};
+
+/// The next port to try for an etcd member.
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// A port for an etcd member, below the kernel's ephemeral range (32768 and up), so
+/// that no `free_port()` of another test (which binds port 0) hands it out between
+/// our pick and etcd's bind. Each test process walks its own stretch.
+fn etcd_port() -> u16 {
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 40) * 300,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + (p - 20_000) % 12_000;
+        let port = port as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
 
 /// One etcd member.
 struct Member {
@@ -40,8 +65,8 @@ impl Etcd {
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client: free_port(),
-                peer: free_port(),
+                client: etcd_port(),
+                peer: etcd_port(),
                 data: dir.path().join(format!("m{i}")),
                 log: dir.path().join(format!("m{i}.log")),
                 child: None,
