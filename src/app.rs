@@ -272,7 +272,10 @@ pub async fn run(
         stop_rx.clone(),
     ));
     // Probes run here, on the control-plane runtime.
-    let prober = health.start(Some(store));
+    let prober = health.start_with(
+        Some(store),
+        crate::health::ProberOptions::for_instance(&config.instance),
+    );
 
     // With etcd: list, then watch. With a local copy, /healthz waits for the first
     // listing while etcd answers in time, else the local copy is served; an

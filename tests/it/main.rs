@@ -14,6 +14,7 @@ mod etcd;
 mod examples;
 mod fleet;
 mod health;
+mod httpvip;
 mod istio;
 mod limits;
 mod operators;
