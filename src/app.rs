@@ -148,17 +148,25 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .thread_name("gslb-ctl")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(config, shutdown_signal()))
+    runtime.block_on(async {
+        // The handlers are installed before anything starts, so a SIGTERM or SIGINT
+        // that arrives as soon as /healthz says 200 is a clean stop, not a kill.
+        let stop = shutdown_signal();
+        run(config, stop).await
+    })
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (inside the runtime) and resolves
+/// on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
     }
 }
 
