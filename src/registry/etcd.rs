@@ -505,6 +505,13 @@ pub(super) async fn presence(
     };
     let mut lease = None;
     loop {
+        // A lease not renewed for longer than its time to live is gone (or about to
+        // be): take a new one at once instead of asking about the old one.
+        let renewed = side.state.lease_renewed_ms.load(Ordering::Acquire);
+        if crate::timefmt::now_unix_ms().saturating_sub(renewed) > u64::from(side.lease_ttl) * 1000
+        {
+            lease = None;
+        }
         let step = async {
             let l = match lease {
                 Some(l) if side.etcd.keep_alive(l).await? => l,

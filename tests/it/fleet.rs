@@ -680,6 +680,6 @@ fn observations_travel_through_etcd_and_die_with_their_lease() {
     etcd.freeze_all();
     assert!(wait_until(Duration::from_secs(10), || *cut.borrow()));
     etcd.thaw_all();
-    assert!(wait_until(Duration::from_secs(15), || !*cut.borrow()));
+    assert!(wait_until(Duration::from_secs(20), || !*cut.borrow()));
     drop(rt);
 }
