@@ -13,6 +13,7 @@ mod examples;
 mod health;
 mod istio;
 mod operators;
+mod overrides;
 mod policy;
 mod registry;
 mod steering;
