@@ -19,23 +19,61 @@ use crate::registry::Registry;
 use crate::store::{SledStore, Store};
 use crate::zone::ZoneSet;
 
-/// `gslb check`: validate the config (already loaded) and every zone file.
-pub fn check(config: &Config) -> anyhow::Result<()> {
-    let zones = ZoneSet::load_dir(&config.zones_dir)?;
-    let origins = zones.origins();
-    if origins.is_empty() {
-        anyhow::bail!("{}: no *.zone files found", config.zones_dir.display());
+/// `gslb check`: the config (as loaded, or why it could not be) and every zone
+/// file, all checked in one run: every error is printed on stderr, then the run
+/// fails if there was one. Warnings (served, but probably wrong) do not fail it.
+/// `zones_dir` is the `--zones-dir` flag, used when the config cannot be loaded.
+pub fn check(
+    config: Result<Config, crate::config::ConfigError>,
+    zones_dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut errors: Vec<String> = Vec::new();
+    let (dir, topology) = match &config {
+        Ok(c) => {
+            if let Err(e) = c.check_api_exposure() {
+                errors.push(e.to_string());
+            }
+            (Some(c.zones_dir.clone()), c.topology.len())
+        }
+        Err(e) => {
+            errors.push(e.to_string());
+            (zones_dir.map(std::path::Path::to_path_buf), 0)
+        }
+    };
+    let mut origins = Vec::new();
+    if let Some(dir) = &dir {
+        let (zones, zone_errors) = ZoneSet::check_dir(dir);
+        for w in zones.warnings() {
+            eprintln!("gslb: warning: {w}");
+        }
+        let no_files = zones.origins().is_empty() && zone_errors.is_empty();
+        errors.extend(zone_errors.iter().map(ToString::to_string));
+        if no_files {
+            errors.push(format!("{}: no *.zone files found", dir.display()));
+        }
+        origins = zones.serials();
     }
+    match errors.len() {
+        0 => {}
+        // One clear line.
+        1 => anyhow::bail!("{}", errors[0]),
+        n => {
+            for e in &errors {
+                eprintln!("gslb: error: {e}");
+            }
+            anyhow::bail!("{n} problems found");
+        }
+    }
+    let shown: Vec<String> = origins
+        .iter()
+        .map(|(o, serial)| format!("{o} (serial {serial})"))
+        .collect();
     println!(
         "ok: {} zone(s) ({}), {} topology entr{}",
         origins.len(),
-        origins.join(", "),
-        config.topology.len(),
-        if config.topology.len() == 1 {
-            "y"
-        } else {
-            "ies"
-        }
+        shown.join(", "),
+        topology,
+        if topology == 1 { "y" } else { "ies" }
     );
     Ok(())
 }
@@ -107,6 +145,9 @@ pub async fn run(
     for (zone, serial) in zones.serials() {
         tracing::info!(zone = %zone, serial, dir = %config.zones_dir.display(), "zone loaded");
     }
+    for w in zones.warnings() {
+        tracing::warn!("{w}");
+    }
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data dir {}: cannot create", config.data_dir.display()))?;
@@ -131,6 +172,7 @@ pub async fn run(
             zones,
             config.topology.clone(),
             health.clone(),
+            config.health.deny.clone(),
         )
         .with_context(|| {
             format!(
@@ -150,7 +192,13 @@ pub async fn run(
         events.clone(),
         health.subscribe(),
     ));
-    let exporter = Arc::new(exporter(&metrics, &registry));
+    let api_conns = Arc::new(crate::api::limits::ConnStats::default());
+    let mut exporter = exporter(&metrics, &registry);
+    exporter.register(crate::api::limits::ConnCollector(
+        api_conns.clone(),
+        config.api_limits.max_connections,
+    ));
+    let exporter = Arc::new(exporter);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let dns = crate::dns::DnsServer::bind(&config.dns_listen)?;
@@ -174,9 +222,18 @@ pub async fn run(
         events: events.clone(),
         ready: ready.clone(),
     };
-    let api_task = tokio::spawn(crate::api::serve(api_listener, api_state, stop_rx.clone()));
+    let api_task = tokio::spawn(crate::api::serve(
+        api_listener,
+        config.api_limits,
+        api_conns,
+        api_state,
+        stop_rx.clone(),
+    ));
     // Probes run here, on the control-plane runtime.
-    let prober = health.start(Some(store));
+    let prober = health.start_with(
+        Some(store),
+        crate::health::ProberOptions::for_instance(&config.instance),
+    );
 
     ready.store(true, Ordering::SeqCst);
     tracing::info!(

@@ -54,8 +54,28 @@ struct FileConfig {
     tcp_idle_timeout_seconds: Option<toml::Spanned<i64>>,
     tcp_max_clients: Option<toml::Spanned<i64>>,
     tcp_max_per_source: Option<toml::Spanned<i64>>,
+    api_max_connections: Option<toml::Spanned<i64>>,
+    api_header_timeout_seconds: Option<toml::Spanned<i64>>,
+    api_idle_timeout_seconds: Option<toml::Spanned<i64>>,
     rrl: Option<RrlInput>,
     registry: Option<toml::Spanned<RegistryInput>>,
+    health: Option<HealthInput>,
+}
+
+/// `[health]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthInput {
+    deny: Option<Vec<toml::Spanned<String>>>,
+}
+
+/// `[health]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// `deny`: ranges no target `address` or `probeAddress` may be in, besides the
+    /// unspecified, multicast, broadcast and link-local addresses that are always
+    /// refused (CONTRACT §8).
+    pub deny: Vec<ipnet::IpNet>,
 }
 
 /// `[rrl]` as written.
@@ -332,10 +352,13 @@ pub struct Config {
     pub tcp_idle_timeout_seconds: u64,
     pub tcp_max_clients: usize,
     pub tcp_max_per_source: usize,
+    /// `api_max_connections`, `api_header_timeout_seconds`, `api_idle_timeout_seconds`.
+    pub api_limits: crate::api::limits::Limits,
     /// This instance's name (`[registry] instance`, `--instance`, default the host
     /// name): `/api/v1/instances`, etcd keys, the probes' User-Agent.
     pub instance: String,
     pub registry: RegistryConfig,
+    pub health: HealthConfig,
     /// The config file, when one was given (for messages).
     pub file: Option<PathBuf>,
 }
@@ -422,8 +445,10 @@ impl std::fmt::Debug for Config {
             .field("tcp_idle_timeout_seconds", &self.tcp_idle_timeout_seconds)
             .field("tcp_max_clients", &self.tcp_max_clients)
             .field("tcp_max_per_source", &self.tcp_max_per_source)
+            .field("api_limits", &self.api_limits)
             .field("instance", &self.instance)
             .field("registry", &self.registry)
+            .field("health", &self.health)
             .finish()
     }
 }
@@ -866,6 +891,28 @@ impl Config {
             )? as usize,
         };
 
+        let api_defaults = crate::api::limits::Limits::default();
+        let api_limits = crate::api::limits::Limits {
+            max_connections: int(
+                &fc.api_max_connections,
+                "api_max_connections",
+                1..=65_535,
+                api_defaults.max_connections as i64,
+            )? as usize,
+            header_timeout: std::time::Duration::from_secs(int(
+                &fc.api_header_timeout_seconds,
+                "api_header_timeout_seconds",
+                1..=300,
+                api_defaults.header_timeout.as_secs() as i64,
+            )? as u64),
+            idle_timeout: std::time::Duration::from_secs(int(
+                &fc.api_idle_timeout_seconds,
+                "api_idle_timeout_seconds",
+                1..=3600,
+                api_defaults.idle_timeout.as_secs() as i64,
+            )? as u64),
+        };
+
         let mut rrl = RrlConfig::default();
         if let Some(r) = &fc.rrl {
             let l = &mut rrl.limits;
@@ -935,7 +982,22 @@ impl Config {
         };
         let registry = registry_config(reg_in, &flags.etcd_endpoints, &invalid)?;
 
+        let mut health = HealthConfig::default();
+        let health_in = fc.health.unwrap_or_default();
+        for d in health_in.deny.iter().flatten() {
+            let net = parse_cidr(d.get_ref())
+                .map_err(|m| invalid(d.span(), format!("health.deny: {m}")))?;
+            if health.deny.contains(&net) {
+                return Err(invalid(
+                    d.span(),
+                    format!("health.deny: {:?} is listed twice", d.get_ref()),
+                ));
+            }
+            health.deny.push(net);
+        }
+
         Ok(Config {
+            health,
             dns_listen,
             api_listen,
             data_dir: flags
@@ -955,6 +1017,7 @@ impl Config {
             tcp_idle_timeout_seconds,
             tcp_max_clients,
             tcp_max_per_source,
+            api_limits,
             instance,
             registry,
             file: file.map(Path::to_path_buf),
@@ -1127,6 +1190,59 @@ mod tests {
                 other => panic!("{text:?}: {other}"),
             }
             std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn health_deny() {
+        let p = write(
+            "deny",
+            "[health]\ndeny = [\"10.0.0.0/8\", \"2001:db8:1::/48\"]\n",
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        std::fs::remove_file(p).unwrap();
+        let want: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8:1::/48".parse().unwrap(),
+        ];
+        assert_eq!(c.health.deny, want);
+        assert!(
+            Config::load(None, Overrides::default())
+                .unwrap()
+                .health
+                .deny
+                .is_empty()
+        );
+        for (text, line, needle) in [
+            (
+                "[health]\ndeny = [\n  \"10.0.0.0/8\",\n  \"10.0.0.1/8\",\n]\n",
+                4,
+                "health.deny: cidr \"10.0.0.1/8\" has host bits set",
+            ),
+            (
+                "[health]\ndeny = [\"10.0.0.0/8\", \"10.0.0.0/8\"]\n",
+                2,
+                "listed twice",
+            ),
+            (
+                "[health]\ndeny = [\"nope\"]\n",
+                2,
+                "health.deny: cidr \"nope\"",
+            ),
+            ("\n[health]\ndenny = []\n", 3, "unknown field"),
+        ] {
+            let p = write("deny-bad", text);
+            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
+            std::fs::remove_file(p).unwrap();
+            match &e {
+                ConfigError::Invalid {
+                    line: l, message, ..
+                } => {
+                    assert_eq!(*l, line, "{text:?}: {e}");
+                    assert!(message.contains(needle), "{text:?}: {e}");
+                }
+                other => panic!("{text:?}: {other}"),
+            }
         }
     }
 

@@ -191,15 +191,16 @@ fn main() -> ExitCode {
         )
         .map_err(anyhow::Error::from)
         .and_then(gslb::app::serve),
-        Command::Check(a) => Config::load(
-            a.config.as_deref(),
-            Overrides {
-                zones_dir: a.zones_dir,
-                ..Overrides::default()
-            },
-        )
-        .map_err(anyhow::Error::from)
-        .and_then(|c| gslb::app::check(&c)),
+        Command::Check(a) => gslb::app::check(
+            Config::load(
+                a.config.as_deref(),
+                Overrides {
+                    zones_dir: a.zones_dir.clone(),
+                    ..Overrides::default()
+                },
+            ),
+            a.zones_dir.as_deref(),
+        ),
         Command::Import(_)
         | Command::Get(_)
         | Command::Apply(_)

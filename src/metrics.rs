@@ -42,6 +42,10 @@ pub const DNS_RRL_SLIPPED: &str = "gslb_dns_rrl_slipped_total";
 pub const DNS_TCP_EVICTED: &str = "gslb_dns_tcp_evicted_total";
 pub const API_REQUESTS: &str = "gslb_api_requests_total";
 pub const NAMESERVICES: &str = "gslb_nameservices";
+pub const API_CONNECTIONS: &str = "gslb_api_connections";
+pub const API_MAX_CONNECTIONS: &str = "gslb_api_max_connections";
+pub const API_TIMEOUTS: &str = "gslb_api_connection_timeouts_total";
+pub const API_ACCEPT_ERRORS: &str = "gslb_api_accept_errors_total";
 /// `gslb_build_info{version="..."} 1`.
 pub const BUILD_INFO: &str = "gslb_build_info";
 

@@ -74,13 +74,13 @@ class Bench:
             time.sleep(0.1)
         raise RuntimeError("health listeners did not start")
 
-    def start_knot(self, s, ecs):
+    def start_knot(self, s, ecs, cookies=False):
         d = os.path.join(self.work, s.label)
         os.makedirs(d, exist_ok=True)
         zf = os.path.join(d, f"{gen.ZONE}.zone")
         gen.write_static_zone(zf, s.n)
         conf = os.path.join(d, "knot.conf")
-        gen.write_knot_conf(conf, d, f"{s.addr}:{DNS_PORT}", zf, ecs)
+        gen.write_knot_conf(conf, d, f"{s.addr}:{DNS_PORT}", zf, ecs, cookies)
         common.wait_port_free(s.addr, DNS_PORT)
         s.proc = self.procs.start(["knotd", "-c", conf], os.path.join(d, "server.log"),
                                   cpu=common.SERVER_CPU)
@@ -94,16 +94,17 @@ class Bench:
 
     # ------------------------------------------------------------ gslb
 
-    def start_gslb(self, s, policy, topo, steer=None, binary=None):
-        """`steer`: service fields merged into every NameService (stickiness, slow
-        start, ...); `binary`: another gslb build (the one without answer counting)."""
+    def start_gslb(self, s, policy, topo, extra="", steer=None, binary=None):
+        """`extra`: config lines; `steer`: service fields merged into every NameService
+        (stickiness, slow start, ...); `binary`: another gslb build (the one without
+        answer counting)."""
         d = os.path.join(self.work, s.label)
         zones = os.path.join(d, "zones")
         data = os.path.join(d, "data")
         os.makedirs(zones, exist_ok=True)
         gen.write_gslb_zone(os.path.join(zones, f"{gen.ZONE}.zone"))
         conf = os.path.join(d, "gslb.toml")
-        gen.write_gslb_config(conf, topo)
+        gen.write_gslb_config(conf, topo, extra)
         common.wait_port_free(s.addr, DNS_PORT)
         common.wait_port_free(s.addr, API_PORT, proto=common.socket.SOCK_STREAM)
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
@@ -316,6 +317,29 @@ class Bench:
         if use_gslb:
             g += [mk("gslb-locality", "gslb", 1000, "nearest", qecs, self.start_gslb, "Locality", True)]
         groups.append(("1,000 names, Locality, ECS queries, 10,000-prefix topology", "ecs", g))
+        # The cost of the internet-facing features on the answer path (issues 10, 11):
+        # rate limiting in the path but not limiting (no exempt network, a rate no
+        # bucket reaches) against it off and against the default (loopback exempt:
+        # one prefix comparison); and queries carrying cookies (a client cookie and a
+        # valid server cookie, as from a resolver that learnt it: one SipHash per
+        # query to check it), against knotd with mod-cookies and the same secret on
+        # the same queries.
+        qck = os.path.join(self.work, "q-1k-cookies.bin")
+        gen.write_queries(qck, 1000, 200_000, seed=1, cookies=True)
+        rrl_off = "[rrl]\nenabled = false\n"
+        rrl_on = "[rrl]\nexempt = []\nresponses_per_second = 1000000\n"
+        g = [mk("knotd", "knot", 1000, "all3", q1k, self.start_knot, False),
+             mk("knotd-cookies", "knot", 1000, "all3", qck, self.start_knot, False, True)]
+        if use_gslb:
+            g += [mk("gslb-rrl-off", "gslb", 1000, "all3", q1k, self.start_gslb, "RoundRobin", False,
+                     rrl_off),
+                  mk("gslb-rrl-on", "gslb", 1000, "all3", q1k, self.start_gslb, "RoundRobin", False,
+                     rrl_on),
+                  mk("gslb-default", "gslb", 1000, "all3", q1k, self.start_gslb, "RoundRobin", False),
+                  mk("gslb-cookies", "gslb", 1000, "all3", qck, self.start_gslb, "RoundRobin", False,
+                     f'cookie_secret = "{gen.COOKIE_SECRET}"\n' + rrl_off)]
+        groups.append(("1,000 names, RoundRobin: rate limiting off / on and not limiting / default "
+                       "(loopback exempt); cookies (client + valid server) in every query", "features", g))
         if big:
             g = [mk(f"knotd-{big // 1000}k", "knot", big, "all3", qbig, self.start_knot, False),
                  mk(f"gdnsd-multifo-{big // 1000}k", "gdnsd", big, "all3", qbig, self.start_gdnsd, "multifo")]
@@ -332,7 +356,7 @@ class Bench:
             g = [mk("knotd-ecs", "knot", 1000, "all3", qecs, self.start_knot, True),
                  mk("gslb-ratio-ecs", "gslb", 1000, "one", qecs, self.start_gslb, "Ratio", False),
                  mk("gslb-ratio-sticky-slowstart", "gslb", 1000, "one", qecs, self.start_gslb,
-                    "Ratio", False, steer)]
+                    "Ratio", False, "", steer)]
             groups.append(("1,000 names, Ratio with stickiness and slow start vs plain Ratio, "
                            "ECS queries", "steer", g))
         if use_gslb and a.gslb_nocount:
@@ -343,10 +367,10 @@ class Bench:
             g = [mk("knotd", "knot", 1000, "all3", q1k, self.start_knot, False),
                  mk("gslb-roundrobin", "gslb", 1000, "all3", q1k, self.start_gslb, "RoundRobin", False),
                  mk("gslb-roundrobin-nocount", "gslb", 1000, "all3", q1k, self.start_gslb,
-                    "RoundRobin", False, None, nc),
+                    "RoundRobin", False, "", None, nc),
                  mk("gslb-ratio", "gslb", 1000, "one", q1k, self.start_gslb, "Ratio", False),
                  mk("gslb-ratio-nocount", "gslb", 1000, "one", q1k, self.start_gslb,
-                    "Ratio", False, None, nc)]
+                    "Ratio", False, "", None, nc)]
             groups.append(("1,000 names, answer counting on and off (RoundRobin / Ratio)", "count", g))
         return groups
 
@@ -437,6 +461,9 @@ def render(results, info, a):
             if s.error or s.note:
                 notes.append(f"{s.label}: {' '.join(x for x in (s.note, s.error) if x)}")
         knot = next((s for s in servers if s.kind == "knot"), None)
+        if key == "features":
+            goals += feature_lines(servers)
+            continue
         if key in RELATIVE_GOALS:
             goals += relative_goal_lines(servers, RELATIVE_GOALS[key])
             continue
@@ -496,6 +523,29 @@ def relative_goal_lines(servers, pairs):
             continue
         r = m["qcpu"] / b["qcpu"]
         lines.append(verdict(goal, r >= 1 - loss, f"{r:.3f}x ({(r - 1) * 100:+.1f}%)"))
+    return lines
+
+
+def feature_lines(servers):
+    """The features workload: each feature's cost as a ratio of q/CPU-s in the same run."""
+    by = {s.label: summarize(s) for s in servers}
+
+    def ratio(a, b):
+        x, y = by.get(a), by.get(b)
+        return x["qcpu"] / y["qcpu"] if x and y and x["qcpu"] and y["qcpu"] else None
+
+    lines = []
+    for label, base, goal in [("gslb-rrl-on", "gslb-rrl-off", 0.97),
+                              ("gslb-default", "gslb-rrl-off", 0.97),
+                              ("gslb-cookies", "gslb-rrl-off", 0.97)]:
+        r = ratio(label, base)
+        if r is None:
+            lines.append(f"{label} vs {base}: not measured")
+        else:
+            lines.append(verdict(f"{label} q/CPU-s within 3% of {base}", r >= goal, f"{r:.3f}x"))
+    for a, b in [("gslb-rrl-off", "knotd"), ("gslb-cookies", "knotd-cookies")]:
+        r = ratio(a, b)
+        lines.append(f"{a} vs {b}: " + (f"{r:.2f}x" if r is not None else "not measured"))
     return lines
 
 

@@ -122,6 +122,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::PreconditionFailed(_) => {
                 Self::new(StatusCode::PRECONDITION_FAILED, e.to_string())
             }
+            RegistryError::Invalid(v) => Self::invalid(v.field.clone(), v.message.clone()),
             RegistryError::Store(inner) if inner.is_full() => {
                 tracing::error!(error = %inner, "store write failed: disk full; change not applied");
                 Self::new(

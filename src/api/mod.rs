@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod explain;
 mod instances;
+pub mod limits;
 mod nameservices;
 mod ops;
 pub mod overrides;
@@ -85,10 +86,13 @@ pub struct AppState {
 /// finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    limits: limits::Limits,
+    stats: Arc<limits::ConnStats>,
     state: AppState,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut graceful = stop.clone();
+    let listener = limits::LimitedListener::new(listener, limits, stats);
     let server = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             // A dropped sender also means "stop".

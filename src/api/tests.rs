@@ -66,6 +66,7 @@ fn fixture_with(
         Arc::new(zones),
         Arc::new(Topology::default()),
         Arc::new(HealthHub::new()),
+        Vec::new(),
     )
     .unwrap();
     let registry = Arc::new(registry);
@@ -658,6 +659,8 @@ async fn events_list_filters_and_rejects_bad_parameters() {
         ("/api/v1/events?limit=101", "limit"),
         ("/api/v1/events?limit=x", "limit"),
         ("/api/v1/events?kind=Nope", "kind"),
+        ("/api/v1/events?kind=", "kind"),
+        ("/api/v1/events?kind=Created,", "kind"),
         ("/api/v1/events?bogus=1", "bogus"),
         ("/api/v1/events?limit=1&limit=2", "limit"),
     ] {

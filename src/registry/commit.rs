@@ -42,7 +42,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
-use super::{Precondition, RegistryError, placement, status};
+use super::{Precondition, RegistryError, admissible, status};
 use crate::health::HealthHub;
 use crate::model::{NameService, Override, OverrideState, TargetOverrides};
 use crate::snapshot::{ServiceEntry, Snapshot};
@@ -170,6 +170,8 @@ pub(super) struct Committer {
     /// The overrides, by NameService name (also of names not served now: they act
     /// again if the name comes back before they expire). Compiled into the entries.
     pub overrides: HashMap<Arc<str>, Arc<TargetOverrides>>,
+    /// `[health] deny`: no target address may be in these ranges.
+    pub deny: Arc<[ipnet::IpNet]>,
 }
 
 /// One name touched by a batch.
@@ -272,8 +274,8 @@ impl Committer {
                         Op::Put(spec, _) => spec.name.as_str(),
                         Op::Delete(name, _) => name.as_str(),
                     };
-                    if let Op::Put(..) = op
-                        && let Err(e) = placement(&current.zones, name)
+                    if let Op::Put(spec, _) = &op
+                        && let Err(e) = admissible(&current.zones, &self.deny, spec)
                     {
                         let _ = reply.send(Err(e));
                         continue;
@@ -576,9 +578,10 @@ impl Committer {
                     self.parked.remove(name);
                     None
                 }
-                // Placed in the current zones: served. Otherwise parked (a write
-                // was placed already; this is a change decided elsewhere).
-                Some((spec, rev)) => match placement(&current.zones, name) {
+                // Placed in the current zones (and its addresses allowed): served.
+                // Otherwise parked (a write was checked already; this is a change
+                // decided elsewhere).
+                Some((spec, rev)) => match admissible(&current.zones, &self.deny, spec) {
                     Ok(()) => {
                         self.parked.remove(name);
                         let cells = health.acquire_service(spec);
@@ -594,7 +597,7 @@ impl Committer {
                         Some(Arc::new(e))
                     }
                     Err(why) => {
-                        tracing::warn!(nameservice = %name, revision = rev, reason = %why, "NameService not served: it cannot be placed in the served zones");
+                        tracing::warn!(nameservice = %name, revision = rev, reason = %why, "NameService not served: {why}");
                         self.parked.insert(name.clone(), (spec.clone(), *rev));
                         None
                     }

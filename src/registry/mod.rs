@@ -21,12 +21,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use arc_swap::ArcSwap;
+use ipnet::IpNet;
 use tokio::sync::oneshot;
 
 pub use status::{Condition, Status, TargetStatus};
 
 use crate::health::{HealthEvent, HealthHub};
-use crate::model::{NameService, Override, TargetOverrides};
+use crate::model::{NameService, Override, TargetOverrides, ValidationError};
 use crate::policy::Topology;
 use crate::snapshot::{ServiceMap, Snapshot};
 use crate::store::{Store, StoreError};
@@ -47,6 +48,9 @@ pub enum RegistryError {
     /// An `If-Match` / `If-None-Match` condition did not hold.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A rule that depends on the configuration (the `[health] deny` ranges).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the registry's committer is not running: {0}")]
@@ -85,6 +89,16 @@ fn placement(zones: &ZoneSet, name: &str) -> Result<(), RegistryError> {
             },
         }),
     }
+}
+
+/// Checks that `spec` may be served: placed in `zones`, and no target address in
+/// the always-refused ranges or in `deny` (`[health] deny`). The model checked the
+/// fixed address rules already for a write; a resource decided elsewhere (the local
+/// copy, etcd) may predate them, or the configuration.
+fn admissible(zones: &ZoneSet, deny: &[IpNet], spec: &NameService) -> Result<(), RegistryError> {
+    placement(zones, &spec.name)?;
+    spec.check_addresses(deny)?;
+    Ok(())
 }
 
 /// Entity tags a condition lists (`If-Match`, `If-None-Match`).
@@ -206,6 +220,7 @@ impl Registry {
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
+        deny: Vec<IpNet>,
     ) -> Result<Self, RegistryError> {
         let stored_revision = store.revision()?;
         // Overrides first, so the NameServices compile with them.
@@ -244,6 +259,7 @@ impl Registry {
                 .into_iter()
                 .map(|(n, o)| (n, Arc::new(o)))
                 .collect(),
+            deny: deny.into(),
         };
         let (done, mut loaded) = oneshot::channel();
         committer.commit(vec![commit::Request::Apply {

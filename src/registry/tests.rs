@@ -45,6 +45,7 @@ fn fixture(tag: &str) -> Fixture {
             zones,
             Arc::new(Topology::default()),
             hub.clone(),
+            Vec::new(),
         )
         .unwrap(),
     );
@@ -183,7 +184,15 @@ fn reopening_restores_verdicts_and_the_ready_date() {
         )
         .unwrap();
     let zones = Arc::new(ZoneSet::load_dir(&f.dir.join("zones")).unwrap());
-    let r = Registry::open("test", store, zones, Arc::new(Topology::default()), hub).unwrap();
+    let r = Registry::open(
+        "test",
+        store,
+        zones,
+        Arc::new(Topology::default()),
+        hub,
+        Vec::new(),
+    )
+    .unwrap();
     assert_eq!(cell_of(&r, "a.hc.example", 0).get(), Health::Healthy);
     assert_eq!(cell_of(&r, "a.hc.example", 1).get(), Health::Unhealthy);
     let after = ready_of(&r, "a.hc.example");
@@ -222,6 +231,7 @@ fn startup_applies_the_same_placement_checks_as_a_write() {
         zones,
         Arc::new(Topology::default()),
         hub.clone(),
+        Vec::new(),
     )
     .unwrap();
     assert!(r.get("ok.hc.example").is_some());

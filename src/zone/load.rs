@@ -45,6 +45,98 @@ pub(super) fn load_dir(dir: &Path) -> Result<ZoneSet, ZoneError> {
     Ok(ZoneSet::from_zones(zones))
 }
 
+/// RFC 2181 §8: a TTL is at most 2^31 - 1; larger values (the top bit set) are
+/// refused rather than served as 0 or mangled by resolvers.
+pub(super) const MAX_TTL: u32 = i32::MAX as u32;
+
+fn check_ttl(ttl: u32) -> Result<(), String> {
+    if ttl > MAX_TTL {
+        return Err(format!(
+            "TTL {ttl} is above {MAX_TTL} (RFC 2181 section 8: TTLs are 31-bit)"
+        ));
+    }
+    Ok(())
+}
+
+/// Every `*.zone` file of `dir`, each checked on its own: the zones that load, and
+/// the first error of every file that does not (plus duplicate origins).
+pub(super) fn check_dir(dir: &Path) -> (ZoneSet, Vec<ZoneError>) {
+    let mut errors = Vec::new();
+    let files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "zone") && p.is_file())
+                .collect();
+            v.sort();
+            v
+        }
+        Err(e) => {
+            errors.push(ZoneError {
+                file: dir.display().to_string(),
+                line: 0,
+                message: format!("cannot read the zones directory: {e}"),
+            });
+            Vec::new()
+        }
+    };
+    let mut zones: Vec<Zone> = Vec::with_capacity(files.len());
+    let mut seen: HashMap<Box<[u8]>, String> = HashMap::new();
+    for path in &files {
+        match load_file(path) {
+            Ok((zone, origin_line)) => {
+                let file = path.display().to_string();
+                if let Some(first) = seen.get(&zone.apex) {
+                    errors.push(ZoneError {
+                        file,
+                        line: origin_line,
+                        message: format!("zone {} is already loaded from {first}", zone.origin),
+                    });
+                    continue;
+                }
+                seen.insert(zone.apex.clone(), file);
+                zones.push(zone);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (ZoneSet::from_zones(zones), errors)
+}
+
+/// In-zone NS targets (names inside the zone) without an A or AAAA record in it:
+/// resolvers cannot reach such a name server through this zone (no glue).
+fn ns_without_glue(reader: &Reader, apex: &[u8]) -> Vec<ZoneError> {
+    let with_address: std::collections::HashSet<&[u8]> = reader
+        .records
+        .iter()
+        .filter(|p| matches!(p.rtype, RecordType::A | RecordType::AAAA))
+        .map(|p| &*p.owner)
+        .collect();
+    let mut out = Vec::new();
+    for p in &reader.records {
+        if let RData::NS(n) = &p.rdata {
+            let target = wire::from_name(&n.0);
+            if wire::is_at_or_below(&target, apex) && !with_address.contains(&*target) {
+                out.push(reader.error(
+                    p.file,
+                    p.line,
+                    format!(
+                        "NS {} of {} is inside the zone but has no A or AAAA record (no glue): resolvers cannot reach it through this zone",
+                        wire::to_dotted(&target),
+                        display_name(&p.owner)
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn display_name(w: &[u8]) -> String {
+    let d = wire::to_dotted(w);
+    if d.is_empty() { ".".into() } else { d }
+}
+
 /// One record as read, before the zone is assembled.
 struct Parsed {
     owner: Box<[u8]>,
@@ -183,6 +275,7 @@ impl Reader {
             .map_err(|m| self.error(scope.file, line, format!("bad {rtype} record: {m}")))?;
         let ttl = match (ttl, self.default_ttl, self.last_ttl) {
             (Some(t), _, _) => {
+                check_ttl(t).map_err(|m| self.error(scope.file, line, m))?;
                 self.last_ttl = Some(t);
                 t
             }
@@ -254,6 +347,7 @@ impl Reader {
                 let ttl = parse_ttl(&args[0].text).map_err(|e| {
                     self.error(scope.file, line, format!("bad $TTL {}: {e}", args[0].text))
                 })?;
+                check_ttl(ttl).map_err(|m| self.error(scope.file, line, m))?;
                 self.default_ttl = Some(ttl);
             }
             "$INCLUDE" => {
@@ -595,6 +689,7 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
         .ok_or_else(|| at(soa, "SOA record lost".to_string()))?;
     negative_soa.ttl = negative_soa.ttl.min(minimum);
     let negative_record = super::NegativeSoa::new(&apex, &negative_soa);
+    let warnings = ns_without_glue(reader, &apex);
     Ok(Zone {
         origin: origin_text,
         apex,
@@ -602,6 +697,7 @@ fn assemble(reader: &Reader, origin: &Name) -> Result<Zone, ZoneError> {
         negative_soa,
         negative_record,
         serial,
+        warnings,
         has_delegations,
         has_wildcards,
     })

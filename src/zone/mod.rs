@@ -128,6 +128,18 @@ impl ZoneSet {
         self.origins.clone()
     }
 
+    /// Checks every `*.zone` file of `dir` on its own (`gslb check`): the zones that
+    /// load, and the first error of each file that does not.
+    pub fn check_dir(dir: &Path) -> (Self, Vec<ZoneError>) {
+        load::check_dir(dir)
+    }
+
+    /// What is served but probably wrong (in-zone NS targets without glue), by
+    /// zone, with file and line.
+    pub fn warnings(&self) -> Vec<&ZoneError> {
+        self.zones.iter().flat_map(|z| z.warnings.iter()).collect()
+    }
+
     /// Every zone's origin and SOA serial, sorted by origin (startup log, reload).
     pub fn serials(&self) -> Vec<(String, u32)> {
         let mut v: Vec<(String, u32)> = self
@@ -173,6 +185,8 @@ pub struct Zone {
     negative_record: Option<NegativeSoa>,
     /// The SOA serial as written in the file.
     serial: u32,
+    /// Served, but probably a mistake (see [`ZoneSet::warnings`]).
+    warnings: Vec<ZoneError>,
     has_delegations: bool,
     has_wildcards: bool,
 }

@@ -229,3 +229,95 @@ fn help_lists_the_contract_flags() {
         assert!(out.contains(flag), "{flag} missing from:\n{out}");
     }
 }
+
+#[test]
+fn check_reports_every_problem_in_one_run() {
+    let d = zones_with(&[
+        (
+            "bad1.example.zone",
+            "$ORIGIN bad1.example.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.999\n",
+        ),
+        (
+            "bad2.example.zone",
+            "$ORIGIN bad2.example.\n$TTL 2147483648\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n",
+        ),
+        (
+            "bad3.example.zone",
+            "$ORIGIN bad3.example.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 4294967295 IN A 192.0.2.1\n",
+        ),
+    ]);
+    let cfg = d.path().join("gslb.toml");
+    std::fs::write(&cfg, "api_listen = \"0.0.0.0:8080\"\n").unwrap();
+    let o = run(&[
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--zones-dir",
+        d.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    for needle in [
+        "bad1.example.zone:5",
+        "bad2.example.zone:2",
+        "bad3.example.zone:5",
+        "RFC 2181",
+        "without a token",
+        "4 problems found",
+    ] {
+        assert!(e.contains(needle), "{needle:?} missing in:\n{e}");
+    }
+    // The good zone is checked too, and a broken config does not stop the zones
+    // from being checked.
+    std::fs::write(&cfg, "bogus = 1\n").unwrap();
+    let o = run(&[
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--zones-dir",
+        d.path().to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert!(
+        e.contains("gslb.toml:1") && e.contains("bad3.example.zone:5"),
+        "{e}"
+    );
+    // serve refuses the same TTL.
+    let data = TempDir::new("data");
+    let only = zones_with(&[(
+        "bad3.example.zone",
+        "$ORIGIN bad3.example.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 4294967295 IN A 192.0.2.1\n",
+    )]);
+    let args = base_args(only.path(), data.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, err) = serve_fails(&args);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("bad3.example.zone:5") && err.contains("RFC 2181"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_warns_about_in_zone_ns_without_glue_and_accepts_the_largest_ttl() {
+    let d = zones_with(&[(
+        "glue.example.zone",
+        "$ORIGIN glue.example.\n$TTL 2147483647\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\n@ IN NS ns2\n@ IN NS ns.elsewhere.example.\nns1 IN A 192.0.2.53\nsub IN NS ns.sub\n",
+    )]);
+    let o = run(&["check", "--zones-dir", d.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("warning")
+            && e.contains("glue.example.zone:5")
+            && e.contains("ns2.glue.example"),
+        "{e}"
+    );
+    assert!(
+        e.contains("glue.example.zone:8") && e.contains("ns.sub.glue.example"),
+        "{e}"
+    );
+    assert!(!e.contains("ns.elsewhere"), "{e}");
+    assert!(!e.contains(":4:"), "ns1 has glue: {e}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("glue.example (serial 1)"));
+}

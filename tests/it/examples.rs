@@ -53,6 +53,7 @@ fn deploy_configs_load() {
             assert!(c.api_token.is_none());
             assert_eq!(c.instance, d.instance);
             assert_eq!(format!("{:?}", c.registry), format!("{:?}", d.registry));
+            assert_eq!(c.health, d.health);
             assert_eq!(c.rrl, d.rrl);
             assert_eq!(
                 (
@@ -67,6 +68,8 @@ fn deploy_configs_load() {
                 )
             );
             assert!(c.nsid.is_none() && c.cookie_secret.is_none());
+            assert_eq!(c.api_limits, d.api_limits);
+            assert!(c.api_tokens.is_empty());
         }
     }
 }
@@ -183,4 +186,98 @@ fn readme_quick_start_works_with_the_demo_config() {
         dig(&["local.gslb.example", "A", "+subnet=172.16.0.0/24"]).len(),
         4
     );
+}
+
+/// deploy/kubernetes: hardened as docs/operations.md says.
+#[test]
+fn kubernetes_manifests_are_hardened() {
+    use serde::Deserialize;
+    let text =
+        std::fs::read_to_string(Path::new(REPO).join("deploy/kubernetes/gslb.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_json::Value::deserialize(d).unwrap())
+        .collect();
+    let kind = |k: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {k} {name}"))
+            .clone()
+    };
+    let dep = kind("Deployment", "gslb");
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["fsGroup"], 10001);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &pod["containers"][0];
+    let image = c["image"].as_str().unwrap();
+    assert_eq!(
+        image,
+        format!("gslb:{}", env!("CARGO_PKG_VERSION")),
+        "pinned to this version"
+    );
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    for k in ["requests", "limits"] {
+        assert!(c["resources"][k]["cpu"].is_string() && c["resources"][k]["memory"].is_string());
+    }
+    let dns = kind("Service", "gslb-dns");
+    assert_eq!(dns["spec"]["externalTrafficPolicy"], "Local");
+    // The image's user is the uid the manifest runs as.
+    let containerfile =
+        std::fs::read_to_string(Path::new(REPO).join("deploy/Containerfile")).unwrap();
+    assert!(containerfile.contains("--uid 10001") && containerfile.contains("USER 10001:10001"));
+    // The config in the ConfigMap loads, and its API (not loopback) needs the token
+    // the Deployment passes.
+    let cfg = kind("ConfigMap", "gslb-config")["data"]["gslb.toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = std::env::temp_dir().join(format!("gslb-k8s-{}.toml", std::process::id()));
+    std::fs::write(&p, cfg).unwrap();
+    let loaded = Config::load(Some(&p), Overrides::default());
+    std::fs::remove_file(&p).unwrap();
+    let loaded = loaded.unwrap();
+    assert!(loaded.check_api_exposure().is_err(), "needs GSLB_API_TOKEN");
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "GSLB_API_TOKEN")
+    );
+}
+
+/// deploy/gslb.service: sandboxed to an exposure of at most 2.0 by
+/// `systemd-analyze security`, and the user comes from deploy/gslb.sysusers.
+#[test]
+fn systemd_unit_is_hardened() {
+    let unit = Path::new(REPO).join("deploy/gslb.service");
+    let o = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (systemd) is installed");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("{out}\n{}", String::from_utf8_lossy(&o.stderr)));
+    let level: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(level <= 2.0, "{line}");
+    let sysusers = std::fs::read_to_string(Path::new(REPO).join("deploy/gslb.sysusers")).unwrap();
+    assert!(
+        sysusers.lines().any(|l| l.starts_with("u gslb ")),
+        "{sysusers}"
+    );
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("User=gslb") && text.contains("ExecReload="));
 }
