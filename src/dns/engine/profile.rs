@@ -107,6 +107,7 @@ fn snapshot(policy: &str, steer: bool) -> Snapshot {
         zones: Arc::new(zones),
         services,
         topology: Arc::new(topology),
+        unloaded: false,
     }
 }
 
