@@ -867,6 +867,7 @@ fn openapi_lists_every_route() {
     let expected = [
         ("/api/v1/events", "get"),
         ("/api/v1/instances", "get"),
+        ("/api/v1/reload", "post"),
         ("/api/v1/nameservices", "get"),
         ("/api/v1/nameservices/{name}", "delete"),
         ("/api/v1/nameservices/{name}", "get"),

@@ -20,6 +20,7 @@ mod limits;
 mod operators;
 mod policy;
 mod registry;
+mod reload;
 mod resolver;
 mod steering;
 mod targets;
