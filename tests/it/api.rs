@@ -867,7 +867,6 @@ fn openapi_lists_every_route() {
     let expected = [
         ("/api/v1/events", "get"),
         ("/api/v1/instances", "get"),
-        ("/api/v1/reload", "post"),
         ("/api/v1/nameservices", "get"),
         ("/api/v1/nameservices/{name}", "delete"),
         ("/api/v1/nameservices/{name}", "get"),
@@ -881,6 +880,7 @@ fn openapi_lists_every_route() {
             "/api/v1/nameservices/{name}/targets/{target}/override",
             "put",
         ),
+        ("/api/v1/reload", "post"),
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/ui", "get"),
