@@ -51,14 +51,22 @@ pub struct HealthCheck {
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     pub name: String,
-    pub address: IpAddr,
+    /// The gateway VIP; exactly one of `address` and `fqdn` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    /// A DNS name (lowercase, no trailing dot) whose A and AAAA records are the
+    /// target's addresses, resolved by gslb (see `crate::resolver`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality: Option<String>,
     pub ratio: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Always filled in: defaults to `address`.
-    pub probe_address: IpAddr,
+    /// Filled in for an address target (defaults to `address`); never set for an
+    /// fqdn target, whose resolved addresses are probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_address: Option<IpAddr>,
     pub enabled: bool,
 }
 
@@ -157,6 +165,7 @@ struct HealthCheckInput {
 struct TargetInput {
     name: Option<String>,
     address: Option<String>,
+    fqdn: Option<String>,
     locality: Option<String>,
     ratio: Option<u32>,
     port: Option<u32>,
@@ -312,11 +321,50 @@ impl NameService {
                     format!("target name {tname:?} is used twice"),
                 ));
             }
-            let addr_s = t
-                .address
-                .ok_or_else(|| err(f("address"), format!("{} is required", f("address"))))?;
-            let address = parse_ip(&f("address"), &addr_s)?;
-            super::address::check(&f("address"), address, &[])?;
+            let (address, fqdn) = match (&t.address, &t.fqdn) {
+                (Some(a), None) => {
+                    let address = parse_ip(&f("address"), a)?;
+                    super::address::check(&f("address"), address, &[])?;
+                    (Some(address), None)
+                }
+                (None, Some(n)) => {
+                    let fqdn = normalize_name(n).map_err(|e| {
+                        err(
+                            f("fqdn"),
+                            format!("{} {n:?} is not a valid DNS name: {e}", f("fqdn")),
+                        )
+                    })?;
+                    // A name that is an IP literal is meant as an address.
+                    if fqdn.parse::<IpAddr>().is_ok() || fqdn.is_empty() {
+                        return Err(err(
+                            f("fqdn"),
+                            format!("{} {n:?} is not a host name: give an IP address as address", f("fqdn")),
+                        ));
+                    }
+                    if t.probe_address.is_some() {
+                        return Err(err(
+                            f("probeAddress"),
+                            format!(
+                                "{} is not allowed with fqdn: the addresses the name resolves to are probed",
+                                f("probeAddress")
+                            ),
+                        ));
+                    }
+                    (None, Some(fqdn))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        f("fqdn"),
+                        format!("{} and {} exclude each other: give one", f("address"), f("fqdn")),
+                    ));
+                }
+                (None, None) => {
+                    return Err(err(
+                        f("address"),
+                        format!("{} (or {}) is required", f("address"), f("fqdn")),
+                    ));
+                }
+            };
             if let Some(l) = &t.locality {
                 Locality::parse(l).map_err(|m| err(f("locality"), m))?;
             }
@@ -330,12 +378,13 @@ impl NameService {
                 Some(s) => {
                     let ip = parse_ip(&f("probeAddress"), s)?;
                     super::address::check(&f("probeAddress"), ip, &[])?;
-                    ip
+                    Some(ip)
                 }
             };
             targets.push(Target {
                 name: tname,
                 address,
+                fqdn,
                 locality: t.locality,
                 ratio,
                 port,
@@ -465,12 +514,20 @@ impl NameService {
         })
     }
 
-    /// The health-check endpoint of target `i`, or `None` when targets are not probed.
+    /// The health-check endpoint of address target `i`, or `None` when targets are
+    /// not probed or it is an fqdn target (see [`NameService::endpoint_at`]).
     pub fn endpoint(&self, i: usize) -> Option<Endpoint> {
+        let t = &self.targets[i];
+        self.endpoint_at(i, t.probe_address?)
+    }
+
+    /// The health-check endpoint of target `i` probed at `address` (one of the
+    /// addresses an fqdn target resolved to), or `None` when targets are not probed.
+    pub fn endpoint_at(&self, i: usize, address: IpAddr) -> Option<Endpoint> {
         let hc = self.health_check.as_ref()?;
         let t = &self.targets[i];
         Some(Endpoint {
-            address: t.probe_address,
+            address,
             port: t.port.unwrap_or(hc.port),
             period_seconds: hc.period_seconds,
             timeout_seconds: hc.timeout_seconds,

@@ -29,7 +29,8 @@ pub use status::{Condition, Status, TargetStatus};
 use crate::health::{HealthEvent, HealthHub};
 use crate::model::{NameService, ValidationError};
 use crate::policy::Topology;
-use crate::snapshot::{ServiceMap, Snapshot};
+use crate::resolver::Resolvers;
+use crate::snapshot::{ServiceEntry, ServiceMap, Snapshot};
 use crate::store::{Store, StoreError};
 use crate::zone::{Collision, ZoneSet};
 
@@ -200,6 +201,17 @@ pub struct Registry {
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
     status: Arc<status::Book>,
+    /// Resolution of fqdn targets; `None`: they are never resolved (tests).
+    resolvers: Option<Resolvers>,
+}
+
+/// What the registry checks and resolves besides the resource itself.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `[health] deny`: no target address (nor resolved address) may be in these.
+    pub deny: Vec<IpNet>,
+    /// Resolves fqdn targets; `None`: they have no addresses.
+    pub resolvers: Option<Resolvers>,
 }
 
 impl Registry {
@@ -213,7 +225,7 @@ impl Registry {
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
-        deny: Vec<IpNet>,
+        options: Options,
     ) -> Result<Self, RegistryError> {
         let stored_revision = store.revision()?;
         let mut changes = Vec::new();
@@ -240,7 +252,9 @@ impl Registry {
             parked: HashMap::new(),
             tombstones: HashMap::new(),
             retired: Vec::new(),
-            deny: deny.into(),
+            deny: options.deny.into(),
+            resolvers: options.resolvers.clone(),
+            fqdn_index: HashMap::new(),
         };
         let (done, mut loaded) = oneshot::channel();
         committer.commit(vec![commit::Request::Apply {
@@ -267,7 +281,38 @@ impl Registry {
             commits: Some(tx),
             committer: Some(committer),
             status: book,
+            resolvers: options.resolvers,
         })
+    }
+
+    /// Follows the resolution of fqdn targets from now on: a name whose addresses
+    /// (or error) changed recompiles the NameServices holding it, through the
+    /// committer (published, not stored). Call inside the runtime; the task ends
+    /// with the registry.
+    pub fn follow_resolutions(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let resolvers = self.resolvers.clone()?;
+        let me = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            loop {
+                let names = resolvers.changed().await;
+                let Some(r) = me.upgrade() else { return };
+                let sent = r
+                    .commits
+                    .as_ref()
+                    .is_some_and(|tx| tx.send(commit::Request::Resolved(names)).is_ok());
+                if !sent {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// What the status of an fqdn target needs from the published `entry`.
+    fn resolved<'a>(&'a self, entry: Option<&'a ServiceEntry>) -> status::Resolved<'a> {
+        status::Resolved {
+            entry,
+            resolvers: self.resolvers.as_ref(),
+        }
     }
 
     /// Follows the health events from now on: every verdict change refreshes the
@@ -288,7 +333,8 @@ impl Registry {
                             let snap = r.snapshot.load();
                             for name in c.nameservices() {
                                 if let Some(entry) = snap.service(name) {
-                                    r.status.refresh(&entry.spec, &r.health, c.at());
+                                    let rs = r.resolved(Some(entry));
+                                    r.status.refresh(&entry.spec, &r.health, rs, c.at());
                                 }
                             }
                         }
@@ -301,7 +347,8 @@ impl Registry {
                         );
                         let now = crate::timefmt::now_unix();
                         for (_, entry) in r.snapshot.load().services.iter() {
-                            r.status.refresh(&entry.spec, &r.health, now);
+                            let rs = r.resolved(Some(entry));
+                            r.status.refresh(&entry.spec, &r.health, rs, now);
                         }
                     }
                     Err(RecvError::Closed) => return,
@@ -500,14 +547,17 @@ impl Registry {
     fn view(&self, spec: &Arc<NameService>, revision: u64) -> View {
         // The published entry's answer counts (the spec's own, or its successor's
         // when a write raced this read: counts carry over by target name).
-        let answers = self
-            .snapshot
-            .load()
-            .service(&spec.name)
-            .map(|e| e.answers.clone());
+        let snap = self.snapshot.load();
+        let entry = snap.service(&spec.name);
+        let answers = entry.map(|e| e.answers.clone());
         View {
             spec: spec.clone(),
-            status: self.status.view(spec, &self.health, answers.as_deref()),
+            status: self.status.view(
+                spec,
+                &self.health,
+                self.resolved(entry.map(|e| &**e)),
+                answers.as_deref(),
+            ),
             revision,
         }
     }

@@ -51,6 +51,10 @@ pub(super) mod ext {
     pub const STICKINESS: u32 = 4;
     /// `minEligibleTargets`: one `var`.
     pub const MIN_ELIGIBLE_TARGETS: u32 = 5;
+    /// `targets[].fqdn`: `count:var × { index:var fqdn:str }`, the targets named by
+    /// a DNS name. In the core layout their `address` and `probe_address` are
+    /// `0.0.0.0`, an address no target may have.
+    pub const TARGET_FQDNS: u32 = 6;
 }
 
 /// Writes the body of a version 3 value.
@@ -81,7 +85,16 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
             DEFAULT_MIN_ELIGIBLE_TARGETS,
         ),
     ];
-    put_len(out, fields.iter().filter(|(_, v, d)| v != d).count());
+    let fqdns: Vec<(usize, &str)> = ns
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t.fqdn.as_deref()?)))
+        .collect();
+    put_len(
+        out,
+        fields.iter().filter(|(_, v, d)| v != d).count() + usize::from(!fqdns.is_empty()),
+    );
     for (tag, v, _) in fields.into_iter().filter(|(_, v, d)| v != d) {
         let mut value = Vec::with_capacity(5);
         put_var(&mut value, v);
@@ -89,7 +102,21 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
         put_len(out, value.len());
         out.extend_from_slice(&value);
     }
+    if !fqdns.is_empty() {
+        let mut value = Vec::new();
+        put_len(&mut value, fqdns.len());
+        for (i, fqdn) in fqdns {
+            put_len(&mut value, i);
+            put_str(&mut value, fqdn);
+        }
+        put_var(out, ext::TARGET_FQDNS);
+        put_len(out, value.len());
+        out.extend_from_slice(&value);
+    }
 }
+
+/// The core layout's address of an fqdn target (see [`ext::TARGET_FQDNS`]).
+const NO_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
     let NameService {
@@ -145,6 +172,8 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
         let Target {
             name,
             address,
+            // In the extension section.
+            fqdn: _,
             locality,
             ratio,
             port,
@@ -152,7 +181,7 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
             enabled,
         } = t;
         put_str(out, name);
-        put_ip(out, address);
+        put_ip(out, &address.unwrap_or(NO_ADDRESS));
         match locality {
             None => out.push(0),
             Some(l) => {
@@ -168,7 +197,7 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
                 out.extend_from_slice(&p.to_le_bytes());
             }
         }
-        put_ip(out, probe_address);
+        put_ip(out, &probe_address.unwrap_or(NO_ADDRESS));
         out.push(u8::from(*enabled));
     }
     put_len(out, failover.len());
@@ -244,6 +273,21 @@ pub(super) fn decode(buf: &[u8], layout: Layout) -> Result<NameService, String> 
     if r.pos != buf.len() {
         return Err(format!("{} unexpected bytes at the end", buf.len() - r.pos));
     }
+    if let Some(t) = ns
+        .targets
+        .iter()
+        .find(|t| t.address.is_none() == t.fqdn.is_none())
+    {
+        return Err(format!(
+            "target {:?} has {}",
+            t.name,
+            if t.fqdn.is_some() {
+                "both an address and an fqdn"
+            } else {
+                "neither an address nor an fqdn"
+            }
+        ));
+    }
     Ok(ns)
 }
 
@@ -286,6 +330,25 @@ impl<'a> Reader<'a> {
                 }
             }
             ext::MIN_ELIGIBLE_TARGETS => ns.min_eligible_targets = one_var("minEligibleTargets")?,
+            ext::TARGET_FQDNS => {
+                let mut r = Reader { buf: data, pos: 0 };
+                for _ in 0..r.len("targets[].fqdn count")? {
+                    let i = r.len("targets[].fqdn index")?;
+                    let fqdn = r.str("targets[].fqdn")?;
+                    let t = ns.targets.get_mut(i).ok_or_else(|| {
+                        format!("targets[].fqdn at offset {at}: no target {i}")
+                    })?;
+                    if t.fqdn.is_some() || t.address.is_some() || t.probe_address.is_some() {
+                        return Err(format!(
+                            "targets[{i}].fqdn at offset {at}: the target has an address or an fqdn already"
+                        ));
+                    }
+                    t.fqdn = Some(fqdn);
+                }
+                if r.pos != data.len() {
+                    return Err(format!("targets[].fqdn at offset {at}: trailing bytes"));
+                }
+            }
             _ => Err(format!(
                 "unknown field tag {tag} at offset {at}: written by a newer gslb"
             ))?,
@@ -322,7 +385,8 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             targets.push(Target {
                 name: self.str("targets[].name")?,
-                address: self.ip("targets[].address")?,
+                address: Some(self.ip("targets[].address")?).filter(|a| *a != NO_ADDRESS),
+                fqdn: None,
                 locality: match self.flag("targets[].locality")? {
                     false => None,
                     true => Some(self.str("targets[].locality")?),
@@ -332,7 +396,8 @@ impl<'a> Reader<'a> {
                     false => None,
                     true => Some(self.u16("targets[].port")?),
                 },
-                probe_address: self.ip("targets[].probeAddress")?,
+                probe_address: Some(self.ip("targets[].probeAddress")?)
+                    .filter(|a| *a != NO_ADDRESS),
                 enabled: self.flag("targets[].enabled")?,
             });
         }
