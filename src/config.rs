@@ -1018,11 +1018,16 @@ impl Config {
             // "IP:port", or an IP alone for port 53.
             let addr = text
                 .parse::<SocketAddr>()
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .or_else(|_| {
+                    text.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
                 .map_err(|_| {
                     invalid(
                         srv.span(),
-                        format!("resolver.servers: {text:?} is not IP:port (IPv6 as [::1]:53) or an IP"),
+                        format!(
+                            "resolver.servers: {text:?} is not IP:port (IPv6 as [::1]:53) or an IP"
+                        ),
                     )
                 })?;
             if resolver.servers.contains(&addr) {
@@ -1260,8 +1265,16 @@ mod tests {
         assert_eq!(c.resolver.servers, want);
         assert_eq!(c.resolver.stale, std::time::Duration::from_secs(60));
         for (text, line, needle) in [
-            ("[resolver]\nservers = [\n \"127.0.0.1:53\",\n \"dns.example:53\"]\n", 4, "resolver.servers: \"dns.example:53\" is not IP:port"),
-            ("[resolver]\nservers = [\"127.0.0.1:53\", \"127.0.0.1:53\"]\n", 2, "listed twice"),
+            (
+                "[resolver]\nservers = [\n \"127.0.0.1:53\",\n \"dns.example:53\"]\n",
+                4,
+                "resolver.servers: \"dns.example:53\" is not IP:port",
+            ),
+            (
+                "[resolver]\nservers = [\"127.0.0.1:53\", \"127.0.0.1:53\"]\n",
+                2,
+                "listed twice",
+            ),
             ("[resolver]\nstale_seconds = 604801\n", 2, "above 604800"),
             ("[resolver]\nstale_seconds = -1\n", 2, ""),
             ("[resolver]\nserver = []\n", 2, "unknown field"),
@@ -1270,7 +1283,9 @@ mod tests {
             let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
             std::fs::remove_file(p).unwrap();
             match &e {
-                ConfigError::Invalid { line: l, message, .. } => {
+                ConfigError::Invalid {
+                    line: l, message, ..
+                } => {
                     assert_eq!(*l, line, "{text:?}: {e}");
                     assert!(message.contains(needle), "{text:?}: {e}");
                 }

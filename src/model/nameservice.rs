@@ -338,7 +338,10 @@ impl NameService {
                     if fqdn.parse::<IpAddr>().is_ok() || fqdn.is_empty() {
                         return Err(err(
                             f("fqdn"),
-                            format!("{} {n:?} is not a host name: give an IP address as address", f("fqdn")),
+                            format!(
+                                "{} {n:?} is not a host name: give an IP address as address",
+                                f("fqdn")
+                            ),
                         ));
                     }
                     if t.probe_address.is_some() {
@@ -355,7 +358,11 @@ impl NameService {
                 (Some(_), Some(_)) => {
                     return Err(err(
                         f("fqdn"),
-                        format!("{} and {} exclude each other: give one", f("address"), f("fqdn")),
+                        format!(
+                            "{} and {} exclude each other: give one",
+                            f("address"),
+                            f("fqdn")
+                        ),
                     ));
                 }
                 (None, None) => {

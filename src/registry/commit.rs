@@ -548,7 +548,9 @@ impl Committer {
         let mut old = Vec::with_capacity(names.len());
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
-            let Some(e) = current.service(&name) else { continue };
+            let Some(e) = current.service(&name) else {
+                continue;
+            };
             let fresh = self.compile(&e.spec, e.revision, Some(e));
             old.push(e.clone());
             entries.push((name, Some(Arc::new(fresh))));

@@ -204,10 +204,7 @@ fn rows(spec: &NameService, health: &HealthHub, r: Resolved<'_>) -> Vec<Row> {
                     })
                     .unwrap_or_default(),
             };
-            let resolve_error = t
-                .fqdn
-                .as_deref()
-                .and_then(|n| r.resolvers?.get(n)?.error);
+            let resolve_error = t.fqdn.as_deref().and_then(|n| r.resolvers?.get(n)?.error);
             let of = |st: &Option<EndpointStatus>| match st {
                 Some(s) => s.health,
                 None if spec.health_check.is_none() => Health::Unchecked,
@@ -245,7 +242,10 @@ fn rows(spec: &NameService, health: &HealthHub, r: Resolved<'_>) -> Vec<Row> {
                 health,
                 consecutive_failures: decider.as_ref().map_or(0, |s| s.consecutive_failures),
                 consecutive_successes: decider.as_ref().map_or(0, |s| s.consecutive_successes),
-                last_probe_time: decider.as_ref().and_then(|s| s.last_probe_time).map(rfc3339),
+                last_probe_time: decider
+                    .as_ref()
+                    .and_then(|s| s.last_probe_time)
+                    .map(rfc3339),
                 last_error: decider.as_ref().and_then(|s| s.last_error.clone()),
                 answers: 0,
             };

@@ -335,9 +335,10 @@ impl<'a> Reader<'a> {
                 for _ in 0..r.len("targets[].fqdn count")? {
                     let i = r.len("targets[].fqdn index")?;
                     let fqdn = r.str("targets[].fqdn")?;
-                    let t = ns.targets.get_mut(i).ok_or_else(|| {
-                        format!("targets[].fqdn at offset {at}: no target {i}")
-                    })?;
+                    let t = ns
+                        .targets
+                        .get_mut(i)
+                        .ok_or_else(|| format!("targets[].fqdn at offset {at}: no target {i}"))?;
                     if t.fqdn.is_some() || t.address.is_some() || t.probe_address.is_some() {
                         return Err(format!(
                             "targets[{i}].fqdn at offset {at}: the target has an address or an fqdn already"

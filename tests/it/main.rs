@@ -11,6 +11,7 @@ mod client;
 mod dns;
 mod dns_limits;
 mod examples;
+mod fqdn;
 mod health;
 mod istio;
 mod limits;
