@@ -938,6 +938,62 @@ mod tests {
     }
 
     #[test]
+    fn fqdn_targets() {
+        let mut v = minimal();
+        v["targets"] = json!([{"name": "a", "fqdn": "GW.DC1.Example."}]);
+        let ns = NameService::from_json(v.clone()).unwrap();
+        let t = &ns.targets[0];
+        assert_eq!(t.fqdn.as_deref(), Some("gw.dc1.example"));
+        assert_eq!((t.address, t.probe_address), (None, None));
+        assert_eq!(ns.endpoint(0), None);
+        // GET output PUTs back unchanged.
+        let out = serde_json::to_value(&ns).unwrap();
+        assert!(out["targets"][0].get("address").is_none());
+        assert_eq!(NameService::from_json(out).unwrap(), ns);
+        let mut hc = v.clone();
+        hc["healthCheck"] = json!({"port": 443});
+        let ns = NameService::from_json(hc).unwrap();
+        assert_eq!(ns.endpoint(0), None);
+        let ep = ns.endpoint_at(0, "192.0.2.7".parse().unwrap()).unwrap();
+        assert_eq!((ep.address.to_string(), ep.port), ("192.0.2.7".into(), 443));
+        for (target, field, needle) in [
+            (
+                json!({"name": "a", "fqdn": "gw.example", "address": "192.0.2.1"}),
+                "targets[0].fqdn",
+                "exclude each other",
+            ),
+            (
+                json!({"name": "a", "fqdn": "gw.example", "probeAddress": "192.0.2.1"}),
+                "targets[0].probeAddress",
+                "not allowed with fqdn",
+            ),
+            (
+                json!({"name": "a", "fqdn": "bad name"}),
+                "targets[0].fqdn",
+                "not a valid DNS name",
+            ),
+            (
+                json!({"name": "a", "fqdn": "192.0.2.1"}),
+                "targets[0].fqdn",
+                "not a host name",
+            ),
+            (json!({"name": "a", "fqdn": "."}), "targets[0].fqdn", ""),
+            (json!({"name": "a", "fqdn": 7}), "targets[0].fqdn", ""),
+            (
+                json!({"name": "a"}),
+                "targets[0].address",
+                "(or targets[0].fqdn) is required",
+            ),
+        ] {
+            let mut v = minimal();
+            v["targets"] = json!([target]);
+            let e = NameService::from_json(v.clone()).expect_err(&format!("accepted {v}"));
+            assert_eq!(e.field, field, "{v}: {e}");
+            assert!(e.message.contains(needle), "{v}: {e}");
+        }
+    }
+
+    #[test]
     fn ratio_zero_is_fine_while_one_enabled_target_has_a_ratio() {
         let mut v = minimal();
         v["policy"] = json!("Ratio");

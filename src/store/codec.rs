@@ -584,6 +584,45 @@ mod tests {
     }
 
     #[test]
+    fn fqdn_targets_round_trip_in_the_extension_section() {
+        let ns = NameService::from_json(json!({
+            "name": "f.example", "policy": "Ratio",
+            "targets": [
+                {"name": "a", "address": "192.0.2.1", "ratio": 2},
+                {"name": "b", "fqdn": "gw.dc2.example", "locality": "r2", "port": 8443},
+                {"name": "c", "fqdn": "gw.dc3.example", "enabled": false}]}))
+        .unwrap();
+        let mut buf = Vec::new();
+        encode(&ns, &mut buf);
+        assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
+        // Without the extension section the fqdn targets have neither.
+        let mut core = Vec::new();
+        encode_core(&ns, &mut core);
+        let e = decode(&core, Layout::V2).unwrap_err();
+        assert!(
+            e.contains("target \"b\" has neither an address nor an fqdn"),
+            "{e}"
+        );
+        // An fqdn for a target that has an address, or that is not there: refused.
+        let tampered = |index: u8| {
+            let mut out = core.clone();
+            let mut value = vec![1, index];
+            put_str(&mut value, "x.example");
+            out.push(1);
+            put_var(&mut out, ext::TARGET_FQDNS);
+            put_len(&mut out, value.len());
+            out.extend_from_slice(&value);
+            decode(&out, Layout::V3).unwrap_err()
+        };
+        assert!(
+            tampered(0).contains("has an address or an fqdn already"),
+            "{}",
+            tampered(0)
+        );
+        assert!(tampered(9).contains("no target 9"), "{}", tampered(9));
+    }
+
+    #[test]
     fn extension_fields_are_written_only_when_not_default() {
         let [plain, sticky, steered]: [NameService; 3] = samples().try_into().unwrap();
         let ext_len = |ns: &NameService| {
