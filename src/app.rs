@@ -241,7 +241,10 @@ pub async fn run(
         stop_rx.clone(),
     ));
     // Probes run here, on the control-plane runtime.
-    let prober = health.start(Some(store));
+    let prober = health.start_with(
+        Some(store),
+        crate::health::ProberOptions::for_instance(&config.instance),
+    );
 
     ready.store(true, Ordering::SeqCst);
     tracing::info!(

@@ -28,7 +28,7 @@ pub async fn list(
     let after = p.number("after", 0..=usize::MAX)?.map(|a| a as u64);
     let mut kinds = Vec::new();
     if let Some(list) = p.get("kind") {
-        for k in list.split(',').filter(|k| !k.is_empty()) {
+        for k in list.split(',') {
             kinds.push(EventKind::parse(k).ok_or_else(|| {
                 ApiError::new(
                     axum::http::StatusCode::BAD_REQUEST,

@@ -659,6 +659,8 @@ async fn events_list_filters_and_rejects_bad_parameters() {
         ("/api/v1/events?limit=101", "limit"),
         ("/api/v1/events?limit=x", "limit"),
         ("/api/v1/events?kind=Nope", "kind"),
+        ("/api/v1/events?kind=", "kind"),
+        ("/api/v1/events?kind=Created,", "kind"),
         ("/api/v1/events?bogus=1", "bogus"),
         ("/api/v1/events?limit=1&limit=2", "limit"),
     ] {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sled_store::SledStore;
 
-use crate::model::NameService;
+use crate::model::{HttpCheck, NameService};
 
 /// The format version in front of every stored value: JSON. Health records are
 /// written in it; NameServices were, and are still read in it.
@@ -89,6 +89,9 @@ pub enum Origin {
 pub struct StoredHealth {
     pub address: IpAddr,
     pub port: u16,
+    /// The parameters of an HTTP(S) probe; absent for a TCP probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
     pub period_seconds: u32,
     pub timeout_seconds: u32,
     /// The verdict is kept per (probe, thresholds): see `model::Endpoint`.
@@ -108,6 +111,26 @@ pub struct StoredHealth {
     pub last_probe_time: Option<u64>,
     pub last_error: Option<String>,
     pub last_change_time: Option<u64>,
+}
+
+impl StoredHealth {
+    /// The key of the record: the verdict it describes (probe and thresholds).
+    /// TCP probes keep the key they had before HTTP probes existed.
+    pub fn key(&self) -> String {
+        let mut k = format!(
+            "{}|{}|{}|{}|{}|{}",
+            self.address,
+            self.port,
+            self.period_seconds,
+            self.timeout_seconds,
+            self.failure_threshold,
+            self.success_threshold
+        );
+        if let Some(h) = &self.http {
+            k.push_str(&format!("|h{:016x}", h.fingerprint()));
+        }
+        k
+    }
 }
 
 /// One change in a batch written atomically by [`Store::apply`].

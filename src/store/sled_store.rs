@@ -235,16 +235,7 @@ fn decode_nameservice(key: &[u8], value: &[u8]) -> Result<(NameService, u64), St
 }
 
 fn health_key(h: &StoredHealth) -> Vec<u8> {
-    format!(
-        "{}|{}|{}|{}|{}|{}",
-        h.address,
-        h.port,
-        h.period_seconds,
-        h.timeout_seconds,
-        h.failure_threshold,
-        h.success_threshold
-    )
-    .into_bytes()
+    h.key().into_bytes()
 }
 
 impl SledStore {
@@ -902,6 +893,7 @@ mod tests {
         let h = StoredHealth {
             address: "192.0.2.1".parse().unwrap(),
             port: 443,
+            http: None,
             period_seconds: 5,
             timeout_seconds: 2,
             failure_threshold: 3,

@@ -13,6 +13,7 @@ mod dns_limits;
 mod examples;
 mod fqdn;
 mod health;
+mod httpvip;
 mod istio;
 mod limits;
 mod operators;
