@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::health::{EndpointStatus, Health, HealthHub};
-use crate::model::NameService;
+use crate::model::{NameService, TargetOverrides};
 use crate::resolver::Resolvers;
 use crate::snapshot::{AnswerCounts, ServiceEntry};
 use crate::timefmt::rfc3339;
@@ -53,6 +53,20 @@ pub struct TargetStatus {
     /// the DNS path; carried over when the resource is replaced and the target keeps
     /// its name).
     pub answers: u64,
+    /// The operator's override of this target while it lasts.
+    #[serde(rename = "override")]
+    pub override_: Option<OverrideStatus>,
+}
+
+/// An override as `status.targets[].override` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideStatus {
+    pub state: &'static str,
+    pub reason: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -143,7 +157,9 @@ impl Book {
         health: &HealthHub,
         r: Resolved<'_>,
         answers: Option<&AnswerCounts>,
+        overrides: Option<&TargetOverrides>,
     ) -> Status {
+        let now_ms = crate::timefmt::now_unix_ms();
         let rows = rows(spec, health, r);
         let (status, reason, message) = ready(&rows);
         let memo = self.lock().get(spec.name.as_str()).cloned();
@@ -165,6 +181,16 @@ impl Book {
                     answers: answers
                         .and_then(|a| a.get_by_name(&r.status.name))
                         .unwrap_or(0),
+                    override_: overrides
+                        .and_then(|o| o.get(&r.status.name))
+                        .filter(|o| o.active(now_ms))
+                        .map(|o| OverrideStatus {
+                            state: o.state.as_str(),
+                            reason: o.reason.clone(),
+                            created_at: rfc3339(o.created_at_ms / 1000),
+                            expires_at: rfc3339(o.expires_at_ms / 1000),
+                            by: o.by.clone(),
+                        }),
                     ..r.status
                 })
                 .collect(),
@@ -248,6 +274,7 @@ fn rows(spec: &NameService, health: &HealthHub, r: Resolved<'_>) -> Vec<Row> {
                     .map(rfc3339),
                 last_error: decider.as_ref().and_then(|s| s.last_error.clone()),
                 answers: 0,
+                override_: None,
             };
             Row {
                 status,

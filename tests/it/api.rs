@@ -97,7 +97,7 @@ fn put_get_list_delete() {
                "addresses": [{"address": address, "health": "Unchecked"}],
                "resolveError": null,
                "consecutiveFailures": 0, "consecutiveSuccesses": 0,
-               "lastProbeTime": null, "lastError": null})
+               "lastProbeTime": null, "lastError": null, "override": null})
     };
     assert_eq!(
         without_transition_time(created.clone()),
@@ -874,6 +874,14 @@ fn openapi_lists_every_route() {
         ("/api/v1/nameservices/{name}", "get"),
         ("/api/v1/nameservices/{name}", "put"),
         ("/api/v1/nameservices/{name}/explain", "get"),
+        (
+            "/api/v1/nameservices/{name}/targets/{target}/override",
+            "delete",
+        ),
+        (
+            "/api/v1/nameservices/{name}/targets/{target}/override",
+            "put",
+        ),
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/ui", "get"),
