@@ -155,6 +155,15 @@ pub(super) enum Request {
         reset: bool,
         reply: Option<oneshot::Sender<Result<(), RegistryError>>>,
     },
+    /// New zones and topology (a reload): all or nothing. Refused when a served
+    /// name could not stay (outside every zone, on a static CNAME, under a
+    /// delegation, or breaking the address rules); parked names that fit now are
+    /// served.
+    Reload {
+        zones: Arc<crate::zone::ZoneSet>,
+        topology: Arc<crate::policy::Topology>,
+        reply: oneshot::Sender<Result<usize, RegistryError>>,
+    },
 }
 
 /// A resource as the committer knows it: served, or parked (stored but not
@@ -272,8 +281,84 @@ impl Committer {
         })
     }
 
-    /// Decides, stores, publishes and answers one batch.
+    /// Decides, stores, publishes and answers one batch (reloads after the rest).
     pub fn commit(&mut self, batch: Vec<Request>) {
+        let (reloads, batch): (Vec<Request>, Vec<Request>) = batch
+            .into_iter()
+            .partition(|r| matches!(r, Request::Reload { .. }));
+        if !batch.is_empty() {
+            self.commit_changes(batch);
+        }
+        for r in reloads {
+            if let Request::Reload {
+                zones,
+                topology,
+                reply,
+            } = r
+            {
+                let _ = reply.send(self.reload(zones, topology));
+            }
+        }
+    }
+
+    /// Swaps in new zones and topology, or changes nothing (see [`Request::Reload`]).
+    /// Returns how many parked names are served from now on.
+    fn reload(
+        &mut self,
+        zones: Arc<crate::zone::ZoneSet>,
+        topology: Arc<crate::policy::Topology>,
+    ) -> Result<usize, RegistryError> {
+        let current = self.snapshot.load_full();
+        let mut refused: Vec<String> = current
+            .services
+            .iter()
+            .filter_map(|(name, e)| {
+                admissible(&zones, &self.deny, &e.spec)
+                    .err()
+                    .map(|why| format!("{name} ({why})"))
+            })
+            .collect();
+        if !refused.is_empty() {
+            refused.sort();
+            return Err(RegistryError::ReloadConflict(refused));
+        }
+        let next = Arc::new(Snapshot {
+            zones,
+            topology,
+            services: current.services.clone(),
+            unloaded: current.unloaded,
+        });
+        self.snapshot.store(next.clone());
+        self.retired.push(current);
+        // Parked names that the new zones can hold: served, through the apply path.
+        let fit: Vec<(Arc<str>, Slot)> = self
+            .parked
+            .iter()
+            .filter(|(_, (spec, _))| admissible(&next.zones, &self.deny, spec).is_ok())
+            .map(|(name, (spec, rev))| {
+                (
+                    name.clone(),
+                    Slot {
+                        before: Some(Known {
+                            spec: spec.clone(),
+                            revision: *rev,
+                            entry: None,
+                        }),
+                        after: Some((spec.clone(), *rev)),
+                        deleted_at: None,
+                        dirty: true,
+                    },
+                )
+            })
+            .collect();
+        let n = fit.len();
+        if n > 0 {
+            self.publish(next, fit);
+        }
+        Ok(n)
+    }
+
+    fn commit_changes(&mut self, batch: Vec<Request>) {
         let current = self.snapshot.load_full();
         let mut slots: HashMap<Arc<str>, Slot> = HashMap::with_capacity(batch.len());
         // Replies that wait for the batch to be durable.
@@ -314,6 +399,7 @@ impl Committer {
                         }
                     }
                 }
+                Request::Reload { .. } => unreachable!("reloads are taken apart"),
                 Request::Apply {
                     changes,
                     revision: at,

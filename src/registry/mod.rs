@@ -58,6 +58,10 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error("the registry's committer is not running: {0}")]
     Committer(String),
+    /// A reload would leave these served names (each with the reason) outside
+    /// every zone, colliding with static data, or breaking the address rules.
+    #[error("the reload would leave NameServices that cannot be served: {}", .0.join("; "))]
+    ReloadConflict(Vec<String>),
     #[error("NameService {name:?} has no target named {target:?}")]
     NoSuchTarget { name: String, target: String },
     #[error("target {target:?} of NameService {name:?} has no override")]
@@ -755,6 +759,31 @@ impl Registry {
             )),
         ]);
         tasks
+    }
+
+    /// Swaps in new zones and topology through the committer: all or nothing (see
+    /// `commit::Request::Reload`). Returns how many stored names that could not be
+    /// served before are served now.
+    pub async fn reload(
+        &self,
+        zones: Arc<ZoneSet>,
+        topology: Arc<Topology>,
+    ) -> Result<usize, RegistryError> {
+        let (reply, rx) = oneshot::channel();
+        self.commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|tx| {
+                tx.send(commit::Request::Reload {
+                    zones,
+                    topology,
+                    reply,
+                })
+                .ok()
+            })
+            .ok_or_else(RegistryError::committer_gone)?;
+        rx.await.map_err(|_| RegistryError::committer_gone())?
     }
 
     /// The fleet layer (observations shared through etcd), with the etcd backend;
