@@ -16,6 +16,7 @@
 mod commit;
 pub mod etcd;
 pub mod fleet;
+mod overrides;
 mod status;
 
 use std::collections::HashMap;
@@ -31,7 +32,8 @@ pub use status::{Condition, Status, TargetStatus};
 use crate::health::{HealthEvent, HealthHub};
 use crate::model::{NameService, Override, TargetOverrides, ValidationError};
 use crate::policy::Topology;
-use crate::snapshot::{ServiceMap, Snapshot};
+use crate::resolver::Resolvers;
+use crate::snapshot::{ServiceEntry, ServiceMap, Snapshot};
 use crate::store::{Store, StoreError};
 use crate::zone::{Collision, ZoneSet};
 
@@ -222,6 +224,17 @@ pub struct Registry {
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
     status: Arc<status::Book>,
+    /// Resolution of fqdn targets; `None`: they are never resolved (tests).
+    resolvers: Option<Resolvers>,
+}
+
+/// What the registry checks and resolves besides the resource itself.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `[health] deny`: no target address (nor resolved address) may be in these.
+    pub deny: Vec<IpNet>,
+    /// Resolves fqdn targets; `None`: they have no addresses.
+    pub resolvers: Option<Resolvers>,
 }
 
 impl Registry {
@@ -235,9 +248,9 @@ impl Registry {
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
-        deny: Vec<IpNet>,
+        options: Options,
     ) -> Result<Self, RegistryError> {
-        Self::open_with(instance, store, zones, topology, health, deny, None)
+        Self::open_with(instance, store, zones, topology, health, options, None)
     }
 
     /// [`Registry::open`] with the etcd backend: the store is this instance's local
@@ -250,9 +263,10 @@ impl Registry {
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
-        deny: Vec<IpNet>,
+        options: Options,
         etcd: Option<Arc<etcd::EtcdSide>>,
     ) -> Result<Self, RegistryError> {
+        let Options { deny, resolvers } = options;
         let has_copy = matches!(store.origin(), crate::store::Origin::Etcd { .. });
         let unloaded = etcd.is_some() && !has_copy;
         if let Some(side) = &etcd {
@@ -296,7 +310,10 @@ impl Registry {
                 .into_iter()
                 .map(|(n, o)| (n, Arc::new(o)))
                 .collect(),
+            override_revisions: HashMap::new(),
             deny: deny.clone().into(),
+            resolvers: resolvers.clone(),
+            fqdn_index: HashMap::new(),
         };
         let (done, mut loaded) = oneshot::channel();
         committer.commit(vec![commit::Request::Apply {
@@ -328,7 +345,40 @@ impl Registry {
             deny: deny.into(),
             committer: Some(committer),
             status: book,
+            resolvers,
         })
+    }
+
+    /// Follows the resolution of fqdn targets from now on: a name whose addresses
+    /// (or error) changed recompiles the NameServices holding it, through the
+    /// committer (published, not stored). Call inside the runtime; the task ends
+    /// with the registry.
+    pub fn follow_resolutions(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let resolvers = self.resolvers.clone()?;
+        let me = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            loop {
+                let names = resolvers.changed().await;
+                let Some(r) = me.upgrade() else { return };
+                let sent = r
+                    .commits
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|tx| tx.send(commit::Request::Resolved(names)).is_ok());
+                if !sent {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// What the status of an fqdn target needs from the published `entry`.
+    fn resolved<'a>(&'a self, entry: Option<&'a ServiceEntry>) -> status::Resolved<'a> {
+        status::Resolved {
+            entry,
+            resolvers: self.resolvers.as_ref(),
+        }
     }
 
     /// Follows the health events from now on: every verdict change refreshes the
@@ -349,7 +399,8 @@ impl Registry {
                             let snap = r.snapshot.load();
                             for name in c.nameservices() {
                                 if let Some(entry) = snap.service(name) {
-                                    r.status.refresh(&entry.spec, &r.health, c.at());
+                                    let rs = r.resolved(Some(entry));
+                                    r.status.refresh(&entry.spec, &r.health, rs, c.at());
                                 }
                             }
                         }
@@ -362,7 +413,8 @@ impl Registry {
                         );
                         let now = crate::timefmt::now_unix();
                         for (_, entry) in r.snapshot.load().services.iter() {
-                            r.status.refresh(&entry.spec, &r.health, now);
+                            let rs = r.resolved(Some(entry));
+                            r.status.refresh(&entry.spec, &r.health, rs, now);
                         }
                     }
                     Err(RecvError::Closed) => return,
@@ -481,6 +533,25 @@ impl Registry {
         ovr: Override,
         force: bool,
     ) -> Result<Option<Override>, RegistryError> {
+        if let Some(side) = &self.etcd {
+            // Decided here against what this instance serves, then written through
+            // etcd (which every instance watches) and applied here at once.
+            let replaced = self.check_override(name, target, &ovr, force)?;
+            let revision = side.put_override(name, target, &ovr).await?;
+            overrides::apply(
+                &self.commits,
+                vec![overrides::IncomingOverride {
+                    name: name.into(),
+                    target: target.to_string(),
+                    ovr: Some(ovr),
+                    revision,
+                }],
+                None,
+                0,
+            )
+            .await?;
+            return Ok(replaced);
+        }
         let op = commit::OverrideOp::Put {
             name: name.into(),
             target: target.to_string(),
@@ -499,6 +570,42 @@ impl Registry {
         name: &str,
         target: &str,
     ) -> Result<Override, RegistryError> {
+        if let Some(side) = &self.etcd {
+            let now = crate::timefmt::now_unix_ms();
+            let old = self
+                .overrides(name)
+                .and_then(|o| o.get(target).cloned())
+                .filter(|o| o.active(now));
+            let served = self.snapshot.load().service(name).is_some();
+            let Some(revision) = side.delete_override(name, target).await? else {
+                return Err(if served {
+                    RegistryError::NoOverride {
+                        name: name.to_string(),
+                        target: target.to_string(),
+                    }
+                } else {
+                    RegistryError::NotFound(name.to_string())
+                });
+            };
+            overrides::apply(
+                &self.commits,
+                vec![overrides::IncomingOverride {
+                    name: name.into(),
+                    target: target.to_string(),
+                    ovr: None,
+                    revision,
+                }],
+                None,
+                0,
+            )
+            .await?;
+            // etcd held one; this instance may not have applied it yet, and then
+            // knows nothing of it but that it is gone now.
+            return old.ok_or_else(|| RegistryError::NoOverride {
+                name: name.to_string(),
+                target: target.to_string(),
+            });
+        }
         let op = commit::OverrideOp::Delete {
             name: name.into(),
             target: target.to_string(),
@@ -522,6 +629,35 @@ impl Registry {
             commit::OverrideApplied::Expired(list) => Ok(list),
             other => unreachable!("an expiry answered {other:?}"),
         }
+    }
+
+    /// Decides an override write against what this instance serves (the etcd path,
+    /// where the committer cannot decide it before etcd has it): 404 for an unknown
+    /// name or target, the `minEligibleTargets` rule for a Drain. Returns the
+    /// override it replaces.
+    fn check_override(
+        &self,
+        name: &str,
+        target: &str,
+        ovr: &Override,
+        force: bool,
+    ) -> Result<Option<Override>, RegistryError> {
+        let snap = self.snapshot.load();
+        let entry = snap
+            .service(name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let Some(index) = entry.spec.targets.iter().position(|t| t.name == target) else {
+            return Err(RegistryError::NoSuchTarget {
+                name: name.to_string(),
+                target: target.to_string(),
+            });
+        };
+        let mine = entry.overrides.as_deref().cloned().unwrap_or_default();
+        if ovr.state == crate::model::OverrideState::Drain && !force {
+            commit::check_drain(entry, index, &mine, ovr)?;
+        }
+        let now = crate::timefmt::now_unix_ms();
+        Ok(mine.get(target).filter(|o| o.active(now)).cloned())
     }
 
     /// The overrides of NameService `name` as published (expired ones included
@@ -661,6 +797,11 @@ impl Registry {
                 self.store.clone(),
                 stop.clone(),
             )),
+            tokio::spawn(overrides::replicate(
+                side.clone(),
+                self.commits.clone(),
+                stop.clone(),
+            )),
             tokio::spawn(etcd::presence(
                 side.clone(),
                 self.revision.clone(),
@@ -778,7 +919,13 @@ impl Registry {
         let overrides = entry.and_then(|e| e.overrides.as_deref());
         View {
             spec: spec.clone(),
-            status: self.status.view(spec, &self.health, answers, overrides),
+            status: self.status.view(
+                spec,
+                &self.health,
+                self.resolved(entry.map(|e| &**e)),
+                answers,
+                overrides,
+            ),
             revision,
         }
     }
