@@ -35,6 +35,39 @@ pub struct TargetStatus {
     /// the DNS path; carried over when the resource is replaced and the target keeps
     /// its name).
     pub answers: u64,
+    /// Present while flap damping holds the target out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damping: Option<DampingStatus>,
+}
+
+/// Why flap damping holds a target out (`healthCheck.flapDamping`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DampingStatus {
+    /// `FailureRate` (at least half of the recent probes failed) or `Flapping` (the
+    /// verdict changed 4 times within 120 s).
+    pub reason: &'static str,
+    pub message: String,
+    /// Flapping: when the hold ends if every probe passes until then (RFC 3339);
+    /// `null` while probes still fail, and for FailureRate.
+    pub until: Option<String>,
+}
+
+impl DampingStatus {
+    fn of(h: crate::health::machine::Hold) -> Self {
+        use crate::health::machine::Hold;
+        let (reason, until) = match h {
+            Hold::FailureRate { .. } => ("FailureRate", None),
+            Hold::Flapping { until_ms, .. } => {
+                ("Flapping", until_ms.map(|ms| rfc3339(ms.div_ceil(1000))))
+            }
+        };
+        Self {
+            reason,
+            message: h.to_string(),
+            until,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -170,6 +203,7 @@ fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
                 last_probe_time: None,
                 last_error: None,
                 answers: 0,
+                damping: None,
             };
             let (status, last_change_time) = match st {
                 None if spec.health_check.is_none() => (blank(Health::Unchecked), None),
@@ -183,6 +217,7 @@ fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
                         consecutive_successes: s.consecutive_successes,
                         last_probe_time: s.last_probe_time.map(rfc3339),
                         last_error: s.last_error,
+                        damping: s.damping.map(DampingStatus::of),
                         answers: 0,
                     },
                     s.last_change_time,
