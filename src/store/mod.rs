@@ -1,11 +1,13 @@
 //! Durable storage of NameServices (and persisted health state) behind the [`Store`]
-//! trait. Only this module imports sled.
+//! trait, and the shared etcd registry ([`etcd`]). Only this module imports sled and
+//! etcd-client.
 //!
 //! **Architecture Invariant:** a write method returns only after the data is flushed
 //! to disk, so a 2xx built on it survives `kill -9`.
 
 mod ack;
 mod codec;
+pub mod etcd;
 mod sled_store;
 
 use std::net::IpAddr;
@@ -168,6 +170,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The registry revision the stored NameServices reflect (0 for a new store).
     fn revision(&self) -> Result<u64, StoreError>;
+
+    /// How many NameServices the store holds (by its own record).
+    fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.load_all()?.len() as u64)
+    }
 
     /// What the store holds NameServices for.
     fn origin(&self) -> Origin {
