@@ -44,7 +44,7 @@ pub const FLAP_CHANGES: usize = 4;
 pub const FLAP_WINDOW_MS: u64 = 120_000;
 
 /// What flap damping remembers of one verdict.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Damping {
     /// The most recent probe results, newest in bit 0; a set bit is a failure.
@@ -58,6 +58,27 @@ pub struct Damping {
     pub held_since: Option<u64>,
     /// When the current run of passed probes began (Unix ms); `None` after a failure.
     pub passing_since: Option<u64>,
+    /// The verdict the thresholds alone give (without damping): damping holds a
+    /// target out only when this would let it in.
+    #[serde(default = "pending")]
+    pub raw: Health,
+}
+
+fn pending() -> Health {
+    Health::Pending
+}
+
+impl Default for Damping {
+    fn default() -> Self {
+        Self {
+            recent: 0,
+            seen: 0,
+            changes: Vec::new(),
+            held_since: None,
+            passing_since: None,
+            raw: Health::Pending,
+        }
+    }
 }
 
 /// Why flap damping holds a target out.
@@ -101,9 +122,10 @@ impl Damping {
         (self.recent & mask).count_ones()
     }
 
-    /// The hold flap damping puts on a verdict whose thresholds alone say `base`,
-    /// now (`None`: damping does not decide).
-    pub fn hold(&self, th: Thresholds, base: Health) -> Option<Hold> {
+    /// The hold flap damping puts on the verdict now (`None`: damping does not
+    /// decide). The flapping hold is reported for as long as it lasts; the
+    /// failure rate only while the thresholds alone would let the target in.
+    pub fn hold(&self, th: Thresholds) -> Option<Hold> {
         if !th.damping {
             return None;
         }
@@ -113,9 +135,12 @@ impl Damping {
                 until_ms: self.passing_since.map(|p| p.max(since) + FLAP_WINDOW_MS),
             });
         }
+        if self.raw == Health::Unhealthy {
+            return None;
+        }
         let window = th.window();
         let failed = self.failed_in_window(window);
-        (base != Health::Unhealthy && self.seen >= window && failed * 2 >= window)
+        (self.seen >= window && failed * 2 >= window)
             .then_some(Hold::FailureRate { failed, window })
     }
 }
@@ -147,6 +172,7 @@ pub fn step(
         return (base, None);
     }
     let window = th.window();
+    d.raw = next(d.raw, streak, th);
     d.recent = (d.recent << 1) | u64::from(!ok);
     d.seen = (d.seen + 1).min(window);
     if ok {
@@ -161,7 +187,7 @@ pub fn step(
         d.held_since = None;
         d.changes.clear();
     }
-    let mut new = if d.hold(th, base).is_some() {
+    let mut new = if d.hold(th).is_some() {
         Health::Unhealthy
     } else {
         base
@@ -181,7 +207,7 @@ pub fn step(
             new = Health::Unhealthy;
         }
     }
-    (new, d.hold(th, base))
+    (new, d.hold(th))
 }
 
 /// The consecutive results of one probe stream. Shared by every verdict kept on
@@ -338,10 +364,13 @@ mod tests {
         // ... and stays out while it goes on (a success keeps the rate at half) ...
         let got = damped(D31, "+-+-", &mut h, &mut s, &mut d, &mut clock);
         assert_eq!(verdicts(&got), "UUUU");
+        // (what holds it is damping: the thresholds alone would let it in)
         assert!(
             got.iter()
-                .all(|(_, hold)| matches!(hold, Some(Hold::FailureRate { .. }) | None))
+                .all(|(_, hold)| matches!(hold, Some(Hold::FailureRate { .. }))),
+            "{got:?}"
         );
+        assert_eq!(d.raw, Healthy);
         // ... and comes back once fewer than half fail (successThreshold 1): the
         // first success still leaves 6 of the last 12 failed, the second 5.
         let got = damped(D31, "++", &mut h, &mut s, &mut d, &mut clock);

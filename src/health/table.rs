@@ -260,8 +260,8 @@ impl Table {
                 }
             };
         let cell = Arc::new(HealthCell::with_healthy_since(health, healthy_since_ms));
-        // A restored hold goes on holding: the thresholds alone would say `local`.
-        let hold = damping.hold(th, local);
+        // A restored hold goes on holding.
+        let hold = damping.hold(th);
         st.verdicts.push(Verdict {
             thresholds: th,
             local,

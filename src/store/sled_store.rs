@@ -955,6 +955,7 @@ mod tests {
                 changes: vec![1_000, 2_000],
                 held_since: None,
                 passing_since: Some(2_000),
+                raw: crate::health::Health::Healthy,
             }),
         };
         s.save_health(std::slice::from_ref(&h), &[]).unwrap();
