@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::health::{Health, HealthHub};
-use crate::model::NameService;
+use crate::model::{NameService, TargetOverrides};
 use crate::snapshot::AnswerCounts;
 use crate::timefmt::rfc3339;
 
@@ -38,6 +38,9 @@ pub struct TargetStatus {
     /// Present while flap damping holds the target out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub damping: Option<DampingStatus>,
+    /// The operator's override of this target while it lasts.
+    #[serde(rename = "override")]
+    pub override_: Option<OverrideStatus>,
 }
 
 /// Why flap damping holds a target out (`healthCheck.flapDamping`).
@@ -68,6 +71,17 @@ impl DampingStatus {
             until,
         }
     }
+}
+
+/// An override as `status.targets[].override` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideStatus {
+    pub state: &'static str,
+    pub reason: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -151,7 +165,9 @@ impl Book {
         spec: &NameService,
         health: &HealthHub,
         answers: Option<&AnswerCounts>,
+        overrides: Option<&TargetOverrides>,
     ) -> Status {
+        let now_ms = crate::timefmt::now_unix_ms();
         let rows = rows(spec, health);
         let (status, reason, message) = ready(&rows);
         let memo = self.lock().get(spec.name.as_str()).cloned();
@@ -173,6 +189,16 @@ impl Book {
                     answers: answers
                         .and_then(|a| a.get_by_name(&r.status.name))
                         .unwrap_or(0),
+                    override_: overrides
+                        .and_then(|o| o.get(&r.status.name))
+                        .filter(|o| o.active(now_ms))
+                        .map(|o| OverrideStatus {
+                            state: o.state.as_str(),
+                            reason: o.reason.clone(),
+                            created_at: rfc3339(o.created_at_ms / 1000),
+                            expires_at: rfc3339(o.expires_at_ms / 1000),
+                            by: o.by.clone(),
+                        }),
                     ..r.status
                 })
                 .collect(),
@@ -204,6 +230,7 @@ fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
                 last_error: None,
                 answers: 0,
                 damping: None,
+                override_: None,
             };
             let (status, last_change_time) = match st {
                 None if spec.health_check.is_none() => (blank(Health::Unchecked), None),
@@ -219,6 +246,7 @@ fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
                         last_error: s.last_error,
                         damping: s.damping.map(DampingStatus::of),
                         answers: 0,
+                        override_: None,
                     },
                     s.last_change_time,
                 ),
