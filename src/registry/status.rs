@@ -307,7 +307,10 @@ fn rows(spec: &NameService, health: &HealthHub, r: Resolved<'_>) -> Vec<Row> {
                     .map(rfc3339),
                 last_error: decider.as_ref().and_then(|s| s.last_error.clone()),
                 answers: 0,
-                damping: decider.as_ref().and_then(|s| s.damping).map(DampingStatus::of),
+                damping: decider
+                    .as_ref()
+                    .and_then(|s| s.damping)
+                    .map(DampingStatus::of),
                 override_: None,
             };
             Row {
