@@ -134,6 +134,7 @@ fn endpoint(o: &Opts, i: usize) -> Endpoint {
         timeout_seconds: o.timeout,
         failure_threshold: 3,
         success_threshold: 1,
+        flap_damping: false,
     }
 }
 

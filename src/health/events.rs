@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::machine::Streak;
+use super::machine::{Hold, Streak};
 use super::{Health, Holder, ProbeKey};
 use crate::model::Endpoint;
 
@@ -52,6 +52,8 @@ pub enum Reason {
         streak: Streak,
         last_error: Option<String>,
     },
+    /// Flap damping holds the target out (`healthCheck.flapDamping`).
+    Damped(Hold),
 }
 
 impl fmt::Display for Reason {
@@ -76,6 +78,7 @@ impl fmt::Display for Reason {
                     )
                 }
             }
+            Reason::Damped(h) => h.fmt(f),
         }
     }
 }
@@ -244,6 +247,7 @@ mod tests {
                 timeout_seconds: 1,
                 failure_threshold: 1,
                 success_threshold: 1,
+                flap_damping: false,
             },
             old: Health::Pending,
             new: Health::Healthy,

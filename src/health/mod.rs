@@ -9,7 +9,7 @@
 //! persistence ([`persist`], its own task), the event log. Nothing calls back in.
 //!
 //! **Architecture Invariant:** only this module writes verdicts, and only through
-//! [`machine::next`]/[`machine::seed`]. DNS workers read the cells with one relaxed
+//! [`machine::step`]/[`machine::seed`]. DNS workers read the cells with one relaxed
 //! atomic load and never wait on the prober; the prober runs on the control-plane
 //! runtime.
 //!
@@ -90,6 +90,7 @@ impl ProbeKey {
             timeout_seconds: self.timeout_seconds,
             failure_threshold: th.failure,
             success_threshold: th.success,
+            flap_damping: th.damping,
         }
     }
 }
@@ -122,6 +123,9 @@ pub struct EndpointStatus {
     pub last_error: Option<String>,
     /// Unix seconds of the last verdict change.
     pub last_change_time: Option<u64>,
+    /// Set while flap damping holds the target out (what the thresholds alone
+    /// would let in).
+    pub damping: Option<machine::Hold>,
 }
 
 /// The health table and the bus its changes leave on. Only this module writes
@@ -244,6 +248,7 @@ impl HealthHub {
             last_probe_time: st.last_probe_time,
             last_error: st.last_error.clone(),
             last_change_time: v.last_change_time,
+            damping: v.hold,
         })
     }
 
@@ -312,8 +317,14 @@ impl HealthHub {
         let streak = st.streak;
         let mut changed = false;
         for v in &mut st.verdicts {
-            let local = machine::next(v.local, streak, v.thresholds);
+            let (local, hold) =
+                machine::step(v.local, streak, ok, v.thresholds, &mut v.damping, now_ms);
+            let held = hold.is_some() != v.hold.is_some();
+            v.hold = hold;
             if local == v.local {
+                // A hold beginning or ending without a verdict change is worth
+                // keeping (and showing) all the same.
+                changed |= held;
                 continue;
             }
             changed = true;
@@ -323,14 +334,17 @@ impl HealthHub {
                 health: local,
                 last_probe_time: Some(now),
             });
-            let reason = Reason::Probes {
-                streak,
-                last_error: error.clone(),
+            let reason = match hold {
+                Some(h) => Reason::Damped(h),
+                None => Reason::Probes {
+                    streak,
+                    last_error: error.clone(),
+                },
             };
             self.set_verdict(key, v, local, now_ms, reason, Source::Local);
         }
         drop(st);
-        if flipped && !changed {
+        if flipped || changed {
             self.bus.send(HealthEvent::Stream { key: key.clone() });
         }
     }
@@ -377,10 +391,12 @@ impl HealthHub {
         self.stats.encode(enc)?;
         let mut rows = Vec::new();
         let mut counts = [0usize; 3];
+        let mut damped = 0usize;
         let streams = self.table.streams();
         for s in &streams {
             let st = s.lock();
             for v in &st.verdicts {
+                damped += usize::from(v.hold.is_some());
                 let h = v.cell.get();
                 counts[match h {
                     Health::Pending => 0,
@@ -407,6 +423,12 @@ impl HealthHub {
                 .iter()
                 .zip(counts)
                 .map(|(name, n)| ([("health", *name)], n)),
+        )?;
+        gauge(
+            enc,
+            stats::DAMPED,
+            "Verdicts flap damping holds Unhealthy that their thresholds alone would let in",
+            damped,
         )?;
         gauge_family(
             enc,

@@ -17,6 +17,7 @@ pub const TRANSITIONS: &str = "gslb_health_transitions_total";
 pub const ENDPOINT_HEALTHY: &str = "gslb_health_endpoint_healthy";
 pub const ENDPOINTS: &str = "gslb_health_endpoints";
 pub const PROBE_STREAMS: &str = "gslb_health_probe_streams";
+pub const DAMPED: &str = "gslb_health_endpoints_damped";
 pub const IN_FLIGHT: &str = "gslb_health_probes_in_flight";
 pub const STORE_WRITES: &str = "gslb_health_store_writes_total";
 

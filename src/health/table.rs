@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::machine::{self, Streak, Thresholds};
+use super::machine::{self, Damping, Hold, Streak, Thresholds};
 use super::{Health, HealthCell, Holder, ProbeKey};
 use crate::model::{Check, Endpoint};
 use crate::store::StoredHealth;
@@ -28,6 +28,9 @@ pub(crate) struct Verdict {
     pub cell: Arc<HealthCell>,
     /// Unix seconds of the last change of the cell's verdict.
     pub last_change_time: Option<u64>,
+    /// Flap damping's memory (unused without `flapDamping`) and its current hold.
+    pub damping: Damping,
+    pub hold: Option<Hold>,
     /// Holders with the number of times each holds it (a PUT briefly holds both the
     /// old and the new resource).
     pub holders: BTreeMap<Holder, u32>,
@@ -112,6 +115,7 @@ pub(crate) fn stored(
         timeout_seconds: key.timeout_seconds,
         failure_threshold: th.failure,
         success_threshold: th.success,
+        flap_damping: th.damping,
         health: v
             .map_or(Health::Pending, |v| v.cell.get())
             .as_str()
@@ -122,6 +126,9 @@ pub(crate) fn stored(
         last_probe_time: st.last_probe_time,
         last_error: st.last_error.clone(),
         last_change_time: v.and_then(|v| v.last_change_time),
+        damping: v
+            .filter(|v| th.damping && v.damping != Damping::default())
+            .map(|v| v.damping.clone()),
     }
 }
 
@@ -229,6 +236,7 @@ impl Table {
         // A verdict restored Healthy keeps its slow-start ramp: it turned Healthy at
         // its last change. One seeded from the stream's history has been healthy for
         // as long as the stream (0: long ago).
+        let mut damping = Damping::default();
         let (local, health, last_change_time, healthy_since_ms) =
             match Self::claim_restored(&mut t, &key, th) {
                 Some(r) => {
@@ -238,6 +246,7 @@ impl Table {
                         (Health::Healthy, Some(at)) => at.saturating_mul(1000),
                         _ => 0,
                     };
+                    damping = r.damping.unwrap_or_default();
                     (local, h, r.last_change_time, since)
                 }
                 None => {
@@ -251,11 +260,15 @@ impl Table {
                 }
             };
         let cell = Arc::new(HealthCell::with_healthy_since(health, healthy_since_ms));
+        // A restored hold goes on holding.
+        let hold = damping.hold(th);
         st.verdicts.push(Verdict {
             thresholds: th,
             local,
             cell: cell.clone(),
             last_change_time,
+            damping,
+            hold,
             holders: BTreeMap::from([(holder, 1)]),
         });
         Acquired {
@@ -267,9 +280,11 @@ impl Table {
     /// Takes the restored record of the verdict (`key`, `th`), if there is one.
     fn claim_restored(t: &mut Inner, key: &ProbeKey, th: Thresholds) -> Option<StoredHealth> {
         let records = t.restored.get_mut(key)?;
-        let i = records
-            .iter()
-            .position(|r| r.failure_threshold == th.failure && r.success_threshold == th.success)?;
+        let i = records.iter().position(|r| {
+            r.failure_threshold == th.failure
+                && r.success_threshold == th.success
+                && r.flap_damping == th.damping
+        })?;
         let r = records.swap_remove(i);
         if records.is_empty() {
             t.restored.remove(key);

@@ -18,6 +18,7 @@ fn ep(addr: SocketAddr, failure: u32, success: u32) -> Endpoint {
         timeout_seconds: 1,
         failure_threshold: failure,
         success_threshold: success,
+        flap_damping: false,
     }
 }
 
@@ -531,4 +532,54 @@ fn http_verdicts_are_kept_apart_and_restored_by_their_own_key() {
         again.status(&b).unwrap().last_error.as_deref(),
         Some("HTTP status 503")
     );
+}
+
+#[test]
+fn flap_damping_memory_survives_a_restart() {
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let e = Endpoint {
+        flap_damping: true,
+        ..ep(addr, 3, 1)
+    };
+    let hub = HealthHub::new();
+    let cell = hub.acquire(&e, Holder::new("x.example", "dc1"));
+    for i in 0..12 {
+        let r = if i % 2 == 0 {
+            ProbeResult::Success
+        } else {
+            ProbeResult::Refused
+        };
+        hub.feed(&e, r);
+    }
+    assert_eq!(cell.get(), Health::Unhealthy);
+    let hold = hub.status(&e).unwrap().damping;
+    assert_eq!(
+        hold,
+        Some(machine::Hold::FailureRate {
+            failed: 6,
+            window: 12
+        })
+    );
+    // The same verdict without damping is another record, kept apart.
+    let plain = ep(addr, 3, 1);
+    hub.acquire(&plain, Holder::new("y.example", "dc1"));
+    let records = hub.records(None);
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.flap_damping && r.damping.is_some())
+    );
+
+    let again = HealthHub::new();
+    again.restore(records);
+    let cell = again.acquire(&e, Holder::new("x.example", "dc1"));
+    assert_eq!(cell.get(), Health::Unhealthy);
+    // One more success: 6 of the last 12 still failed (the window came back).
+    again.feed(&e, ProbeResult::Success);
+    assert_eq!(cell.get(), Health::Unhealthy);
+    assert!(again.status(&e).unwrap().damping.is_some());
+    again.feed(&e, ProbeResult::Success);
+    assert_eq!(cell.get(), Health::Healthy);
+    assert_eq!(again.status(&e).unwrap().damping, None);
 }

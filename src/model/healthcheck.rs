@@ -26,6 +26,10 @@ pub struct HealthCheck {
     pub timeout_seconds: u32,
     pub failure_threshold: u32,
     pub success_threshold: u32,
+    /// Flap damping (docs/health-checks.md): off by default, so the failover and
+    /// recovery bounds of the thresholds hold unchanged.
+    #[serde(default)]
+    pub flap_damping: bool,
 }
 
 impl HealthCheck {
@@ -156,6 +160,7 @@ pub struct Endpoint {
     pub timeout_seconds: u32,
     pub failure_threshold: u32,
     pub success_threshold: u32,
+    pub flap_damping: bool,
 }
 
 impl Endpoint {
@@ -173,7 +178,8 @@ impl Endpoint {
     /// every instance that reads the same resource. Used as a key (in etcd, under
     /// `health/<id>/<instance>`): it holds no `/`.
     ///
-    /// `tcp-192.0.2.10-443-p5-t2-f3-s1`, `https-2001:db8::1-8443-p5-t2-f3-s1-h<16 hex>`.
+    /// `tcp-192.0.2.10-443-p5-t2-f3-s1`, `https-2001:db8::1-8443-p5-t2-f3-s1-h<16 hex>`;
+    /// `-d` after the thresholds with flap damping.
     pub fn id(&self) -> String {
         let kind = self.kind();
         let fp = match &self.check {
@@ -189,6 +195,9 @@ impl Endpoint {
             self.failure_threshold,
             self.success_threshold
         );
+        if self.flap_damping {
+            id.push_str("-d");
+        }
         if let Some(fp) = fp {
             id.push_str(&format!("-h{fp:016x}"));
         }
@@ -210,6 +219,7 @@ pub(super) struct HealthCheckInput {
     timeout_seconds: Option<u32>,
     failure_threshold: Option<u32>,
     success_threshold: Option<u32>,
+    flap_damping: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -352,6 +362,7 @@ impl HealthCheckInput {
             timeout_seconds: timeout,
             failure_threshold: failure,
             success_threshold: success,
+            flap_damping: self.flap_damping.unwrap_or(false),
         })
     }
 }
@@ -483,6 +494,7 @@ mod tests {
                 .collect();
             assert_eq!(shapes.len(), 1, "{out_hc}");
             assert!(hc.get(shapes[0]).is_some(), "{hc} came back as {out_hc}");
+            assert!(out_hc["flapDamping"].is_boolean(), "{out_hc}");
             for k in [
                 "initialDelaySeconds",
                 "periodSeconds",
@@ -543,6 +555,7 @@ mod tests {
             json!({"httpGet": {"path": "/h", "port": 80, "httpHeaders": [{"name": "a", "value": "b"}]}}),
             json!({"httpGet": {"path": "/h", "port": 80}, "failureThreshold": 2}),
             json!({"httpGet": {"path": "/h", "port": 80}, "periodSeconds": 6}),
+            json!({"httpGet": {"path": "/h", "port": 80}, "flapDamping": true}),
             json!({"port": 80}),
         ];
         for o in others {
@@ -649,6 +662,10 @@ mod tests {
             (
                 "healthCheck.initialDelaySeconds",
                 json!({"port": 1, "initialDelaySeconds": -1}),
+            ),
+            (
+                "healthCheck.flapDamping",
+                json!({"port": 1, "flapDamping": "yes"}),
             ),
         ];
         for (field, hc) in cases {

@@ -489,6 +489,7 @@ impl NameService {
             timeout_seconds: hc.timeout_seconds,
             failure_threshold: hc.failure_threshold,
             success_threshold: hc.success_threshold,
+            flap_damping: hc.flap_damping,
         })
     }
 }

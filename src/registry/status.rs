@@ -53,9 +53,42 @@ pub struct TargetStatus {
     /// the DNS path; carried over when the resource is replaced and the target keeps
     /// its name).
     pub answers: u64,
+    /// Present while flap damping holds the target out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damping: Option<DampingStatus>,
     /// The operator's override of this target while it lasts.
     #[serde(rename = "override")]
     pub override_: Option<OverrideStatus>,
+}
+
+/// Why flap damping holds a target out (`healthCheck.flapDamping`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DampingStatus {
+    /// `FailureRate` (at least half of the recent probes failed) or `Flapping` (the
+    /// verdict changed 4 times within 120 s).
+    pub reason: &'static str,
+    pub message: String,
+    /// Flapping: when the hold ends if every probe passes until then (RFC 3339);
+    /// `null` while probes still fail, and for FailureRate.
+    pub until: Option<String>,
+}
+
+impl DampingStatus {
+    fn of(h: crate::health::machine::Hold) -> Self {
+        use crate::health::machine::Hold;
+        let (reason, until) = match h {
+            Hold::FailureRate { .. } => ("FailureRate", None),
+            Hold::Flapping { until_ms, .. } => {
+                ("Flapping", until_ms.map(|ms| rfc3339(ms.div_ceil(1000))))
+            }
+        };
+        Self {
+            reason,
+            message: h.to_string(),
+            until,
+        }
+    }
 }
 
 /// An override as `status.targets[].override` shows it.
@@ -274,6 +307,10 @@ fn rows(spec: &NameService, health: &HealthHub, r: Resolved<'_>) -> Vec<Row> {
                     .map(rfc3339),
                 last_error: decider.as_ref().and_then(|s| s.last_error.clone()),
                 answers: 0,
+                damping: decider
+                    .as_ref()
+                    .and_then(|s| s.damping)
+                    .map(DampingStatus::of),
                 override_: None,
             };
             Row {

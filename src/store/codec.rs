@@ -62,6 +62,8 @@ pub(super) mod ext {
     pub const HC_PROBE: u32 = 16;
     /// `healthCheck.initialDelaySeconds` (written when not 0): one `var`.
     pub const HC_INITIAL_DELAY: u32 = 17;
+    /// `healthCheck.flapDamping` (written when true): one `var`, 1.
+    pub const HC_FLAP_DAMPING: u32 = 18;
 }
 
 /// Writes the body of a version 3 value.
@@ -136,6 +138,7 @@ fn health_check_fields(hc: &HealthCheck, fields: &mut Vec<(u32, Vec<u8>)>) {
     let HealthCheck {
         probe,
         initial_delay_seconds,
+        flap_damping,
         ..
     } = hc;
     match probe {
@@ -174,6 +177,9 @@ fn health_check_fields(hc: &HealthCheck, fields: &mut Vec<(u32, Vec<u8>)>) {
         put_var(&mut b, *initial_delay_seconds);
         fields.push((ext::HC_INITIAL_DELAY, b));
     }
+    if *flap_damping {
+        fields.push((ext::HC_FLAP_DAMPING, vec![1]));
+    }
 }
 
 fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
@@ -210,6 +216,7 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
             hc @ HealthCheck {
                 probe: _,
                 initial_delay_seconds: _,
+                flap_damping: _,
                 period_seconds,
                 timeout_seconds,
                 failure_threshold,
@@ -424,6 +431,20 @@ impl<'a> Reader<'a> {
                     })?
                     .initial_delay_seconds = v;
             }
+            ext::HC_FLAP_DAMPING => {
+                let v = one_var("healthCheck.flapDamping")?;
+                if v != 1 {
+                    return Err(format!(
+                        "invalid healthCheck.flapDamping {v} at offset {at}"
+                    ));
+                }
+                ns.health_check
+                    .as_mut()
+                    .ok_or_else(|| {
+                        format!("healthCheck.flapDamping at offset {at} without a healthCheck")
+                    })?
+                    .flap_damping = true;
+            }
             _ => Err(format!(
                 "unknown field tag {tag} at offset {at}: written by a newer gslb"
             ))?,
@@ -506,6 +527,7 @@ impl<'a> Reader<'a> {
                 // The extension section may respell it (tcpSocket, httpGet).
                 probe: Probe::Port(self.u16("healthCheck.port")?),
                 initial_delay_seconds: 0,
+                flap_damping: false,
                 period_seconds: self.var("healthCheck.periodSeconds")?,
                 timeout_seconds: self.var("healthCheck.timeoutSeconds")?,
                 failure_threshold: self.var("healthCheck.failureThreshold")?,
@@ -693,7 +715,8 @@ mod tests {
     fn hc_samples() -> Vec<NameService> {
         [
             json!({"name": "d.example", "policy": "RoundRobin",
-                   "healthCheck": {"tcpSocket": {"port": 443}, "initialDelaySeconds": 3600},
+                   "healthCheck": {"tcpSocket": {"port": 443}, "initialDelaySeconds": 3600,
+                                   "flapDamping": true},
                    "targets": [{"name": "a", "address": "192.0.2.1"}]}),
             json!({"name": "e.example", "policy": "RoundRobin",
                    "healthCheck": {"httpGet": {"path": "/healthz?x=%C3%A9%20", "port": 8443,
@@ -726,6 +749,7 @@ mod tests {
         for (tag, data, want) in [
             (ext::HC_PROBE, vec![1u8], "without a healthCheck"),
             (ext::HC_INITIAL_DELAY, vec![5u8], "without a healthCheck"),
+            (ext::HC_FLAP_DAMPING, vec![1u8], "without a healthCheck"),
         ] {
             let mut bad = Vec::new();
             encode_core(plain, &mut bad);
@@ -764,6 +788,7 @@ mod tests {
                     health_check: ns.health_check.clone().map(|hc| HealthCheck {
                         probe: Probe::Port(hc.port()),
                         initial_delay_seconds: 0,
+                        flap_damping: false,
                         ..hc
                     }),
                     ..ns.clone()

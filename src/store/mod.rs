@@ -101,6 +101,8 @@ pub struct StoredHealth {
     pub failure_threshold: u32,
     #[serde(default)]
     pub success_threshold: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flap_damping: bool,
     /// "Pending", "Healthy" or "Unhealthy": the verdict the answers used.
     pub health: String,
     /// This instance's own verdict from its probes, when it differs in kind from
@@ -113,6 +115,9 @@ pub struct StoredHealth {
     pub last_probe_time: Option<u64>,
     pub last_error: Option<String>,
     pub last_change_time: Option<u64>,
+    /// What flap damping remembers (recent results, verdict changes, a hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damping: Option<crate::health::machine::Damping>,
 }
 
 impl StoredHealth {
@@ -128,6 +133,9 @@ impl StoredHealth {
             self.failure_threshold,
             self.success_threshold
         );
+        if self.flap_damping {
+            k.push_str("|d");
+        }
         if let Some(h) = &self.http {
             k.push_str(&format!("|h{:016x}", h.fingerprint()));
         }

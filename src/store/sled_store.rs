@@ -1024,6 +1024,7 @@ mod tests {
             timeout_seconds: 2,
             failure_threshold: 3,
             success_threshold: 1,
+            flap_damping: true,
             health: "Healthy".into(),
             local_health: Some("Unhealthy".into()),
             consecutive_failures: 0,
@@ -1031,6 +1032,14 @@ mod tests {
             last_probe_time: Some(1),
             last_error: None,
             last_change_time: Some(1),
+            damping: Some(crate::health::machine::Damping {
+                recent: 0b1010,
+                seen: 4,
+                changes: vec![1_000, 2_000],
+                held_since: None,
+                passing_since: Some(2_000),
+                raw: crate::health::Health::Healthy,
+            }),
         };
         s.save_health(std::slice::from_ref(&h), &[]).unwrap();
         assert_eq!(s.load_health().unwrap(), vec![h.clone()]);

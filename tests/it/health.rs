@@ -5,8 +5,8 @@
 //! except the failover bound, which is the contract's (period x failureThreshold + 1 s).
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -1081,5 +1081,207 @@ fn http_probes_are_shared_by_identical_checks_and_wait_for_the_initial_delay() {
     assert_eq!(
         metric(&metrics(&s), "gslb_health_probe_streams "),
         Some(2.0)
+    );
+}
+
+// ---- flap damping (CONTRACT §10) -------------------------------------------------
+
+fn damping_of(s: &Server, name: &str, target: &str) -> Value {
+    target_status(s, name, target)["damping"].clone()
+}
+
+#[test]
+fn flap_damping_holds_out_a_target_down_every_other_probe() {
+    let s = server();
+    // Down every other probe while `flapping`; 200 otherwise.
+    let flapping = Arc::new(AtomicBool::new(true));
+    let n = Arc::new(AtomicUsize::new(0));
+    let (f, c) = (flapping.clone(), n.clone());
+    let flappy = HttpVip::http("127.0.0.102", move |_| {
+        let i = c.fetch_add(1, Ordering::SeqCst);
+        if f.load(Ordering::SeqCst) && i % 2 == 1 {
+            Reply::Status(503, None)
+        } else {
+            Reply::Status(200, None)
+        }
+    });
+    let steady = HttpVip::http("127.0.0.103", |_| Reply::Status(200, None));
+    // The same probe with and without damping: one probe stream, two verdicts.
+    for (name, damping) in [("damped", true), ("plain", false)] {
+        s.put_ns(&json!({
+            "name": format!("{name}.hc.example"), "policy": "RoundRobin",
+            "healthCheck": {"httpGet": {"path": "/healthz", "port": flappy.port()},
+                            "periodSeconds": 1, "timeoutSeconds": 1,
+                            "failureThreshold": 3, "successThreshold": 1,
+                            "flapDamping": damping},
+            "targets": [{"name": "flappy", "address": "127.0.0.102"},
+                        {"name": "steady", "address": "127.0.0.103", "port": steady.port()}]
+        }));
+    }
+    wait_health(
+        &s,
+        "damped.hc.example",
+        "flappy",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    // failureThreshold 3 never fails three in a row; but 6 of the last 12 probes
+    // failed once 12 are known: Unhealthy, damping says why.
+    wait_health(
+        &s,
+        "damped.hc.example",
+        "flappy",
+        "Unhealthy",
+        Duration::from_secs(20),
+    );
+    let d = damping_of(&s, "damped.hc.example", "flappy");
+    assert_eq!(d["reason"], "FailureRate", "{d}");
+    assert_eq!(
+        d["message"], "flap damping: 6 of the last 12 probes failed",
+        "{d}"
+    );
+    assert_eq!(a_answers(&s, "damped.hc.example"), ["127.0.0.103"]);
+    // Without damping the same probes keep it in.
+    assert_eq!(health_of(&s, "plain.hc.example", "flappy"), "Healthy");
+    assert_eq!(damping_of(&s, "plain.hc.example", "flappy"), Value::Null);
+    assert_eq!(
+        a_answers(&s, "plain.hc.example"),
+        ["127.0.0.102", "127.0.0.103"]
+    );
+    // Held while it goes on flapping.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(a_answers(&s, "damped.hc.example"), ["127.0.0.103"]);
+    }
+    // One probe stream for both (and one for the steady VIP); one verdict damped.
+    let m = metrics(&s);
+    assert_eq!(metric(&m, "gslb_health_probe_streams "), Some(2.0));
+    assert_eq!(metric(&m, "gslb_health_endpoints_damped "), Some(1.0));
+    // The change is an event that names damping.
+    let ev = s.get("/api/v1/events").json();
+    assert!(
+        ev["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["nameservice"] == "damped.hc.example"
+                && e["message"].as_str().unwrap().contains("flap damping")),
+        "{ev}"
+    );
+    // Stable again: back within a few probes (fewer than half of the window fail).
+    flapping.store(false, Ordering::SeqCst);
+    wait_health(
+        &s,
+        "damped.hc.example",
+        "flappy",
+        "Healthy",
+        Duration::from_secs(5),
+    );
+    assert_eq!(damping_of(&s, "damped.hc.example", "flappy"), Value::Null);
+    assert_eq!(
+        a_answers(&s, "damped.hc.example"),
+        ["127.0.0.102", "127.0.0.103"]
+    );
+}
+
+#[test]
+fn flap_damping_holds_a_flapping_target_until_it_passed_every_probe_for_120_s() {
+    let s = server();
+    // Up for its first three probes (Healthy), then down 1.5 s of every 3 until
+    // `stable_from`, then up.
+    let start = Arc::new(Mutex::new(None::<Instant>));
+    let stable_from = Arc::new(Mutex::new(None::<Instant>));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (st, sf, n) = (start.clone(), stable_from.clone(), seen.clone());
+    let flappy = HttpVip::http("127.0.0.104", move |r| {
+        if n.fetch_add(1, Ordering::SeqCst) < 3 {
+            return Reply::Status(200, None);
+        }
+        // Probes come once a second: keep them 250 ms away from the edges of the
+        // down time (at 0.75, 1.75, 2.75 s of each 3 s: down, up, up).
+        let t0 = *st
+            .lock()
+            .unwrap()
+            .get_or_insert(r.at - Duration::from_millis(750));
+        let stable = sf.lock().unwrap().is_some_and(|at: Instant| r.at >= at);
+        let phase = r.at.duration_since(t0).as_millis() % 3000;
+        if !stable && phase < 1500 {
+            Reply::Status(503, None)
+        } else {
+            Reply::Status(200, None)
+        }
+    });
+    let steady = HttpVip::http("127.0.0.105", |_| Reply::Status(200, None));
+    s.put_ns(&json!({
+        "name": "flap.hc.example", "policy": "RoundRobin",
+        "healthCheck": {"httpGet": {"path": "/healthz", "port": flappy.port()},
+                        "periodSeconds": 1, "timeoutSeconds": 1,
+                        "failureThreshold": 1, "successThreshold": 1, "flapDamping": true},
+        "targets": [{"name": "flappy", "address": "127.0.0.104"},
+                    {"name": "steady", "address": "127.0.0.105", "port": steady.port()}]
+    }));
+    assert!(wait_until(Duration::from_secs(6), || start
+        .lock()
+        .unwrap()
+        .is_some()));
+    let t0 = start.lock().unwrap().unwrap();
+    // Thresholds of 1 follow every probe, so without damping the answers would
+    // change every 1.5 s. Damping holds it out within a few probes (its verdict
+    // changes 4 times within 120 s), and while it flaps the answers stay put.
+    while t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while t0.elapsed() < Duration::from_secs(14) {
+        assert_eq!(
+            a_answers(&s, "flap.hc.example"),
+            ["127.0.0.105"],
+            "{}",
+            status(&s, "flap.hc.example")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Stable from now: out until every probe has passed for 120 s, counted from the
+    // first probe of the run of passes (at most 1.5 s before now).
+    let stable = Instant::now();
+    *stable_from.lock().unwrap() = Some(stable);
+    std::thread::sleep(Duration::from_secs(10));
+    let d = damping_of(&s, "flap.hc.example", "flappy");
+    assert_eq!(d["reason"], "Flapping", "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 times within 120 s"),
+        "{d}"
+    );
+    let until = d["until"].as_str().unwrap().to_string();
+    let in_100s = gslb::timefmt::rfc3339(gslb::timefmt::now_unix() + 100);
+    let in_113s = gslb::timefmt::rfc3339(gslb::timefmt::now_unix() + 113);
+    assert!(until >= in_100s && until <= in_113s, "{d}");
+    while stable.elapsed() < Duration::from_secs(100) {
+        assert_eq!(
+            a_answers(&s, "flap.hc.example"),
+            ["127.0.0.105"],
+            "back after {:?} of passing probes",
+            stable.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_health(
+        &s,
+        "flap.hc.example",
+        "flappy",
+        "Healthy",
+        Duration::from_secs(27),
+    );
+    assert!(
+        stable.elapsed() >= Duration::from_secs(117),
+        "{:?}",
+        stable.elapsed()
+    );
+    assert_eq!(damping_of(&s, "flap.hc.example", "flappy"), Value::Null);
+    assert_eq!(
+        a_answers(&s, "flap.hc.example"),
+        ["127.0.0.104", "127.0.0.105"]
     );
 }
