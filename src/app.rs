@@ -91,7 +91,54 @@ pub fn exporter(metrics: &Arc<Metrics>, registry: &Arc<Registry>) -> Exporter {
         move || r.upgrade().map_or(0, |r| r.len()),
     );
     e.register(registry.health().collector());
+    e.register(registry.collector());
     e
+}
+
+/// Checks that the data dir suits the configured backend and, with etcd, connects.
+///
+/// A data dir is either a standalone (sled) registry or an etcd instance's local
+/// copy, and each backend refuses the other's: an etcd instance would replace a
+/// standalone registry's names with etcd's at its first listing, and a standalone
+/// instance would fork a fleet's registry without anyone noticing.
+async fn open_etcd(
+    config: &Config,
+    store: &dyn Store,
+) -> anyhow::Result<Option<Arc<crate::registry::etcd::EtcdSide>>> {
+    use crate::config::Backend;
+    use crate::store::Origin;
+    let dir = config.data_dir.display();
+    match (config.registry.backend, store.origin()) {
+        (Backend::Sled, Origin::Sled) => return Ok(None),
+        (Backend::Sled, Origin::Etcd { prefix, .. }) => anyhow::bail!(
+            "data dir {dir} holds the local copy of an etcd registry (prefix {prefix:?}), not a standalone registry: start it with [registry] backend = \"etcd\", or start the standalone instance on another data dir and PUT its NameServices there (docs/fleet.md, \"Leaving a fleet\")"
+        ),
+        (Backend::Etcd, Origin::Sled) => {
+            let n = store.count()?;
+            if n > 0 {
+                anyhow::bail!(
+                    "data dir {dir} holds a standalone (sled) registry of {n} NameServices; an etcd instance would replace them with etcd's at its first listing: move them into etcd first and start the etcd instance on an empty data dir (docs/fleet.md, \"Moving a standalone instance into etcd\")"
+                );
+            }
+        }
+        (Backend::Etcd, Origin::Etcd { prefix, .. }) if prefix != config.registry.prefix => {
+            anyhow::bail!(
+                "data dir {dir} holds the local copy of the etcd registry under prefix {prefix:?}, but [registry] prefix is {:?}: use another data dir for another registry",
+                config.registry.prefix
+            );
+        }
+        (Backend::Etcd, Origin::Etcd { .. }) => {}
+    }
+    let etcd = crate::store::etcd::Etcd::connect(&config.registry)
+        .await
+        .with_context(|| format!("etcd at {}", config.registry.endpoints.join(", ")))?;
+    Ok(Some(Arc::new(crate::registry::etcd::EtcdSide {
+        etcd,
+        state: Default::default(),
+        instance: config.instance.clone(),
+        lease_ttl: config.registry.lease_ttl_seconds,
+        prefix: config.registry.prefix.clone(),
+    })))
 }
 
 /// `gslb serve`: runs until SIGTERM or SIGINT.
@@ -101,17 +148,25 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .thread_name("gslb-ctl")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(config, shutdown_signal()))
+    runtime.block_on(async {
+        // The handlers are installed before anything starts, so a SIGTERM or SIGINT
+        // that arrives as soon as /healthz says 200 is a clean stop, not a kill.
+        let stop = shutdown_signal();
+        run(config, stop).await
+    })
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (inside the runtime) and resolves
+/// on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
     }
 }
 
@@ -131,13 +186,6 @@ pub async fn run(
         "gslb {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    if config.registry.backend == crate::config::Backend::Etcd {
-        // The [registry] table is parsed and checked already; the backend itself
-        // lands next (issue 8). Refuse rather than run alone on the local store.
-        anyhow::bail!(
-            "[registry] backend = \"etcd\" (or --etcd-endpoint): the etcd backend is not part of this build yet; use the sled backend"
-        );
-    }
     let zones = Arc::new(ZoneSet::load_dir(&config.zones_dir)?);
     if zones.origins().is_empty() {
         anyhow::bail!("{}: no *.zone files found", config.zones_dir.display());
@@ -165,14 +213,16 @@ pub async fn run(
             .load_health()
             .context("loading the stored health state")?,
     );
+    let etcd = open_etcd(&config, store.as_ref()).await?;
     let registry = Arc::new(
-        Registry::open(
+        Registry::open_with(
             &config.instance,
             store.clone(),
             zones,
             config.topology.clone(),
             health.clone(),
             config.health.deny.clone(),
+            etcd,
         )
         .with_context(|| {
             format!(
@@ -230,7 +280,32 @@ pub async fn run(
         stop_rx.clone(),
     ));
     // Probes run here, on the control-plane runtime.
-    let prober = health.start(Some(store));
+    let prober = health.start_with(
+        Some(store),
+        crate::health::ProberOptions::for_instance(&config.instance),
+    );
+
+    // With etcd: list, then watch. With a local copy, /healthz waits for the first
+    // listing while etcd answers in time, else the local copy is served; an
+    // instance that never loaded a registry says 503 until it has.
+    let etcd_tasks = registry.start_etcd(&stop_rx);
+    if !etcd_tasks.is_empty() {
+        let listed = registry
+            .wait_listed(crate::store::etcd::REQUEST_TIMEOUT + std::time::Duration::from_secs(1))
+            .await;
+        if !listed {
+            if registry.is_loaded() {
+                tracing::warn!(
+                    revision = registry.revision(),
+                    "etcd not reached: serving the local copy, retrying"
+                );
+            } else {
+                tracing::error!(
+                    "etcd not reached and no local copy: names without static records answer SERVFAIL until etcd is reached"
+                );
+            }
+        }
+    }
 
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
@@ -240,6 +315,8 @@ pub async fn run(
         api = %config.api_listen,
         nameservices = registry.len(),
         topology_entries = config.topology.len(),
+        registry = ?config.registry.backend,
+        revision = registry.revision(),
         "gslb serving"
     );
     let trimmer = tokio::spawn(return_freed_memory());
@@ -250,6 +327,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let api_result = api_task.await;
     dns_task.join().await;
+    for t in etcd_tasks {
+        let _ = t.await;
+    }
     if let Err(e) = prober.shutdown().await {
         tracing::warn!(error = %e, "cannot write the health state at shutdown");
     }

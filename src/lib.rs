@@ -21,4 +21,5 @@ pub mod resolver;
 pub mod snapshot;
 pub mod store;
 pub mod timefmt;
+pub mod tls;
 pub mod zone;

@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub zones: Arc<ZoneSet>,
     pub services: ServiceMap,
     pub topology: Arc<Topology>,
+    /// This instance has never loaded a registry (etcd backend, no local copy, etcd
+    /// out of reach): names of its zones without static records answer SERVFAIL.
+    pub unloaded: bool,
 }
 
 impl Snapshot {

@@ -1,5 +1,8 @@
 //! Prober scale benchmark: N distinct loopback endpoints probed by the real
-//! `gslb::health` prober, measuring probe start lateness, prober CPU and RSS.
+//! `gslb::health` prober, measuring probe start lateness, probes per second, prober
+//! CPU (per probe, too) and RSS. `--kind tcp|http|https` picks the probe: a TCP
+//! connect, or an HTTP(S) GET of `/healthz` (each on a fresh connection; HTTPS
+//! against a self-signed certificate), answered 200 by the listening VIPs.
 //!
 //! The fake VIPs run in a child process (this binary with `--serve-vips`) so that the
 //! CPU and memory measured here are the prober's alone. Endpoints are spread over
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use gslb::health::stats::{LATENESS_BOUNDS, quantile};
 use gslb::health::{Health, HealthCell, HealthHub, Holder};
-use gslb::model::Endpoint;
+use gslb::model::{Check, Endpoint, HttpCheck};
 
 struct Opts {
     endpoints: usize,
@@ -32,7 +35,25 @@ struct Opts {
     warmup: u64,
     measure: u64,
     shared_names: usize,
+    kind: Kind,
     serve_vips: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Http,
+    Https,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Http => "http",
+            Kind::Https => "https",
+        }
+    }
 }
 
 fn parse() -> Opts {
@@ -47,6 +68,7 @@ fn parse() -> Opts {
         warmup: 15,
         measure: 60,
         shared_names: 10_000,
+        kind: Kind::Tcp,
         serve_vips: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -74,6 +96,14 @@ fn parse() -> Opts {
             "--warmup" => o.warmup = n(v),
             "--measure" => o.measure = n(v),
             "--shared-names" => o.shared_names = n(v) as usize,
+            "--kind" => {
+                o.kind = match v {
+                    "tcp" => Kind::Tcp,
+                    "http" => Kind::Http,
+                    "https" => Kind::Https,
+                    _ => panic!("--kind: tcp, http or https, got {v}"),
+                }
+            }
             _ => panic!("unknown option {a}"),
         }
         i += 2;
@@ -87,9 +117,19 @@ fn address(i: usize) -> IpAddr {
 
 /// Endpoint `i`: address-major, so consecutive endpoints differ in address.
 fn endpoint(o: &Opts, i: usize) -> Endpoint {
+    let check = match o.kind {
+        Kind::Tcp => Check::Tcp,
+        Kind::Http | Kind::Https => Check::Http(Arc::new(HttpCheck {
+            https: o.kind == Kind::Https,
+            path: "/healthz".into(),
+            host: None,
+            headers: Vec::new(),
+        })),
+    };
     Endpoint {
         address: address(i % o.addresses),
         port: o.base_port + (i / o.addresses) as u16,
+        check,
         period_seconds: o.period,
         timeout_seconds: o.timeout,
         failure_threshold: 3,
@@ -101,12 +141,55 @@ fn ports_per_address(o: &Opts) -> usize {
     o.endpoints.div_ceil(o.addresses)
 }
 
-/// Child: listen on the first `listening_ports` ports of every address, accept and drop.
-fn serve_vips(o: &Opts) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+/// Answers one HTTP request on `s` with 200 and closes: reads the request head
+/// (probes send no body), writes the response.
+async fn answer_http<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = s
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+        .await;
+    let _ = s.shutdown().await;
+}
+
+/// A TLS acceptor with a fresh self-signed certificate.
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    let ck = rcgen::generate_simple_self_signed(vec!["bench.example".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
         .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// Child: listen on the first `listening_ports` ports of every address: accept and
+/// drop (TCP), or answer 200 to one HTTP(S) request per connection.
+fn serve_vips(o: &Opts) {
+    // HTTP(S) answers (TLS handshakes above all) cost the VIPs more than the prober
+    // a plain accept: give them every core, so they never hold the prober back.
+    let rt = match o.kind {
+        Kind::Tcp => tokio::runtime::Builder::new_current_thread(),
+        Kind::Http | Kind::Https => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .unwrap();
+    let kind = o.kind;
+    let tls = (kind == Kind::Https).then(tls_acceptor);
     rt.block_on(async {
         let mut n = 0;
         for a in 0..o.addresses {
@@ -116,10 +199,25 @@ fn serve_vips(o: &Opts) {
                     .await
                     .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
                 n += 1;
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     loop {
-                        if let Ok((s, _)) = l.accept().await {
-                            drop(s);
+                        let Ok((s, _)) = l.accept().await else {
+                            continue;
+                        };
+                        match (kind, &tls) {
+                            (Kind::Tcp, _) => drop(s),
+                            (Kind::Https, Some(tls)) => {
+                                let tls = tls.clone();
+                                tokio::spawn(async move {
+                                    if let Ok(s) = tls.accept(s).await {
+                                        answer_http(s).await;
+                                    }
+                                });
+                            }
+                            _ => {
+                                tokio::spawn(answer_http(s));
+                            }
                         }
                     }
                 });
@@ -196,7 +294,8 @@ fn main() {
         })
         .count();
     println!(
-        "endpoints {} ({} addresses x {} ports), {listening} listening, {blackholed} black-holed (time out), the rest refuse; period {} s, timeout {} s",
+        "{} probes: endpoints {} ({} addresses x {} ports), {listening} listening, {blackholed} black-holed (time out), the rest refuse; period {} s, timeout {} s",
+        o.kind.name(),
         o.endpoints,
         o.addresses,
         ports_per_address(&o),
@@ -318,7 +417,16 @@ fn main() {
         ms(quantile(&LATENESS_BOUNDS, &lat, 0.999)),
     );
     println!(
-        "  prober CPU    {:.1}% of one core ({cpu:.2} s CPU in {wall:.1} s)",
+        "  prober CPU    {:.1}% of one core ({cpu:.2} s CPU in {wall:.1} s), {:.1} µs per probe",
+        100.0 * cpu / wall,
+        1e6 * cpu / probes.max(1) as f64
+    );
+    println!(
+        "  summary       kind={} endpoints={} probes_per_s={:.0} cpu_us_per_probe={:.1} cpu_percent={:.1}",
+        o.kind.name(),
+        o.endpoints,
+        probes as f64 / wall,
+        1e6 * cpu / probes.max(1) as f64,
         100.0 * cpu / wall
     );
     println!(

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// JSON path of the single field at fault, if there is one.
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header (503).
+    pub retry_after: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -31,6 +33,7 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -116,6 +119,11 @@ impl From<RegistryError> for ApiError {
             RegistryError::Collision { .. } => {
                 Self::new(StatusCode::CONFLICT, e.to_string()).with_field("name")
             }
+            RegistryError::Unavailable { retry_after, .. } => {
+                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                err.retry_after = Some(*retry_after);
+                err
+            }
             RegistryError::PreconditionFailed(_) => {
                 Self::new(StatusCode::PRECONDITION_FAILED, e.to_string())
             }
@@ -156,6 +164,10 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::AppState;
+use super::{ApiError, AppState};
 use crate::registry::InstanceInfo;
 
 #[derive(serde::Serialize)]
@@ -12,9 +12,10 @@ pub struct List {
     pub items: Vec<InstanceInfo>,
 }
 
-/// Every live instance, sorted by name (with the embedded store: this one).
-pub async fn list(State(state): State<AppState>) -> Json<List> {
-    Json(List {
-        items: state.registry.instances(),
-    })
+/// Every live instance, sorted by name (with the embedded store: this one; with
+/// etcd: 503 while etcd is out of reach).
+pub async fn list(State(state): State<AppState>) -> Result<Json<List>, ApiError> {
+    Ok(Json(List {
+        items: state.registry.instances().await?,
+    }))
 }

@@ -8,9 +8,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 
-/// `GET /healthz`: 200 once every listener is bound and the store is loaded.
+/// `GET /healthz`: 200 once every listener is bound and a registry is loaded (with
+/// etcd: the local copy or etcd itself; an instance that never loaded one says 503).
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
+    if state.ready.load(Ordering::SeqCst) && state.registry.is_loaded() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()

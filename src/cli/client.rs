@@ -87,6 +87,7 @@ impl Client {
         if !base.starts_with("http://") {
             return Err(ClientError::BadServer(server.to_string()));
         }
+        crate::tls::install();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))

@@ -358,6 +358,10 @@ impl<'s> Ctx<'s, '_> {
             }
             let node = match zone.node(name) {
                 Some(n) => n,
+                // No registry loaded yet (etcd backend, no local copy): the name may be
+                // a NameService this instance does not know; SERVFAIL sends resolvers
+                // to another name server and is not cached as a negative answer.
+                None if snap.unloaded => return rcode::SERVFAIL,
                 // A name with NameServices below it exists (an empty non-terminal).
                 None if self.has_services_below(name) => {
                     negative(w, zone, u32::MAX);

@@ -115,6 +115,7 @@ pub fn sample() -> (Snapshot, Settings) {
         zones: Arc::new(zones),
         services,
         topology: Arc::new(topology),
+        unloaded: false,
     };
     let settings = Settings {
         nsid: Some(b"fuzz-1".as_slice().into()),

@@ -239,6 +239,7 @@ mod tests {
             endpoint: Endpoint {
                 address: "127.0.0.1".parse().unwrap(),
                 port: 1,
+                check: crate::model::Check::Tcp,
                 period_seconds: 1,
                 timeout_seconds: 1,
                 failure_threshold: 1,

@@ -20,6 +20,7 @@
 
 mod cell;
 pub mod events;
+mod http;
 pub mod machine;
 mod persist;
 pub mod probe;
@@ -37,16 +38,18 @@ pub use cell::{CellState, Health, HealthCell};
 pub use events::{HealthEvent, Reason, Source, VerdictChange};
 pub use machine::{Streak, Thresholds};
 pub use probe::ProbeResult;
-pub use prober::Prober;
+pub use prober::{Options as ProberOptions, Prober};
 
-use crate::model::{Endpoint, NameService};
+use crate::model::{Check, Endpoint, NameService};
 use crate::store::StoredHealth;
 
-/// What is probed: one probe per period per distinct key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What is probed: one probe per period per distinct key (address, port, what the
+/// probe checks — TCP, or HTTP(S) with its parameters — period and timeout).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProbeKey {
     pub address: IpAddr,
     pub port: u16,
+    pub check: Check,
     pub period_seconds: u32,
     pub timeout_seconds: u32,
 }
@@ -56,6 +59,7 @@ impl ProbeKey {
         Self {
             address: ep.address,
             port: ep.port,
+            check: ep.check.clone(),
             period_seconds: ep.period_seconds,
             timeout_seconds: ep.timeout_seconds,
         }
@@ -73,10 +77,15 @@ impl ProbeKey {
         Duration::from_secs(u64::from(self.timeout_seconds.max(1)))
     }
 
+    pub fn is_http(&self) -> bool {
+        matches!(self.check, Check::Http(_))
+    }
+
     pub fn endpoint(&self, th: Thresholds) -> Endpoint {
         Endpoint {
             address: self.address,
             port: self.port,
+            check: self.check.clone(),
             period_seconds: self.period_seconds,
             timeout_seconds: self.timeout_seconds,
             failure_threshold: th.failure,
@@ -155,7 +164,18 @@ impl HealthHub {
     /// Holds the verdict of `ep` for `holder` and returns its cell, creating the
     /// verdict (and its probe stream, probed within a second) if it is new.
     pub fn acquire(&self, ep: &Endpoint, holder: Holder) -> Arc<HealthCell> {
-        let acquired = self.table.acquire(ep, holder, |s| {
+        self.acquire_delayed(ep, holder, Duration::ZERO)
+    }
+
+    /// [`HealthHub::acquire`]; a probe stream it creates waits `initial_delay`
+    /// before its first probe.
+    pub fn acquire_delayed(
+        &self,
+        ep: &Endpoint,
+        holder: Holder,
+        initial_delay: Duration,
+    ) -> Arc<HealthCell> {
+        let acquired = self.table.acquire(ep, holder, initial_delay, |s| {
             if let Some(rt) = self.prober.get()
                 && !self.stopped.load(Ordering::Acquire)
             {
@@ -190,9 +210,12 @@ impl HealthHub {
     /// [`crate::snapshot::ServiceEntry::compile`].
     pub fn acquire_service(&self, ns: &NameService) -> HashMap<Endpoint, Arc<HealthCell>> {
         let mut cells = HashMap::new();
+        let delay = ns.health_check.as_ref().map_or(Duration::ZERO, |hc| {
+            Duration::from_secs(u64::from(hc.initial_delay_seconds))
+        });
         for (i, t) in ns.targets.iter().enumerate() {
             if let Some(ep) = ns.endpoint(i) {
-                let cell = self.acquire(&ep, Holder::new(&ns.name, &t.name));
+                let cell = self.acquire_delayed(&ep, Holder::new(&ns.name, &t.name), delay);
                 cells.insert(ep, cell);
             }
         }
@@ -257,7 +280,7 @@ impl HealthHub {
     pub(crate) fn record(&self, stream: &table::Stream, result: &ProbeResult, took: Duration) {
         self.stats.probes[result.index()].fetch_add(1, Ordering::Relaxed);
         self.stats.duration.observe(took);
-        let key = stream.key;
+        let key = &stream.key;
         tracing::trace!(address = %key.address, port = key.port, ?result, ?took, "probe result");
         let Some(ok) = result.verdict() else {
             // Says nothing about the target: keep its verdict, complain (rarely).
@@ -265,7 +288,7 @@ impl HealthHub {
             if n.is_power_of_two() || n == 0 {
                 tracing::warn!(
                     address = %key.address, port = key.port,
-                    error = %result.error_text(key.timeout()).unwrap_or_default(),
+                    error = %result.error_text(key.timeout(), key.is_http()).unwrap_or_default(),
                     occurrences = n + 1,
                     "health probe could not be sent; verdict unchanged"
                 );
@@ -274,7 +297,7 @@ impl HealthHub {
         };
         let now_ms = crate::timefmt::now_unix_ms();
         let now = now_ms / 1000;
-        let error = result.error_text(key.timeout());
+        let error = result.error_text(key.timeout(), key.is_http());
         // The stream stays locked while its changes are stored and sent, so the
         // events of one verdict leave in the order they happened.
         let mut st = stream.lock();
@@ -296,7 +319,7 @@ impl HealthHub {
             changed = true;
             v.local = local;
             self.bus.send(HealthEvent::Local {
-                endpoint: v.endpoint(&key),
+                endpoint: v.endpoint(key),
                 health: local,
                 last_probe_time: Some(now),
             });
@@ -304,11 +327,11 @@ impl HealthHub {
                 streak,
                 last_error: error.clone(),
             };
-            self.set_verdict(&key, v, local, now_ms, reason, Source::Local);
+            self.set_verdict(key, v, local, now_ms, reason, Source::Local);
         }
         drop(st);
         if flipped && !changed {
-            self.bus.send(HealthEvent::Stream { key });
+            self.bus.send(HealthEvent::Stream { key: key.clone() });
         }
     }
 
@@ -364,10 +387,12 @@ impl HealthHub {
                     Health::Healthy => 1,
                     _ => 2,
                 }] += 1;
-                rows.push((s.key, v.thresholds, h));
+                rows.push((s.key.clone(), v.thresholds, h));
             }
         }
-        rows.sort_unstable_by_key(|r| (r.0, r.1.failure, r.1.success));
+        rows.sort_unstable_by(|a, b| {
+            (&a.0, a.1.failure, a.1.success).cmp(&(&b.0, b.1.failure, b.1.success))
+        });
         gauge(
             enc,
             stats::PROBE_STREAMS,
@@ -388,8 +413,11 @@ impl HealthHub {
             stats::ENDPOINT_HEALTHY,
             "1 if the endpoint's verdict is Healthy, 0 if Pending or Unhealthy",
             rows.into_iter().map(|(k, th, h)| {
+                let ep = k.endpoint(th);
                 (
                     [
+                        ("endpoint", ep.id()),
+                        ("probe", ep.kind().to_string()),
                         ("address", k.address.to_string()),
                         ("port", k.port.to_string()),
                         ("period_seconds", k.period_seconds.to_string()),

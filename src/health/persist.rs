@@ -45,7 +45,7 @@ impl Pending {
                 self.dirty.insert(ProbeKey::of(endpoint));
             }
             HealthEvent::Stream { key } => {
-                self.dirty.insert(*key);
+                self.dirty.insert(key.clone());
             }
             HealthEvent::Released { endpoint } => {
                 let key = ProbeKey::of(endpoint);
@@ -162,7 +162,7 @@ async fn write(
     if pending.is_empty() {
         return Ok(0);
     }
-    let keys: Vec<ProbeKey> = pending.dirty.iter().copied().collect();
+    let keys: Vec<ProbeKey> = pending.dirty.iter().cloned().collect();
     let upsert = hub.records((!pending.all).then_some(&keys[..]));
     // A record rewritten in this batch is not deleted by it (a verdict released
     // and acquired again within the interval).
@@ -198,19 +198,5 @@ async fn write(
 }
 
 fn same_verdict(a: &StoredHealth, b: &StoredHealth) -> bool {
-    (
-        a.address,
-        a.port,
-        a.period_seconds,
-        a.timeout_seconds,
-        a.failure_threshold,
-        a.success_threshold,
-    ) == (
-        b.address,
-        b.port,
-        b.period_seconds,
-        b.timeout_seconds,
-        b.failure_threshold,
-        b.success_threshold,
-    )
+    a.key() == b.key()
 }

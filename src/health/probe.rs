@@ -1,4 +1,5 @@
-//! One TCP probe: connect within the timeout, close at once.
+//! One probe: a TCP connect within the timeout, closed at once; or an HTTP(S) GET
+//! ([`super::http`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,8 +18,11 @@ pub enum ProbeResult {
     Reset,
     /// EHOSTUNREACH / ENETUNREACH (ICMP unreachable, no route).
     Unreachable,
-    /// No answer within `timeoutSeconds` (a SYN never answered, a full backlog).
+    /// No answer within `timeoutSeconds` (a SYN never answered, a full backlog, an
+    /// HTTP server that never answers).
     Timeout,
+    /// An HTTP probe got a status outside 200-399.
+    HttpStatus(u16),
     /// Any other connect error; counts as a failure.
     Error(String),
     /// This host could not even try (out of file descriptors or ephemeral ports):
@@ -27,7 +31,7 @@ pub enum ProbeResult {
 }
 
 /// Labels of [`ProbeResult`] in `gslb_health_probes_total{result=...}`, by index.
-pub const RESULT_LABELS: [&str; 7] = [
+pub const RESULT_LABELS: [&str; 8] = [
     "success",
     "refused",
     "reset",
@@ -35,6 +39,7 @@ pub const RESULT_LABELS: [&str; 7] = [
     "timeout",
     "error",
     "local_error",
+    "http_status",
 ];
 
 impl ProbeResult {
@@ -57,25 +62,29 @@ impl ProbeResult {
             ProbeResult::Timeout => 4,
             ProbeResult::Error(_) => 5,
             ProbeResult::LocalError(_) => 6,
+            ProbeResult::HttpStatus(_) => 7,
         }
     }
 
-    /// The `lastError` text of a failed probe; `None` on success.
-    pub fn error_text(&self, timeout: Duration) -> Option<String> {
+    /// The `lastError` text of a failed probe (of an HTTP probe with `http`); `None`
+    /// on success.
+    pub fn error_text(&self, timeout: Duration, http: bool) -> Option<String> {
         match self {
             ProbeResult::Success => None,
             ProbeResult::Refused => Some("connection refused".into()),
             ProbeResult::Reset => Some("connection reset".into()),
             ProbeResult::Unreachable => Some("host or network unreachable".into()),
             ProbeResult::Timeout => Some(format!(
-                "no connection within the {}s timeout",
+                "no {} within the {}s timeout",
+                if http { "HTTP response" } else { "connection" },
                 timeout.as_secs()
             )),
+            ProbeResult::HttpStatus(s) => Some(format!("HTTP status {s}")),
             ProbeResult::Error(e) | ProbeResult::LocalError(e) => Some(e.clone()),
         }
     }
 
-    fn from_io(e: &io::Error) -> ProbeResult {
+    pub(crate) fn from_io(e: &io::Error) -> ProbeResult {
         match e.raw_os_error() {
             Some(libc::ECONNREFUSED) => ProbeResult::Refused,
             Some(libc::ECONNRESET) => ProbeResult::Reset,
@@ -92,6 +101,27 @@ impl ProbeResult {
                 | libc::EAGAIN,
             ) => ProbeResult::LocalError(format!("cannot probe from this host: {e}")),
             _ => ProbeResult::Error(e.to_string()),
+        }
+    }
+}
+
+/// The probe of one probe stream, set up once and run every period.
+#[derive(Debug)]
+pub enum Probe {
+    Tcp(SocketAddr),
+    Http(Box<super::http::HttpProbe>),
+}
+
+impl Probe {
+    /// Runs one probe, bounded by `timeout`; returns its result and duration.
+    pub async fn run(&self, timeout: Duration) -> (ProbeResult, Duration) {
+        match self {
+            Probe::Tcp(addr) => probe(*addr, timeout).await,
+            Probe::Http(h) => {
+                let start = Instant::now();
+                let r = h.probe(timeout).await;
+                (r, start.elapsed())
+            }
         }
     }
 }
@@ -150,7 +180,7 @@ mod tests {
         assert_eq!(r, ProbeResult::Refused);
         assert_eq!(r.verdict(), Some(false));
         assert_eq!(
-            r.error_text(Duration::from_secs(2)).as_deref(),
+            r.error_text(Duration::from_secs(2), false).as_deref(),
             Some("connection refused")
         );
     }

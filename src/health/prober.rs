@@ -28,9 +28,12 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::http::HttpProbe;
 use super::persist::Persister;
+use super::probe::{Probe, ProbeResult};
 use super::table::Stream;
-use super::{HealthHub, probe};
+use super::{HealthHub, ProbeKey};
+use crate::model::Check;
 use crate::store::{Store, StoreError};
 
 /// Descriptors kept free for everything else (DNS over TCP, the API, the store).
@@ -38,12 +41,35 @@ const FD_RESERVE: u64 = 2048;
 /// At most this many probes in flight, whatever the descriptor limit.
 const MAX_IN_FLIGHT: u64 = 65_536;
 
+/// How probes present themselves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The User-Agent of HTTP probes: `gslb/<version> (<instance>)`.
+    pub user_agent: String,
+}
+
+impl Options {
+    pub fn for_instance(instance: &str) -> Self {
+        Self {
+            user_agent: format!("gslb/{} ({instance})", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::for_instance("gslb")
+    }
+}
+
 /// What a stream task needs besides its stream; set once by [`HealthHub::start`].
 pub(crate) struct Runtime {
     handle: Handle,
     sem: Arc<Semaphore>,
     epoch: Instant,
     hub: Weak<HealthHub>,
+    options: Options,
+    tls: rustls::ClientConfig,
 }
 
 /// The first instant of the grid `base + k * period` (k >= 0) at or after `t`.
@@ -67,21 +93,49 @@ impl Runtime {
         let now = Instant::now();
         let period = stream.key.period();
         let base = self.epoch + stream.phase;
-        // A recent restored probe means the verdict is current: wait for the slot.
-        // Anything else is probed within a second.
-        let recent = stream
-            .lock()
-            .last_probe_time
-            .is_some_and(|t| crate::timefmt::now_unix().saturating_sub(t) <= period.as_secs());
+        // A recent restored probe means the verdict is current: wait for the slot. A
+        // stream never probed waits for its initial delay. Anything else is probed
+        // within a second.
+        let last = stream.lock().last_probe_time;
+        let recent =
+            last.is_some_and(|t| crate::timefmt::now_unix().saturating_sub(t) <= period.as_secs());
         let first = if recent {
             grid_at_or_after(base, period, now)
         } else {
-            now + period.min(Duration::from_secs(1)).mul_f64(fastrand::f64())
+            let delay = if last.is_none() {
+                stream.initial_delay
+            } else {
+                Duration::ZERO
+            };
+            now + delay + period.min(Duration::from_secs(1)).mul_f64(fastrand::f64())
         };
-        let task = self
-            .handle
-            .spawn(run(hub, stream.clone(), self.sem.clone(), base, first));
+        let probe = self.probe_for(&stream.key);
+        let task = self.handle.spawn(run(
+            hub,
+            stream.clone(),
+            probe,
+            self.sem.clone(),
+            base,
+            first,
+        ));
         stream.set_task(task.abort_handle());
+    }
+}
+
+impl Runtime {
+    /// The probe of `key`, set up once for its stream: an HTTP probe's client is
+    /// built here. `Err` is a local problem (logged; the stream's verdicts stay).
+    fn probe_for(&self, key: &ProbeKey) -> Result<Arc<Probe>, String> {
+        let addr = key.socket_addr();
+        Ok(Arc::new(match &key.check {
+            Check::Tcp => Probe::Tcp(addr),
+            Check::Http(h) => Probe::Http(Box::new(HttpProbe::new(
+                h,
+                addr,
+                &self.options.user_agent,
+                &self.tls,
+            )?)),
+        }))
     }
 }
 
@@ -112,17 +166,17 @@ const MAX_OUTSTANDING: usize = 2;
 async fn probe_at(
     hub: Arc<HealthHub>,
     sem: Arc<Semaphore>,
-    addr: std::net::SocketAddr,
+    probe: Arc<Probe>,
     timeout: Duration,
     at: Instant,
-) -> Option<(probe::ProbeResult, Duration)> {
+) -> Option<(ProbeResult, Duration)> {
     let permit = sem.acquire_owned().await.ok()?;
     hub.stats
         .lateness
         .observe(Instant::now().saturating_duration_since(at));
     let r = {
         let _g = InFlight::new(&hub.stats.in_flight);
-        probe::probe(addr, timeout).await
+        probe.run(timeout).await
     };
     drop(permit);
     Some(r)
@@ -137,12 +191,12 @@ async fn probe_at(
 async fn run(
     hub: Arc<HealthHub>,
     stream: Arc<Stream>,
+    probe: Result<Arc<Probe>, String>,
     sem: Arc<Semaphore>,
     base: Instant,
     first: Instant,
 ) {
-    let key = stream.key;
-    let (addr, period, timeout) = (key.socket_addr(), key.period(), key.timeout());
+    let (period, timeout) = (stream.key.period(), stream.key.timeout());
     let mut outstanding = FuturesOrdered::new();
     let mut at = first;
     loop {
@@ -157,8 +211,12 @@ async fn run(
                 }
             }
             () = tokio::time::sleep_until(at) => {
-                if outstanding.len() < MAX_OUTSTANDING {
-                    outstanding.push_back(probe_at(hub.clone(), sem.clone(), addr, timeout, at));
+                match &probe {
+                    Ok(probe) if outstanding.len() < MAX_OUTSTANDING => outstanding.push_back(
+                        probe_at(hub.clone(), sem.clone(), probe.clone(), timeout, at),
+                    ),
+                    Ok(_) => {}
+                    Err(e) => hub.record(&stream, &ProbeResult::LocalError(e.clone()), Duration::ZERO),
                 }
                 // The next slot of the grid (at most a period away, also after the
                 // off-grid first probe); after a stall (a suspended process, a
@@ -224,6 +282,11 @@ impl HealthHub {
     /// restored records no NameService claimed. Call once, after
     /// [`HealthHub::restore`] and the registry's opening.
     pub fn start(self: &Arc<Self>, store: Option<Arc<dyn Store>>) -> Prober {
+        self.start_with(store, Options::default())
+    }
+
+    /// [`HealthHub::start`] with `options` (the instance's name for HTTP probes).
+    pub fn start_with(self: &Arc<Self>, store: Option<Arc<dyn Store>>, options: Options) -> Prober {
         let nofile = raise_nofile_limit();
         let cap = in_flight_cap(nofile);
         let stale = self.table.take_unclaimed();
@@ -242,6 +305,8 @@ impl HealthHub {
             sem: Arc::new(Semaphore::new(cap)),
             epoch: Instant::now(),
             hub: Arc::downgrade(self),
+            options,
+            tls: super::http::tls_config(),
         };
         // With the table locked: a stream created concurrently is either here or
         // created after the runtime is set (and spawned by its acquire), never both.

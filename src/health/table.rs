@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::machine::{self, Streak, Thresholds};
 use super::{Health, HealthCell, Holder, ProbeKey};
-use crate::model::Endpoint;
+use crate::model::{Check, Endpoint};
 use crate::store::StoredHealth;
 
 /// One verdict kept on a probe stream.
@@ -61,6 +61,9 @@ pub(crate) struct Stream {
     /// Offset of this stream's probes inside the period: spreads the streams evenly
     /// over it instead of bursting them together.
     pub phase: Duration,
+    /// How long a stream never probed waits before its first probe
+    /// (`initialDelaySeconds` of the service that created it).
+    pub initial_delay: Duration,
     state: Mutex<StreamState>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -101,6 +104,10 @@ pub(crate) fn stored(
     StoredHealth {
         address: key.address,
         port: key.port,
+        http: match &key.check {
+            Check::Tcp => None,
+            Check::Http(h) => Some((**h).clone()),
+        },
         period_seconds: key.period_seconds,
         timeout_seconds: key.timeout_seconds,
         failure_threshold: th.failure,
@@ -168,6 +175,10 @@ impl Table {
             let key = ProbeKey {
                 address: r.address,
                 port: r.port,
+                check: match &r.http {
+                    None => Check::Tcp,
+                    Some(h) => Check::Http(Arc::new(h.clone())),
+                },
                 period_seconds: r.period_seconds,
                 timeout_seconds: r.timeout_seconds,
             };
@@ -191,6 +202,7 @@ impl Table {
         &self,
         ep: &Endpoint,
         holder: Holder,
+        initial_delay: Duration,
         on_new_stream: impl FnOnce(&Arc<Stream>),
     ) -> Acquired {
         let key = ProbeKey::of(ep);
@@ -199,8 +211,8 @@ impl Table {
         let stream = match t.streams.get(&key) {
             Some(s) => s.clone(),
             None => {
-                let s = Arc::new(Self::new_stream(&t, key));
-                t.streams.insert(key, s.clone());
+                let s = Arc::new(Self::new_stream(&t, key.clone(), initial_delay));
+                t.streams.insert(key.clone(), s.clone());
                 on_new_stream(&s);
                 s
             }
@@ -218,7 +230,7 @@ impl Table {
         // its last change. One seeded from the stream's history has been healthy for
         // as long as the stream (0: long ago).
         let (local, health, last_change_time, healthy_since_ms) =
-            match Self::claim_restored(&mut t, key, th) {
+            match Self::claim_restored(&mut t, &key, th) {
                 Some(r) => {
                     let h = parse_health(&r.health);
                     let local = r.local_health.as_deref().map_or(h, parse_health);
@@ -253,19 +265,19 @@ impl Table {
     }
 
     /// Takes the restored record of the verdict (`key`, `th`), if there is one.
-    fn claim_restored(t: &mut Inner, key: ProbeKey, th: Thresholds) -> Option<StoredHealth> {
-        let records = t.restored.get_mut(&key)?;
+    fn claim_restored(t: &mut Inner, key: &ProbeKey, th: Thresholds) -> Option<StoredHealth> {
+        let records = t.restored.get_mut(key)?;
         let i = records
             .iter()
             .position(|r| r.failure_threshold == th.failure && r.success_threshold == th.success)?;
         let r = records.swap_remove(i);
         if records.is_empty() {
-            t.restored.remove(&key);
+            t.restored.remove(key);
         }
         Some(r)
     }
 
-    fn new_stream(t: &Inner, key: ProbeKey) -> Stream {
+    fn new_stream(t: &Inner, key: ProbeKey, initial_delay: Duration) -> Stream {
         // The freshest restored record of this stream gives its streak.
         let seed = t
             .restored
@@ -282,8 +294,9 @@ impl Table {
             state.last_ok = r.last_probe_time.map(|_| r.last_error.is_none());
         }
         Stream {
-            key,
             phase: key.period().mul_f64(fastrand::f64()),
+            initial_delay,
+            key,
             state: Mutex::new(state),
             task: Mutex::new(None),
         }
@@ -315,7 +328,7 @@ impl Table {
             t.streams.remove(&key);
         }
         Some(Released {
-            endpoint: *ep,
+            endpoint: ep.clone(),
             stream: empty.then_some(stream),
         })
     }

@@ -13,6 +13,7 @@ fn ep(addr: SocketAddr, failure: u32, success: u32) -> Endpoint {
     Endpoint {
         address: addr.ip(),
         port: addr.port(),
+        check: crate::model::Check::Tcp,
         period_seconds: 1,
         timeout_seconds: 1,
         failure_threshold: failure,
@@ -217,7 +218,7 @@ async fn pending_until_proven_then_fails_over_and_recovers() {
         "{m}"
     );
     assert!(m.contains(&format!(
-        "gslb_health_endpoint_healthy{{address=\"127.0.0.1\",port=\"{}\",period_seconds=\"1\",timeout_seconds=\"1\",failure_threshold=\"2\",success_threshold=\"2\"}} 1\n",
+        "gslb_health_endpoint_healthy{{endpoint=\"tcp-127.0.0.1-{0}-p1-t1-f2-s2\",probe=\"tcp\",address=\"127.0.0.1\",port=\"{0}\",period_seconds=\"1\",timeout_seconds=\"1\",failure_threshold=\"2\",success_threshold=\"2\"}} 1\n",
         addr.port()
     )), "{m}");
     assert!(
@@ -285,7 +286,8 @@ async fn a_hanging_probe_delays_nobody() {
             timeout_seconds: 1,
             ..ep(black, 1, 1)
         };
-        hanging.push((e, hub.acquire(&e, Holder::new("x.example", "a"))));
+        let cell = hub.acquire(&e, Holder::new("x.example", "a"));
+        hanging.push((e, cell));
     }
     let good = ep(vip.addr, 1, 1);
     let cell = hub.acquire(&good, Holder::new("y.example", "a"));
@@ -427,7 +429,7 @@ fn new_thresholds_on_a_known_stream_are_seeded() {
     let mut released = Vec::new();
     while let Ok(ev) = events.try_recv() {
         if let HealthEvent::Released { endpoint } = &*ev {
-            released.push(*endpoint);
+            released.push(endpoint.clone());
         }
     }
     assert_eq!(released, [e31, fresh]);
@@ -479,4 +481,54 @@ async fn a_timed_out_probe_counts_at_once_and_keeps_the_schedule() {
     let n = timeouts() - before;
     assert!((3..=4).contains(&n), "{n} timed-out probes in 3.5 s");
     prober.shutdown().await.unwrap();
+}
+
+#[test]
+fn http_verdicts_are_kept_apart_and_restored_by_their_own_key() {
+    use crate::model::{Check, HttpCheck};
+    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let http = |path: &str| Endpoint {
+        check: Check::Http(Arc::new(HttpCheck {
+            https: false,
+            path: path.into(),
+            host: None,
+            headers: vec![("X-A".into(), "1".into())],
+        })),
+        ..ep(addr, 1, 1)
+    };
+    let (a, b, tcp) = (http("/a"), http("/b"), ep(addr, 1, 1));
+    let hub = HealthHub::new();
+    let cells: Vec<_> = [&a, &b, &tcp]
+        .iter()
+        .map(|e| hub.acquire(e, Holder::new("x.example", "dc1")))
+        .collect();
+    // Three probes of one address and port: three streams.
+    assert_eq!(hub.probe_streams(), 3);
+    hub.feed(&a, ProbeResult::Success);
+    hub.feed(&b, ProbeResult::HttpStatus(503));
+    assert_eq!(
+        cells.iter().map(|c| c.get()).collect::<Vec<_>>(),
+        [Health::Healthy, Health::Unhealthy, Health::Pending]
+    );
+    assert_eq!(
+        hub.status(&b).unwrap().last_error.as_deref(),
+        Some("HTTP status 503")
+    );
+    let records = hub.records(None);
+    let keys: std::collections::HashSet<String> = records.iter().map(|r| r.key()).collect();
+    assert_eq!(keys.len(), 3, "{records:?}");
+    let again = HealthHub::new();
+    again.restore(records);
+    assert_eq!(
+        again.acquire(&b, Holder::new("x.example", "dc1")).get(),
+        Health::Unhealthy
+    );
+    assert_eq!(
+        again.acquire(&a, Holder::new("x.example", "dc1")).get(),
+        Health::Healthy
+    );
+    assert_eq!(
+        again.status(&b).unwrap().last_error.as_deref(),
+        Some("HTTP status 503")
+    );
 }

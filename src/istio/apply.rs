@@ -63,6 +63,7 @@ impl Client {
         if !base.starts_with("http://") {
             return Err(ApplyError::BadServer(server.to_string()));
         }
+        crate::tls::install();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

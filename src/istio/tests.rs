@@ -56,7 +56,7 @@ fn seed_distribute_example() {
     );
     assert_eq!(
         ns["healthCheck"],
-        json!({"port": 80, "periodSeconds": 4, "timeoutSeconds": 3,
+        json!({"port": 80, "initialDelaySeconds": 0, "periodSeconds": 4, "timeoutSeconds": 3,
                "failureThreshold": 3, "successThreshold": 1})
     );
     assert_eq!(
@@ -373,7 +373,7 @@ spec:
     assert_eq!(ns["targets"][0]["address"], "192.0.2.1");
     assert_eq!(
         ns["healthCheck"],
-        json!({"port": 8443, "periodSeconds": 10, "timeoutSeconds": 1,
+        json!({"port": 8443, "initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1,
                "failureThreshold": 3, "successThreshold": 1})
     );
     assert!(has(&i.left_out, "(WorkloadEntry two/b): not imported"));

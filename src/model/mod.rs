@@ -5,11 +5,13 @@
 //! every rule of the contract, so any `NameService` in the program is valid.
 
 pub mod address;
+mod healthcheck;
 pub mod locality;
 pub mod name;
 mod nameservice;
 mod overrides;
 
+pub use healthcheck::*;
 pub use locality::{Locality, LocalityPattern};
 pub use name::{NameError, normalize_name};
 pub use nameservice::*;

@@ -3,7 +3,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Locality, LocalityPattern, ValidationError, normalize_name};
+use super::healthcheck::HealthCheckInput;
+use super::{Endpoint, HealthCheck, Locality, LocalityPattern, ValidationError, normalize_name};
 
 /// How the answer for a NameService is chosen among its eligible targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,17 +34,6 @@ pub enum Stickiness {
     /// A consistent (rendezvous) hash of the client's /24 (IPv4) or /56 (IPv6) picks
     /// the target: a subnet keeps its target while the set of candidates is unchanged.
     ClientSubnet,
-}
-
-/// TCP health-check settings (Istio WorkloadGroup probe fields).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthCheck {
-    pub port: u16,
-    pub period_seconds: u32,
-    pub timeout_seconds: u32,
-    pub failure_threshold: u32,
-    pub success_threshold: u32,
 }
 
 /// One gateway VIP of a NameService.
@@ -144,16 +134,6 @@ struct NameServiceInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct HealthCheckInput {
-    port: Option<u32>,
-    period_seconds: Option<u32>,
-    timeout_seconds: Option<u32>,
-    failure_threshold: Option<u32>,
-    success_threshold: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TargetInput {
     name: Option<String>,
     address: Option<String>,
@@ -241,42 +221,10 @@ impl NameService {
             )
         })?;
 
-        let health_check = match input.health_check {
-            None => None,
-            Some(hc) => {
-                let port = hc
-                    .port
-                    .ok_or_else(|| err("healthCheck.port", "healthCheck.port is required"))?;
-                let port = in_range("healthCheck.port", port, 1, 65_535)? as u16;
-                let period = in_range(
-                    "healthCheck.periodSeconds",
-                    hc.period_seconds.unwrap_or(5),
-                    1,
-                    3600,
-                )?;
-                let timeout = hc.timeout_seconds.unwrap_or(2.min(period));
-                let timeout = in_range("healthCheck.timeoutSeconds", timeout, 1, period)?;
-                let failure = in_range(
-                    "healthCheck.failureThreshold",
-                    hc.failure_threshold.unwrap_or(3),
-                    1,
-                    10,
-                )?;
-                let success = in_range(
-                    "healthCheck.successThreshold",
-                    hc.success_threshold.unwrap_or(1),
-                    1,
-                    10,
-                )?;
-                Some(HealthCheck {
-                    port,
-                    period_seconds: period,
-                    timeout_seconds: timeout,
-                    failure_threshold: failure,
-                    success_threshold: success,
-                })
-            }
-        };
+        let health_check = input
+            .health_check
+            .map(HealthCheckInput::validate)
+            .transpose()?;
 
         let targets_in = input
             .targets
@@ -471,29 +419,14 @@ impl NameService {
         let t = &self.targets[i];
         Some(Endpoint {
             address: t.probe_address,
-            port: t.port.unwrap_or(hc.port),
+            port: t.port.unwrap_or_else(|| hc.port()),
+            check: hc.check(),
             period_seconds: hc.period_seconds,
             timeout_seconds: hc.timeout_seconds,
             failure_threshold: hc.failure_threshold,
             success_threshold: hc.success_threshold,
         })
     }
-}
-
-/// What a health verdict is kept for. The TCP probe itself is shared by every
-/// endpoint with the same (address, port, period, timeout) — one probe per period
-/// however many NameServices point at it — while the verdict is kept per
-/// (probe, failureThreshold, successThreshold), because two services that read the
-/// same probe stream with different thresholds may disagree about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Endpoint {
-    pub address: IpAddr,
-    pub port: u16,
-    pub period_seconds: u32,
-    pub timeout_seconds: u32,
-    pub failure_threshold: u32,
-    pub success_threshold: u32,
 }
 
 #[cfg(test)]

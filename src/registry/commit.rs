@@ -90,12 +90,18 @@ pub(super) enum Request {
     },
     /// Changes decided elsewhere, applied as they are (newer revisions win). The
     /// registry revision becomes `revision` (when higher); `store` writes them to the
-    /// store (the local copy), `durable` flushes it first.
+    /// store (the local copy), `durable` flushes it first. `watched`: every change
+    /// up to `revision` has now been delivered (a watch or a listing), so no older
+    /// change can come any more. `reset`: `changes` are the complete registry at
+    /// `revision` (a listing): a known name they leave out is deleted, unless it
+    /// changed after `revision`.
     Apply {
         changes: Vec<Incoming>,
         revision: u64,
         store: bool,
         durable: bool,
+        watched: bool,
+        reset: bool,
         reply: Option<oneshot::Sender<Result<(), RegistryError>>>,
     },
 }
@@ -219,6 +225,9 @@ impl Committer {
         let start_revision = self.revision.load(Ordering::Acquire);
         let mut revision = start_revision;
         let (mut store, mut durable) = (false, false);
+        // Tombstones at or below this revision can go once the batch is applied.
+        let mut watched_to = 0;
+        let mut loaded = false;
 
         for request in batch {
             match request {
@@ -251,11 +260,37 @@ impl Committer {
                     revision: at,
                     store: s,
                     durable: d,
+                    watched,
+                    reset,
                     reply,
                 } => {
                     store |= s;
                     durable |= d;
                     revision = revision.max(at);
+                    if watched {
+                        watched_to = watched_to.max(at);
+                    }
+                    if reset {
+                        loaded = true;
+                        // Every known name the listing leaves out goes, at its revision.
+                        let listed: std::collections::HashSet<Arc<str>> =
+                            changes.iter().map(|c| c.name.clone()).collect();
+                        let known: Vec<Arc<str>> = current
+                            .services
+                            .iter()
+                            .map(|(n, _)| Arc::from(n))
+                            .chain(self.parked.keys().cloned())
+                            .filter(|n| !listed.contains(n))
+                            .collect();
+                        for name in known {
+                            let slot = self.slot(&mut slots, &current, &name);
+                            if slot.current_revision().is_some_and(|r| r <= at) {
+                                slot.after = None;
+                                slot.deleted_at = Some(at);
+                                slot.dirty = true;
+                            }
+                        }
+                    }
                     for c in changes {
                         let tomb = self.tombstones.get(&c.name).copied();
                         let slot = self.slot(&mut slots, &current, &c.name);
@@ -297,6 +332,9 @@ impl Committer {
                     None => Change::Delete(name.to_string()),
                 })
                 .collect();
+            // A batch that only moves the revision (a watch that caught up) needs no
+            // flush: losing it loses no change.
+            let durable = durable && !writes.is_empty();
             if let Err(e) = self.store.apply(&writes, revision, durable) {
                 tracing::error!(error = %e, writes = writes.len(), "store write failed; batch not applied");
                 let e = RegistryError::Store(e);
@@ -309,8 +347,11 @@ impl Committer {
                 return;
             }
         }
-        if !changed.is_empty() {
+        if !changed.is_empty() || (loaded && current.unloaded) {
             self.publish(current, changed);
+        }
+        if watched_to > 0 {
+            self.tombstones.retain(|_, r| *r > watched_to);
         }
         self.revision.store(revision, Ordering::Release);
         for (reply, outcome) in waiting {
@@ -394,6 +435,9 @@ impl Committer {
             zones: current.zones.clone(),
             services: current.services.with_changes(entries),
             topology: current.topology.clone(),
+            // Any change published here comes from a loaded registry (the local
+            // copy, a write, etcd); only an instance that never loaded one is not.
+            unloaded: false,
         };
         self.snapshot.store(Arc::new(next));
         self.retired.push(current);

@@ -14,11 +14,12 @@
 //! applied; both only grow.
 
 mod commit;
+pub mod etcd;
 mod status;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
@@ -55,6 +56,9 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error("the registry's committer is not running: {0}")]
     Committer(String),
+    /// The shared registry (etcd) cannot take writes now; nothing was changed.
+    #[error("{message}")]
+    Unavailable { retry_after: u32, message: String },
 }
 
 impl RegistryError {
@@ -196,7 +200,11 @@ pub struct Registry {
     snapshot: Arc<ArcSwap<Snapshot>>,
     health: Arc<HealthHub>,
     /// Hands changes to the committer thread (see [`commit`]); `None` once dropping.
-    commits: Option<mpsc::Sender<commit::Request>>,
+    commits: etcd::Commits,
+    /// The etcd side, with the etcd backend.
+    etcd: Option<Arc<etcd::EtcdSide>>,
+    /// `[health] deny` (also the committer's), for writes checked before etcd.
+    deny: Arc<[IpNet]>,
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
     status: Arc<status::Book>,
@@ -215,6 +223,27 @@ impl Registry {
         health: Arc<HealthHub>,
         deny: Vec<IpNet>,
     ) -> Result<Self, RegistryError> {
+        Self::open_with(instance, store, zones, topology, health, deny, None)
+    }
+
+    /// [`Registry::open`] with the etcd backend: the store is this instance's local
+    /// copy, served until etcd is reached ([`Registry::start_etcd`]). A store that
+    /// never held a copy leaves the registry unloaded: names of its zones without
+    /// static records answer SERVFAIL until etcd was listed once.
+    pub fn open_with(
+        instance: &str,
+        store: Arc<dyn Store>,
+        zones: Arc<ZoneSet>,
+        topology: Arc<Topology>,
+        health: Arc<HealthHub>,
+        deny: Vec<IpNet>,
+        etcd: Option<Arc<etcd::EtcdSide>>,
+    ) -> Result<Self, RegistryError> {
+        let has_copy = matches!(store.origin(), crate::store::Origin::Etcd { .. });
+        let unloaded = etcd.is_some() && !has_copy;
+        if let Some(side) = &etcd {
+            side.state.loaded.store(has_copy, Ordering::Release);
+        }
         let stored_revision = store.revision()?;
         let mut changes = Vec::new();
         store.load_each(&mut |ns, rev| {
@@ -228,6 +257,7 @@ impl Registry {
             services: ServiceMap::default(),
             zones,
             topology,
+            unloaded,
         }));
         let revision = Arc::new(AtomicU64::new(0));
         let book = Arc::new(status::Book::default());
@@ -240,7 +270,7 @@ impl Registry {
             parked: HashMap::new(),
             tombstones: HashMap::new(),
             retired: Vec::new(),
-            deny: deny.into(),
+            deny: deny.clone().into(),
         };
         let (done, mut loaded) = oneshot::channel();
         committer.commit(vec![commit::Request::Apply {
@@ -248,6 +278,8 @@ impl Registry {
             revision: stored_revision,
             store: false,
             durable: false,
+            watched: false,
+            reset: false,
             reply: Some(done),
         }]);
         loaded
@@ -264,7 +296,9 @@ impl Registry {
             store,
             snapshot,
             health,
-            commits: Some(tx),
+            commits: Arc::new(Mutex::new(Some(tx))),
+            etcd,
+            deny: deny.into(),
             committer: Some(committer),
             status: book,
         })
@@ -354,6 +388,21 @@ impl Registry {
         cond: Precondition,
     ) -> Result<PutOutcome, RegistryError> {
         let spec = Arc::new(ns);
+        if let Some(side) = &self.etcd {
+            // Placement and address rules first: a write this instance could not
+            // serve is refused before it reaches the shared registry.
+            admissible(&self.snapshot.load().zones, &self.deny, &spec)?;
+            let (created, changed, revision) = side
+                .put(&spec, &cond, async |inc| {
+                    etcd::apply(&self.commits, vec![inc], 0, false).await
+                })
+                .await?;
+            return Ok(PutOutcome {
+                created,
+                changed,
+                view: self.view(&spec, revision),
+            });
+        }
         if cond.is_empty()
             && let Some(done) = self.unchanged(&spec)
         {
@@ -380,6 +429,13 @@ impl Registry {
 
     /// [`Registry::delete`] for async callers, under `cond`.
     pub async fn delete_async(&self, name: &str, cond: Precondition) -> Result<(), RegistryError> {
+        if let Some(side) = &self.etcd {
+            return side
+                .delete(name, &cond, async |inc| {
+                    etcd::apply(&self.commits, vec![inc], 0, false).await
+                })
+                .await;
+        }
         self.submit(commit::Op::Delete(name.to_string(), cond))?
             .await
             .map_err(|_| RegistryError::committer_gone())??;
@@ -414,6 +470,8 @@ impl Registry {
     fn submit(&self, op: commit::Op) -> Result<oneshot::Receiver<commit::Outcome>, RegistryError> {
         let (reply, rx) = oneshot::channel();
         self.commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .and_then(|tx| tx.send(commit::Request::Write { op, reply }).ok())
             .ok_or_else(RegistryError::committer_gone)?;
@@ -430,15 +488,94 @@ impl Registry {
         self.revision.load(Ordering::Acquire)
     }
 
-    /// The instances serving this registry, sorted by name. With the embedded store
-    /// that is this one alone.
-    pub fn instances(&self) -> Vec<InstanceInfo> {
-        vec![InstanceInfo {
+    /// The instances serving this registry, sorted by name: with etcd, those whose
+    /// lease is alive; with the embedded store, this one alone.
+    pub async fn instances(&self) -> Result<Vec<InstanceInfo>, RegistryError> {
+        if let Some(side) = &self.etcd {
+            return side.instances().await;
+        }
+        Ok(vec![InstanceInfo {
             name: self.instance.to_string(),
             revision: self.revision(),
             last_seen: crate::timefmt::rfc3339(crate::timefmt::now_unix()),
             is_self: true,
-        }]
+        }])
+    }
+
+    /// Whether a registry is loaded (always, with the embedded store; with etcd,
+    /// once the local copy or etcd was).
+    pub fn is_loaded(&self) -> bool {
+        self.etcd
+            .as_ref()
+            .is_none_or(|s| s.state.loaded.load(Ordering::Acquire))
+    }
+
+    /// The registry's metrics.
+    pub fn collector(&self) -> etcd::RegistryCollector {
+        etcd::RegistryCollector {
+            revision: self.revision.clone(),
+            etcd: self.etcd.as_ref().map(|s| s.state.clone()),
+        }
+    }
+
+    /// Waits (with the etcd backend) until etcd was listed once, etcd turned out to
+    /// be another cluster, or `timeout` passed; returns whether it was listed.
+    pub async fn wait_listed(&self, timeout: std::time::Duration) -> bool {
+        let Some(side) = &self.etcd else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if side.state.relists.load(Ordering::Acquire) > 0 {
+                return true;
+            }
+            let halted = side
+                .state
+                .halted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            if halted || tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts replicating etcd into this instance and keeping its lease, until
+    /// `stop` turns true. Without the etcd backend, does nothing.
+    pub fn start_etcd(
+        &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(side) = &self.etcd else {
+            return Vec::new();
+        };
+        vec![
+            tokio::spawn(etcd::replicate(
+                side.clone(),
+                self.commits.clone(),
+                self.store.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(etcd::presence(
+                side.clone(),
+                self.revision.clone(),
+                stop.clone(),
+            )),
+        ]
+    }
+
+    /// Waits until a registry is loaded or `timeout` passes; returns whether it is.
+    pub async fn wait_loaded(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_loaded() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// One NameService with its status.
@@ -522,7 +659,7 @@ impl Drop for Registry {
     /// Stops the committer once it has answered everything queued, so the store is
     /// released when the registry is.
     fn drop(&mut self) {
-        self.commits = None;
+        *self.commits.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(t) = self.committer.take() {
             let _ = t.join();
         }

@@ -51,6 +51,7 @@ fn snapshot(zones: Arc<ZoneSet>) -> Snapshot {
         zones,
         services: Default::default(),
         topology: Default::default(),
+        unloaded: false,
     }
 }
 

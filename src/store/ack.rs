@@ -10,8 +10,10 @@
 //!
 //! Layout: two 64-byte slots written alternately, so a write torn by a crash
 //! leaves the other slot intact; the valid slot with the higher revision counts.
-//! A slot: `magic:8 ("gslback1") id revision count digest reserved:16 checksum`
-//! (u64 little-endian; checksum = xxh3-64 of the 56 bytes before it).
+//! A slot: `magic:8 ("gslback2") id seq revision count digest reserved:8
+//! checksum` (u64 little-endian; checksum = xxh3-64 of the 56 bytes before it).
+//! `seq` is the store's batch number; slots written before it existed
+//! (`"gslback1"`, no `seq`) are read with seq = revision.
 
 use std::fs::File;
 use std::io;
@@ -21,13 +23,15 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::xxh3_64;
 
 pub(super) const FILE: &str = "store-ack";
-const MAGIC: &[u8; 8] = b"gslback1";
+const MAGIC: &[u8; 8] = b"gslback2";
+const MAGIC_V1: &[u8; 8] = b"gslback1";
 const SLOT: usize = 64;
 
 /// What the store held when a batch was acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Ack {
     pub id: u64,
+    pub seq: u64,
     pub revision: u64,
     pub count: u64,
     pub digest: u64,
@@ -37,7 +41,7 @@ impl Ack {
     fn encode(&self) -> [u8; SLOT] {
         let mut b = [0u8; SLOT];
         b[..8].copy_from_slice(MAGIC);
-        for (i, n) in [self.id, self.revision, self.count, self.digest]
+        for (i, n) in [self.id, self.seq, self.revision, self.count, self.digest]
             .into_iter()
             .enumerate()
         {
@@ -49,19 +53,29 @@ impl Ack {
     }
 
     fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != SLOT || &b[..8] != MAGIC {
-            return None;
-        }
-        if xxh3_64(&b[..56]).to_le_bytes() != b[56..] {
+        if b.len() != SLOT || xxh3_64(&b[..56]).to_le_bytes() != b[56..] {
             return None;
         }
         let n = |i: usize| u64::from_le_bytes(b[8 + i * 8..16 + i * 8].try_into().expect("8"));
-        Some(Self {
-            id: n(0),
-            revision: n(1),
-            count: n(2),
-            digest: n(3),
-        })
+        if &b[..8] == MAGIC {
+            Some(Self {
+                id: n(0),
+                seq: n(1),
+                revision: n(2),
+                count: n(3),
+                digest: n(4),
+            })
+        } else if &b[..8] == MAGIC_V1 {
+            Some(Self {
+                id: n(0),
+                seq: n(1),
+                revision: n(1),
+                count: n(2),
+                digest: n(3),
+            })
+        } else {
+            None
+        }
     }
 }
 
@@ -98,7 +112,7 @@ impl AckFile {
             .chunks(SLOT)
             .take(2)
             .filter_map(Ack::decode)
-            .max_by_key(|a| a.revision);
+            .max_by_key(|a| a.seq);
         Ok(best.map_or(Read::Damaged, Read::Found))
     }
 
@@ -151,6 +165,7 @@ mod tests {
         assert!(matches!(AckFile::read(&dir).unwrap(), Read::Absent));
         let a = |revision| Ack {
             id: 9,
+            seq: revision + 100,
             revision,
             count: revision * 2,
             digest: revision * 3,

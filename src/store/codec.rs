@@ -35,8 +35,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::{
-    AllDown, DEFAULT_MIN_ELIGIBLE_TARGETS, DistributeRule, FailoverRule, HealthCheck, NameService,
-    Policy, Stickiness, Target,
+    AllDown, DEFAULT_MIN_ELIGIBLE_TARGETS, DistributeRule, FailoverRule, HealthCheck, HttpGet,
+    HttpHeader, NameService, Policy, Probe, Scheme, Stickiness, Target, TcpSocket,
 };
 
 /// Tags of the extension section. Append new ones; never reuse a number.
@@ -51,6 +51,13 @@ pub(super) mod ext {
     pub const STICKINESS: u32 = 4;
     /// `minEligibleTargets`: one `var`.
     pub const MIN_ELIGIBLE_TARGETS: u32 = 5;
+    /// `healthCheck.tcpSocket` / `healthCheck.httpGet` (written when the probe is not
+    /// spelled `port`): kind:u8 (1 tcpSocket, 2 httpGet), then for httpGet
+    /// path:str scheme:u8 (0 HTTP, 1 HTTPS) host:(0 | 1 str)
+    /// headers:var × { name:str value:str }. The port is the core's.
+    pub const HC_PROBE: u32 = 16;
+    /// `healthCheck.initialDelaySeconds` (written when not 0): one `var`.
+    pub const HC_INITIAL_DELAY: u32 = 17;
 }
 
 /// Writes the body of a version 3 value.
@@ -70,7 +77,7 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
         Stickiness::ClientSubnet => 1,
     };
     // (tag, value, default): written only when it differs from the default.
-    let fields = [
+    let numbers = [
         (ext::PANIC_THRESHOLD_PERCENT, *panic_threshold_percent, 0),
         (ext::SLOW_START_SECONDS, *slow_start_seconds, 0),
         (ext::DEGRADED_TTL, *degraded_ttl, *ttl),
@@ -81,13 +88,69 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
             DEFAULT_MIN_ELIGIBLE_TARGETS,
         ),
     ];
-    put_len(out, fields.iter().filter(|(_, v, d)| v != d).count());
-    for (tag, v, _) in fields.into_iter().filter(|(_, v, d)| v != d) {
-        let mut value = Vec::with_capacity(5);
-        put_var(&mut value, v);
+    let mut fields: Vec<(u32, Vec<u8>)> = numbers
+        .into_iter()
+        .filter(|(_, v, d)| v != d)
+        .map(|(tag, v, _)| {
+            let mut value = Vec::with_capacity(5);
+            put_var(&mut value, v);
+            (tag, value)
+        })
+        .collect();
+    if let Some(hc) = &ns.health_check {
+        health_check_fields(hc, &mut fields);
+    }
+    put_len(out, fields.len());
+    for (tag, value) in fields {
         put_var(out, tag);
         put_len(out, value.len());
         out.extend_from_slice(&value);
+    }
+}
+
+/// The extension fields of a health check: its probe shape unless `port`, its
+/// initial delay unless 0.
+fn health_check_fields(hc: &HealthCheck, fields: &mut Vec<(u32, Vec<u8>)>) {
+    let HealthCheck {
+        probe,
+        initial_delay_seconds,
+        ..
+    } = hc;
+    match probe {
+        Probe::Port(_) => {}
+        Probe::TcpSocket(_) => fields.push((ext::HC_PROBE, vec![1])),
+        Probe::HttpGet(HttpGet {
+            path,
+            port: _,
+            scheme,
+            host,
+            http_headers,
+        }) => {
+            let mut b = vec![2];
+            put_str(&mut b, path);
+            b.push(match scheme {
+                Scheme::Http => 0,
+                Scheme::Https => 1,
+            });
+            match host {
+                None => b.push(0),
+                Some(h) => {
+                    b.push(1);
+                    put_str(&mut b, h);
+                }
+            }
+            put_len(&mut b, http_headers.len());
+            for HttpHeader { name, value } in http_headers {
+                put_str(&mut b, name);
+                put_str(&mut b, value);
+            }
+            fields.push((ext::HC_PROBE, b));
+        }
+    }
+    if *initial_delay_seconds != 0 {
+        let mut b = Vec::new();
+        put_var(&mut b, *initial_delay_seconds);
+        fields.push((ext::HC_INITIAL_DELAY, b));
     }
 }
 
@@ -121,15 +184,19 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
     });
     match health_check {
         None => out.push(0),
-        Some(HealthCheck {
-            port,
-            period_seconds,
-            timeout_seconds,
-            failure_threshold,
-            success_threshold,
-        }) => {
+        Some(
+            hc @ HealthCheck {
+                probe: _,
+                initial_delay_seconds: _,
+                period_seconds,
+                timeout_seconds,
+                failure_threshold,
+                success_threshold,
+            },
+        ) => {
+            // The probe's shape and the initial delay go to the extension section.
             out.push(1);
-            out.extend_from_slice(&port.to_le_bytes());
+            out.extend_from_slice(&hc.port().to_le_bytes());
             for v in [
                 period_seconds,
                 timeout_seconds,
@@ -286,9 +353,76 @@ impl<'a> Reader<'a> {
                 }
             }
             ext::MIN_ELIGIBLE_TARGETS => ns.min_eligible_targets = one_var("minEligibleTargets")?,
+            ext::HC_PROBE => self.health_check_probe(ns, data, at)?,
+            ext::HC_INITIAL_DELAY => {
+                let v = one_var("healthCheck.initialDelaySeconds")?;
+                ns.health_check
+                    .as_mut()
+                    .ok_or_else(|| {
+                        format!(
+                            "healthCheck.initialDelaySeconds at offset {at} without a healthCheck"
+                        )
+                    })?
+                    .initial_delay_seconds = v;
+            }
             _ => Err(format!(
                 "unknown field tag {tag} at offset {at}: written by a newer gslb"
             ))?,
+        }
+        Ok(())
+    }
+
+    /// The probe shape of `ns`'s health check (extension field `HC_PROBE` at `at`).
+    fn health_check_probe(
+        &self,
+        ns: &mut NameService,
+        data: &[u8],
+        at: usize,
+    ) -> Result<(), String> {
+        let hc = ns
+            .health_check
+            .as_mut()
+            .ok_or_else(|| format!("healthCheck probe at offset {at} without a healthCheck"))?;
+        // Offsets in messages count from the start of the value.
+        let end = at + data.len();
+        let mut r = Reader {
+            buf: &self.buf[..end],
+            pos: at,
+        };
+        let port = hc.port();
+        hc.probe = match r.u8("healthCheck probe")? {
+            1 => Probe::TcpSocket(TcpSocket { port }),
+            2 => Probe::HttpGet(HttpGet {
+                path: r.str("healthCheck.httpGet.path")?,
+                port,
+                scheme: match r.u8("healthCheck.httpGet.scheme")? {
+                    0 => Scheme::Http,
+                    1 => Scheme::Https,
+                    b => return Err(r.bad("healthCheck.httpGet.scheme", b)),
+                },
+                host: match r.flag("healthCheck.httpGet.host")? {
+                    false => None,
+                    true => Some(r.str("healthCheck.httpGet.host")?),
+                },
+                http_headers: {
+                    let n = r.len("healthCheck.httpGet.httpHeaders")?;
+                    let mut v = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        v.push(HttpHeader {
+                            name: r.str("healthCheck.httpGet.httpHeaders[].name")?,
+                            value: r.str("healthCheck.httpGet.httpHeaders[].value")?,
+                        });
+                    }
+                    v
+                },
+            }),
+            b => return Err(r.bad("healthCheck probe", b)),
+        };
+        if r.pos != end {
+            return Err(format!(
+                "healthCheck probe at offset {at}: {} unexpected bytes",
+                end - r.pos
+            ));
         }
         Ok(())
     }
@@ -310,7 +444,9 @@ impl<'a> Reader<'a> {
         let health_check = match self.flag("healthCheck")? {
             false => None,
             true => Some(HealthCheck {
-                port: self.u16("healthCheck.port")?,
+                // The extension section may respell it (tcpSocket, httpGet).
+                probe: Probe::Port(self.u16("healthCheck.port")?),
+                initial_delay_seconds: 0,
                 period_seconds: self.var("healthCheck.periodSeconds")?,
                 timeout_seconds: self.var("healthCheck.timeoutSeconds")?,
                 failure_threshold: self.var("healthCheck.failureThreshold")?,
@@ -492,9 +628,62 @@ mod tests {
         .collect()
     }
 
+    /// Health checks in every probe shape.
+    fn hc_samples() -> Vec<NameService> {
+        [
+            json!({"name": "d.example", "policy": "RoundRobin",
+                   "healthCheck": {"tcpSocket": {"port": 443}, "initialDelaySeconds": 3600},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
+            json!({"name": "e.example", "policy": "RoundRobin",
+                   "healthCheck": {"httpGet": {"path": "/healthz?x=%C3%A9%20", "port": 8443,
+                                               "scheme": "HTTPS", "host": "app.example",
+                                               "httpHeaders": [{"name": "X-A", "value": "1"},
+                                                               {"name": "X-B", "value": ""}]},
+                                   "initialDelaySeconds": 1},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
+            json!({"name": "f.example", "policy": "RoundRobin",
+                   "healthCheck": {"httpGet": {"port": 80}},
+                   "targets": [{"name": "a", "address": "192.0.2.1"}]}),
+        ]
+        .into_iter()
+        .map(|v| NameService::from_json(v).unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn health_check_fields_round_trip_and_are_checked() {
+        for ns in hc_samples() {
+            let mut buf = Vec::new();
+            encode(&ns, &mut buf);
+            assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
+            for n in 0..buf.len() {
+                assert!(decode(&buf[..n], Layout::V3).is_err());
+            }
+        }
+        // A probe field without a health check, or of an unknown kind, is refused.
+        let plain = &samples()[0];
+        for (tag, data, want) in [
+            (ext::HC_PROBE, vec![1u8], "without a healthCheck"),
+            (ext::HC_INITIAL_DELAY, vec![5u8], "without a healthCheck"),
+        ] {
+            let mut bad = Vec::new();
+            encode_core(plain, &mut bad);
+            bad.extend_from_slice(&[1, tag as u8, data.len() as u8]);
+            bad.extend_from_slice(&data);
+            let e = decode(&bad, Layout::V3).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+        let hc = &hc_samples()[2];
+        let mut bad = Vec::new();
+        encode_core(hc, &mut bad);
+        bad.extend_from_slice(&[1, ext::HC_PROBE as u8, 1, 9]);
+        let e = decode(&bad, Layout::V3).unwrap_err();
+        assert!(e.contains("invalid healthCheck probe byte 9"), "{e}");
+    }
+
     #[test]
     fn round_trips_every_field() {
-        for ns in samples() {
+        for ns in samples().into_iter().chain(hc_samples()) {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
             assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
@@ -511,6 +700,11 @@ mod tests {
                     degraded_ttl: ns.ttl,
                     stickiness: Stickiness::Off,
                     min_eligible_targets: DEFAULT_MIN_ELIGIBLE_TARGETS,
+                    health_check: ns.health_check.clone().map(|hc| HealthCheck {
+                        probe: Probe::Port(hc.port()),
+                        initial_delay_seconds: 0,
+                        ..hc
+                    }),
                     ..ns.clone()
                 }
             );
@@ -558,7 +752,7 @@ mod tests {
 
     #[test]
     fn corruption_is_an_error_never_a_panic() {
-        for ns in samples() {
+        for ns in samples().into_iter().chain(hc_samples()) {
             let mut buf = Vec::new();
             encode(&ns, &mut buf);
             // Every truncation.

@@ -1,11 +1,13 @@
 //! Durable storage of NameServices (and persisted health state) behind the [`Store`]
-//! trait. Only this module imports sled.
+//! trait, and the shared etcd registry ([`etcd`]). Only this module imports sled and
+//! etcd-client.
 //!
 //! **Architecture Invariant:** a write method returns only after the data is flushed
 //! to disk, so a 2xx built on it survives `kill -9`.
 
 mod ack;
 mod codec;
+pub mod etcd;
 mod sled_store;
 
 use std::net::IpAddr;
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sled_store::SledStore;
 
-use crate::model::NameService;
+use crate::model::{HttpCheck, NameService};
 
 /// The format version in front of every stored value: JSON. Health records are
 /// written in it; NameServices were, and are still read in it.
@@ -89,6 +91,9 @@ pub enum Origin {
 pub struct StoredHealth {
     pub address: IpAddr,
     pub port: u16,
+    /// The parameters of an HTTP(S) probe; absent for a TCP probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
     pub period_seconds: u32,
     pub timeout_seconds: u32,
     /// The verdict is kept per (probe, thresholds): see `model::Endpoint`.
@@ -108,6 +113,26 @@ pub struct StoredHealth {
     pub last_probe_time: Option<u64>,
     pub last_error: Option<String>,
     pub last_change_time: Option<u64>,
+}
+
+impl StoredHealth {
+    /// The key of the record: the verdict it describes (probe and thresholds).
+    /// TCP probes keep the key they had before HTTP probes existed.
+    pub fn key(&self) -> String {
+        let mut k = format!(
+            "{}|{}|{}|{}|{}|{}",
+            self.address,
+            self.port,
+            self.period_seconds,
+            self.timeout_seconds,
+            self.failure_threshold,
+            self.success_threshold
+        );
+        if let Some(h) = &self.http {
+            k.push_str(&format!("|h{:016x}", h.fingerprint()));
+        }
+        k
+    }
 }
 
 /// One change in a batch written atomically by [`Store::apply`].
@@ -137,6 +162,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The registry revision the stored NameServices reflect (0 for a new store).
     fn revision(&self) -> Result<u64, StoreError>;
+
+    /// How many NameServices the store holds (by its own record).
+    fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.load_all()?.len() as u64)
+    }
 
     /// What the store holds NameServices for.
     fn origin(&self) -> Origin {

@@ -44,13 +44,19 @@ const HEALTH: &str = "health/v1";
 const META_KEY: &[u8] = b"\x00meta";
 /// The record as the first gslb with revisions wrote it: the revision alone.
 const META_V1: u8 = 1;
-/// The record now: see [`Record::encode`].
+/// The record without the batch sequence number (read only).
 const META_V2: u8 = 2;
+/// The record now: see [`Record::encode`].
+const META_V3: u8 = 3;
 
 /// The store's own record of what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Record {
     id: u64,
+    /// Bumped by every batch written (the registry revision need not move: with
+    /// etcd, a write applied ahead of the watch keeps it), so "the batch that was
+    /// acknowledged last" is always well defined.
+    seq: u64,
     revision: u64,
     count: u64,
     digest: u64,
@@ -58,11 +64,12 @@ struct Record {
 }
 
 impl Record {
-    /// `2 id revision count digest origin:u8 [cluster_id:u64 prefix_len:u16 prefix]
-    /// checksum` (u64 little-endian; checksum = xxh3-64 of everything before it).
+    /// `3 id seq revision count digest origin:u8 [cluster_id:u64 prefix_len:u16
+    /// prefix] checksum` (u64 little-endian; checksum = xxh3-64 of everything
+    /// before it). Version 2 had no `seq`.
     fn encode(&self) -> Vec<u8> {
-        let mut v = vec![META_V2];
-        for n in [self.id, self.revision, self.count, self.digest] {
+        let mut v = vec![META_V3];
+        for n in [self.id, self.seq, self.revision, self.count, self.digest] {
             v.extend_from_slice(&n.to_le_bytes());
         }
         match &self.origin {
@@ -92,19 +99,23 @@ impl Record {
                 .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
                 .ok_or_else(|| "the record is truncated".to_string())
         };
-        if body.first() != Some(&META_V2) {
-            return Err(format!("the record has format {:?}", body.first()));
-        }
-        let origin = match body.get(33) {
+        // Version 3 has `seq` after the id; version 2 is read with seq = revision.
+        let (at, seq_at) = match body.first() {
+            Some(&META_V3) => (17, Some(9)),
+            Some(&META_V2) => (9, None),
+            other => return Err(format!("the record has format {other:?}")),
+        };
+        let o = at + 24;
+        let origin = match body.get(o) {
             Some(0) => Origin::Sled,
             Some(1) => {
-                let cluster_id = u64_at(34)?;
+                let cluster_id = u64_at(o + 1)?;
                 let len = body
-                    .get(42..44)
+                    .get(o + 9..o + 11)
                     .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
                     .ok_or("the record is truncated")?;
                 let prefix = body
-                    .get(44..44 + len)
+                    .get(o + 11..o + 11 + len)
                     .and_then(|b| std::str::from_utf8(b).ok())
                     .ok_or("the record's prefix is damaged")?
                     .to_string();
@@ -112,11 +123,13 @@ impl Record {
             }
             other => return Err(format!("the record names an unknown origin {other:?}")),
         };
+        let revision = u64_at(at)?;
         Ok(Self {
             id: u64_at(1)?,
-            revision: u64_at(9)?,
-            count: u64_at(17)?,
-            digest: u64_at(25)?,
+            seq: seq_at.map_or(Ok(revision), u64_at)?,
+            revision,
+            count: u64_at(at + 8)?,
+            digest: u64_at(at + 16)?,
             origin,
         })
     }
@@ -126,6 +139,7 @@ impl Record {
     fn ack(&self) -> Ack {
         Ack {
             id: self.id,
+            seq: self.seq,
             revision: self.revision,
             count: self.count,
             digest: self.digest,
@@ -235,16 +249,7 @@ fn decode_nameservice(key: &[u8], value: &[u8]) -> Result<(NameService, u64), St
 }
 
 fn health_key(h: &StoredHealth) -> Vec<u8> {
-    format!(
-        "{}|{}|{}|{}|{}|{}",
-        h.address,
-        h.port,
-        h.period_seconds,
-        h.timeout_seconds,
-        h.failure_threshold,
-        h.success_threshold
-    )
-    .into_bytes()
+    h.key().into_bytes()
 }
 
 impl SledStore {
@@ -289,7 +294,7 @@ impl SledStore {
         let health = db.open_tree(HEALTH).map_err(open_err)?;
         let stored = nameservices.get(META_KEY).map_err(open_err)?;
         let record = match (&stored, acked) {
-            (Some(v), acked) if v.first() == Some(&META_V2) => {
+            (Some(v), acked) if matches!(v.first(), Some(&META_V2 | &META_V3)) => {
                 let r = Record::decode(v).map_err(|d| damaged(format!("{d} (key \\0meta)")))?;
                 match acked {
                     ack::Read::Found(a) if a.id != r.id => {
@@ -298,19 +303,18 @@ impl SledStore {
                             a.id, r.id
                         )));
                     }
-                    ack::Read::Found(a) if r.revision < a.revision => {
+                    ack::Read::Found(a) if r.seq < a.seq => {
                         return Err(damaged(format!(
-                            "it holds revision {} ({} NameServices), but revision {} ({} NameServices) was acknowledged ({ack_path}): acknowledged writes are missing",
-                            r.revision, r.count, a.revision, a.count
+                            "it holds revision {} ({} NameServices, batch {}), but revision {} ({} NameServices, batch {}) was acknowledged ({ack_path}): acknowledged writes are missing",
+                            r.revision, r.count, r.seq, a.revision, a.count, a.seq
                         )));
                     }
                     ack::Read::Found(a)
-                        if r.revision == a.revision
-                            && (r.count, r.digest) != (a.count, a.digest) =>
+                        if r.seq == a.seq && (r.count, r.digest) != (a.count, a.digest) =>
                     {
                         return Err(damaged(format!(
-                            "at revision {} it holds {} NameServices, but {} different ones were acknowledged ({ack_path})",
-                            r.revision, r.count, a.count
+                            "after batch {} it holds {} NameServices, but {} different ones were acknowledged ({ack_path})",
+                            r.seq, r.count, a.count
                         )));
                     }
                     ack::Read::Found(_) => {}
@@ -353,6 +357,7 @@ impl SledStore {
                 }
                 let r = Record {
                     id: fastrand::u64(1..),
+                    seq: 0,
                     revision,
                     count,
                     digest,
@@ -470,6 +475,10 @@ impl Store for SledStore {
         Ok(self.record().0.revision)
     }
 
+    fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.record().0.count)
+    }
+
     fn origin(&self) -> Origin {
         self.record().0.origin.clone()
     }
@@ -490,6 +499,7 @@ impl Store for SledStore {
         let (record, ack) = &mut *guard;
         let mut next = record.clone();
         next.revision = revision;
+        next.seq += 1;
         let mut batch = sled::Batch::default();
         let mut undo = sled::Batch::default();
         undo.insert(META_KEY, record.encode());
@@ -839,12 +849,35 @@ mod tests {
         }
         let e = reopen(&dir).err().expect("refused");
         assert!(
-            e.to_string()
-                .contains("holds revision 1 (1 NameServices), but revision 2 (2 NameServices) was acknowledged"),
+            e.to_string().contains(
+                "holds revision 1 (1 NameServices, batch 1), but revision 2 (2 NameServices, batch 2) was acknowledged"
+            ),
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&old).unwrap();
+    }
+
+    /// With etcd, a write applied ahead of the watch keeps the registry revision:
+    /// two durable batches at one revision, and a crash after the second reached
+    /// sled but before its acknowledgment, open fine (the batch number tells).
+    #[test]
+    fn a_batch_stored_but_not_yet_acknowledged_is_not_damage() {
+        let dir = tmpdir("unacked");
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.apply(&[put("a.example", 5)], 4, true).unwrap();
+        }
+        let acked = std::fs::read(dir.join(ack::FILE)).unwrap();
+        {
+            let s = reopen(&dir).unwrap();
+            s.apply(&[put("b.example", 6)], 4, true).unwrap();
+        }
+        std::fs::write(dir.join(ack::FILE), acked).unwrap();
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.load_all().unwrap().len(), 2);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -879,6 +912,7 @@ mod tests {
         ] {
             let r = Record {
                 id: 1,
+                seq: 9,
                 revision: 2,
                 count: 3,
                 digest: 4,
@@ -902,6 +936,7 @@ mod tests {
         let h = StoredHealth {
             address: "192.0.2.1".parse().unwrap(),
             port: 443,
+            http: None,
             period_seconds: 5,
             timeout_seconds: 2,
             failure_threshold: 3,

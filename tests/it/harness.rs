@@ -98,8 +98,50 @@ impl Server {
         let data = tmp.path().join("data");
         let mut s = Self::spawn(opts, data, tmp.path().join("gslb.log"));
         s._tmp = Some(tmp);
-        s.wait_ready();
+        s.wait_ready_or_rebind();
         s
+    }
+
+    /// Waits for /healthz; when the process exited because one of the ports
+    /// `free_port` picked was taken in between (by another test's process), starts
+    /// it again on fresh ports, a few times.
+    fn wait_ready_or_rebind(&mut self) {
+        for _ in 0..3 {
+            match self.wait_ready_inner() {
+                Ok(()) => return,
+                Err(log) if log.contains("cannot bind") || log.contains("in use") => {
+                    self.restart_unready();
+                }
+                Err(log) => panic!("gslb exited early:\n{log}"),
+            }
+        }
+        self.wait_ready();
+    }
+
+    /// Starts a server without waiting for /healthz (one that is expected to stay
+    /// unready, say).
+    pub fn start_unready(opts: ServerOpts) -> Self {
+        let tmp = TempDir::new("srv");
+        let data = tmp.path().join("data");
+        let mut s = Self::spawn(opts, data, tmp.path().join("gslb.log"));
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a new process on the same data dir without waiting for /healthz.
+    pub fn restart_unready(&mut self) {
+        let mut fresh = Self::spawn(self.opts.clone(), self.data.clone(), self.log.clone());
+        self.child = fresh.child.take();
+        self.dns = fresh.dns;
+        self.api = fresh.api;
+    }
+
+    /// kill -9 (the data dir stays).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn spawn(opts: ServerOpts, data: PathBuf, log: PathBuf) -> Self {
@@ -145,6 +187,21 @@ impl Server {
             opts,
             _tmp: None,
         }
+    }
+
+    /// Waits until /healthz answers 200; `Err(log)` when the process exited first.
+    fn wait_ready_inner(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                return Err(self.log_text());
+            }
+            if http_get(self.api, "/healthz", None).is_ok_and(|r| r.status == 200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gslb not ready within 20 s:\n{}", self.log_text());
     }
 
     /// Waits until /healthz answers 200 (or the process died).
@@ -202,7 +259,7 @@ impl Server {
         self.child = fresh.child.take();
         self.dns = fresh.dns;
         self.api = fresh.api;
-        self.wait_ready();
+        self.wait_ready_or_rebind();
     }
 
     // ---- HTTP helpers bound to this server ----

@@ -36,13 +36,23 @@ impl std::ops::DerefMut for Hc {
     }
 }
 
-fn server() -> Hc {
+fn hc_zones() -> TempDir {
     let zones = TempDir::new("hc-zones");
     std::fs::write(zones.path().join("hc.example.zone"), ZONE).unwrap();
-    let srv = Server::start_with(ServerOpts {
+    zones
+}
+
+/// Options serving the zone in `zones`.
+fn hc_opts_in(zones: &TempDir) -> ServerOpts {
+    ServerOpts {
         zones_dir: zones.path().to_path_buf(),
         ..ServerOpts::default()
-    });
+    }
+}
+
+fn server() -> Hc {
+    let zones = hc_zones();
+    let srv = Server::start_with(hc_opts_in(&zones));
     Hc { srv, _zones: zones }
 }
 
@@ -413,13 +423,13 @@ fn a_new_target_is_pending_until_proven() {
         Duration::from_secs(6),
     );
 
-    // A new data center joins: it gets no traffic until 3 probes in a row succeeded,
-    // which takes at least 2 s at a 1 s period.
+    // A new data center joins: it gets no traffic until 3 probes in a row succeeded
+    // (the first two of a new endpoint may be less than a period apart: the first
+    // goes out within a second, the second at the endpoint's first slot after it).
     ns["targets"]
         .as_array_mut()
         .unwrap()
         .push(target("new", &new.ip(), new.port()));
-    let put_at = Instant::now();
     let v = s.put_ns(&ns);
     let health: Vec<&str> = v["status"]["targets"]
         .as_array()
@@ -432,17 +442,25 @@ fn a_new_target_is_pending_until_proven() {
         v["status"]["conditions"][0]["reason"],
         "SomeTargetsUnhealthy"
     );
-    while put_at.elapsed() < Duration::from_millis(1500) {
-        assert_eq!(a_answers(&s, "pend.hc.example"), ["127.0.0.31"]);
-        std::thread::sleep(Duration::from_millis(50));
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        // Read the probe count before the answer: a probe recorded after the count
+        // was read can only make the answer "earlier" than the count says.
+        let probes = new.count();
+        let answers = a_answers(&s, "pend.hc.example");
+        if answers == ["127.0.0.31", "127.0.0.32"] {
+            // Answered: three probes must have reached the VIP (give its accept
+            // thread a moment to count the last one).
+            assert!(
+                wait_until(Duration::from_millis(500), || new.count() >= 3),
+                "answered after {probes} probes"
+            );
+            break;
+        }
+        assert_eq!(answers, ["127.0.0.31"], "after {probes} probes");
+        assert!(Instant::now() < deadline, "never answered");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(wait_until(Duration::from_secs(5), || a_answers(
-        &s,
-        "pend.hc.example"
-    ) == [
-        "127.0.0.31",
-        "127.0.0.32"
-    ]));
     assert!(new.count() >= 3);
     let t = target_status(&s, "pend.hc.example", "new");
     assert!(t["consecutiveSuccesses"].as_u64().unwrap() >= 3, "{t}");
@@ -798,7 +816,7 @@ fn status_and_metrics_fields() {
         metric(
             &m,
             &format!(
-                "gslb_health_endpoint_healthy{{address=\"127.0.0.81\",port=\"{}\"",
+                "gslb_health_endpoint_healthy{{endpoint=\"tcp-127.0.0.81-{0}-p1-t1-f1-s1\",probe=\"tcp\",address=\"127.0.0.81\",port=\"{0}\"",
                 vip_port_of(&s)
             )
         ),
@@ -809,4 +827,259 @@ fn status_and_metrics_fields() {
 fn vip_port_of(s: &Server) -> u16 {
     let r = s.get("/api/v1/nameservices/st.hc.example");
     r.json()["targets"][0]["port"].as_u64().unwrap() as u16
+}
+
+// ---- HTTP(S) probes (CONTRACT §9) ----------------------------------------------
+
+use crate::httpvip::{HttpVip, Reply};
+
+fn http_hc(port: u16, extra: Value) -> Value {
+    let mut hc = json!({"httpGet": {"path": "/healthz", "port": port},
+                        "periodSeconds": 1, "timeoutSeconds": 1,
+                        "failureThreshold": 1, "successThreshold": 1});
+    for (k, v) in extra.as_object().unwrap() {
+        if k == "httpGet" {
+            for (hk, hv) in v.as_object().unwrap() {
+                hc["httpGet"][hk] = hv.clone();
+            }
+        } else {
+            hc[k] = v.clone();
+        }
+    }
+    hc
+}
+
+#[test]
+fn http_probes_succeed_on_200_to_399_and_fail_otherwise() {
+    let s = server();
+    let ok = HttpVip::http("127.0.0.91", |_| Reply::Status(200, None));
+    let busy = HttpVip::http("127.0.0.92", |_| Reply::Status(503, None));
+    // A redirect counts as success and is not followed (the location would 404).
+    let moved = HttpVip::http("127.0.0.93", |r| {
+        if r.target == "/healthz" {
+            Reply::Status(302, Some("/elsewhere".into()))
+        } else {
+            Reply::Status(404, None)
+        }
+    });
+    let hung = HttpVip::http("127.0.0.94", |_| Reply::Hang);
+    let refused = closed_port("127.0.0.95");
+    for (name, vip_ip, port) in [
+        ("ok", "127.0.0.91", ok.port()),
+        ("busy", "127.0.0.92", busy.port()),
+        ("moved", "127.0.0.93", moved.port()),
+        ("hung", "127.0.0.94", hung.port()),
+        ("refused", "127.0.0.95", refused),
+    ] {
+        s.put_ns(&json!({
+            "name": format!("{name}.hc.example"), "policy": "RoundRobin",
+            "healthCheck": http_hc(port, json!({})),
+            "targets": [{"name": "dc1", "address": vip_ip}]
+        }));
+    }
+    let within = Duration::from_secs(4);
+    wait_health(&s, "ok.hc.example", "dc1", "Healthy", within);
+    wait_health(&s, "moved.hc.example", "dc1", "Healthy", within);
+    wait_health(&s, "busy.hc.example", "dc1", "Unhealthy", within);
+    wait_health(&s, "hung.hc.example", "dc1", "Unhealthy", within);
+    wait_health(&s, "refused.hc.example", "dc1", "Unhealthy", within);
+    assert_eq!(
+        target_status(&s, "busy.hc.example", "dc1")["lastError"],
+        "HTTP status 503"
+    );
+    assert_eq!(
+        target_status(&s, "hung.hc.example", "dc1")["lastError"],
+        "no HTTP response within the 1s timeout"
+    );
+    assert_eq!(
+        target_status(&s, "refused.hc.example", "dc1")["lastError"],
+        "connection refused"
+    );
+    assert_eq!(moved.count_of("/elsewhere"), 0, "the redirect was followed");
+    assert!(moved.count_of("/healthz") >= 1);
+    assert_eq!(a_answers(&s, "ok.hc.example"), ["127.0.0.91"]);
+    let m = metrics(&s);
+    assert!(metric(&m, "gslb_health_probes_total{result=\"http_status\"}").unwrap() >= 1.0);
+    // The status flips with the answer: the 503 gateway recovers.
+    busy.set(|_| Reply::Status(204, None));
+    wait_health(&s, "busy.hc.example", "dc1", "Healthy", within);
+}
+
+#[test]
+fn http_probes_send_host_user_agent_and_headers_on_fresh_connections() {
+    let zones = hc_zones();
+    let s = Hc {
+        srv: Server::start_with(ServerOpts {
+            extra_args: vec!["--instance".into(), "probe-dc7".into()],
+            ..hc_opts_in(&zones)
+        }),
+        _zones: zones,
+    };
+    let plain = HttpVip::http("127.0.0.96", |_| Reply::Status(200, None));
+    let named = HttpVip::http("127.0.0.97", |_| Reply::Status(200, None));
+    s.put_ns(&json!({
+        "name": "hdr.hc.example", "policy": "RoundRobin",
+        "healthCheck": http_hc(plain.port(), json!({"httpGet": {"path": "/ready?deep=1",
+            "httpHeaders": [{"name": "X-Probe", "value": "gslb"}, {"name": "Accept", "value": "*/*"}]}})),
+        "targets": [{"name": "dc1", "address": "127.0.0.96"}]
+    }));
+    s.put_ns(&json!({
+        "name": "host.hc.example", "policy": "RoundRobin",
+        "healthCheck": http_hc(named.port(), json!({"httpGet": {"host": "App.Gslb.Example"}})),
+        "targets": [{"name": "dc1", "address": "127.0.0.97"}]
+    }));
+    wait_health(
+        &s,
+        "hdr.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    wait_health(
+        &s,
+        "host.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    assert!(wait_until(Duration::from_secs(3), || plain.count() >= 2));
+    let reqs = plain.requests();
+    let r = &reqs[0];
+    assert_eq!(
+        (r.method.as_str(), r.target.as_str()),
+        ("GET", "/ready?deep=1")
+    );
+    let ua = format!("gslb/{} (probe-dc7)", env!("CARGO_PKG_VERSION"));
+    assert_eq!(r.header("User-Agent"), Some(ua.as_str()));
+    assert_eq!(
+        r.header("Host"),
+        Some(format!("127.0.0.96:{}", plain.port()).as_str())
+    );
+    assert_eq!(r.header("X-Probe"), Some("gslb"));
+    assert_eq!(r.header("Accept"), Some("*/*"));
+    // Every probe on a connection of its own.
+    assert!(
+        reqs.windows(2).all(|w| w[0].connection != w[1].connection),
+        "{reqs:?}"
+    );
+    // `host` names the Host header; the connection still goes to the probe address.
+    let r = &named.requests()[0];
+    let host = r.header("Host").unwrap().to_ascii_lowercase();
+    assert_eq!(host, format!("app.gslb.example:{}", named.port()));
+    assert_eq!(r.header("User-Agent"), Some(ua.as_str()));
+}
+
+#[test]
+fn https_probes_accept_a_self_signed_certificate_and_send_the_server_name() {
+    let s = server();
+    let tls = HttpVip::https("127.0.0.98", &["gw.example"], |_| Reply::Status(200, None));
+    let named = HttpVip::https("127.0.0.99", &["other.example"], |_| {
+        Reply::Status(200, None)
+    });
+    // Plain HTTP to a TLS port fails (the handshake never becomes HTTP).
+    let mismatch = HttpVip::https("127.0.0.100", &["x.example"], |_| Reply::Status(200, None));
+    for (name, ip, port, extra) in [
+        (
+            "tls",
+            "127.0.0.98",
+            tls.port(),
+            json!({"httpGet": {"scheme": "HTTPS"}}),
+        ),
+        (
+            "sni",
+            "127.0.0.99",
+            named.port(),
+            json!({"httpGet": {"scheme": "HTTPS", "host": "svc.gslb.example"}}),
+        ),
+        ("plain", "127.0.0.100", mismatch.port(), json!({})),
+    ] {
+        s.put_ns(&json!({
+            "name": format!("{name}.hc.example"), "policy": "RoundRobin",
+            "healthCheck": http_hc(port, extra),
+            "targets": [{"name": "dc1", "address": ip}]
+        }));
+    }
+    wait_health(
+        &s,
+        "tls.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(4),
+    );
+    wait_health(
+        &s,
+        "sni.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(4),
+    );
+    wait_health(
+        &s,
+        "plain.hc.example",
+        "dc1",
+        "Unhealthy",
+        Duration::from_secs(4),
+    );
+    let r = &tls.requests()[0];
+    assert_eq!(r.target, "/healthz");
+    // No server name for an IP literal; the host's name when `host` is set.
+    assert_eq!(r.sni, None);
+    let r = &named.requests()[0];
+    assert_eq!(r.sni.as_deref(), Some("svc.gslb.example"));
+    assert_eq!(
+        r.header("Host"),
+        Some(format!("svc.gslb.example:{}", named.port()).as_str())
+    );
+    assert_eq!(mismatch.count(), 0);
+}
+
+#[test]
+fn http_probes_are_shared_by_identical_checks_and_wait_for_the_initial_delay() {
+    let s = server();
+    let vip = HttpVip::http("127.0.0.101", |_| Reply::Status(200, None));
+    // Three NameServices with the same probe: one request per period.
+    for n in ["d1", "d2", "d3"] {
+        s.put_ns(&json!({
+            "name": format!("{n}.hc.example"), "policy": "RoundRobin",
+            "healthCheck": http_hc(vip.port(), json!({})),
+            "targets": [{"name": "dc1", "address": "127.0.0.101"}]
+        }));
+    }
+    // Another path is another probe; an initial delay holds it back for 2 s.
+    let put_at = Instant::now();
+    s.put_ns(&json!({
+        "name": "d4.hc.example", "policy": "RoundRobin",
+        "healthCheck": http_hc(vip.port(), json!({"httpGet": {"path": "/other"}, "initialDelaySeconds": 2})),
+        "targets": [{"name": "dc1", "address": "127.0.0.101"}]
+    }));
+    wait_health(
+        &s,
+        "d1.hc.example",
+        "dc1",
+        "Healthy",
+        Duration::from_secs(3),
+    );
+    assert_eq!(health_of(&s, "d4.hc.example", "dc1"), "Pending");
+    assert!(wait_until(Duration::from_secs(4), || vip
+        .count_of("/other")
+        >= 1));
+    let first = vip
+        .requests()
+        .iter()
+        .find(|r| r.target == "/other")
+        .unwrap()
+        .at;
+    let waited = first.duration_since(put_at);
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(3500),
+        "first /other probe after {waited:?}"
+    );
+    let c0 = vip.count_of("/healthz");
+    std::thread::sleep(Duration::from_millis(4000));
+    let n = vip.count_of("/healthz") - c0;
+    assert!((3..=5).contains(&n), "{n} /healthz probes in 4 s");
+    assert_eq!(
+        metric(&metrics(&s), "gslb_health_probe_streams "),
+        Some(2.0)
+    );
 }

@@ -254,6 +254,7 @@ fn snapshot() -> Snapshot {
         zones: Arc::new(zones),
         services,
         topology: Arc::new(topology()),
+        unloaded: false,
     }
 }
 

@@ -91,6 +91,7 @@ fn snapshot(policy: &str) -> Snapshot {
         zones: Arc::new(zones),
         services,
         topology: Arc::new(topology),
+        unloaded: false,
     }
 }
 

@@ -101,6 +101,7 @@ fn snapshot() -> Snapshot {
         zones: Arc::new(zones()),
         services,
         topology: Arc::new(Topology::default()),
+        unloaded: false,
     }
 }
 

@@ -1,0 +1,574 @@
+//! The shared registry in etcd (v3 API): the only module that imports etcd-client.
+//!
+//! Keys, all under the configured prefix (CONTRACT §6, PLAN decision 2):
+//!
+//! ```text
+//! <prefix>nameservices/<name>           the resource as JSON, exactly as a PUT stores it
+//! <prefix>instances/<instance>          {"revision","lastSeen"} under the instance's lease
+//! <prefix>health/<endpoint>/<instance>  an instance's verdict, under its lease (issue 9)
+//! ```
+//!
+//! Every call has a deadline ([`REQUEST_TIMEOUT`]) and requires a leader, so an etcd
+//! that is black-holed, crashed or without quorum turns into
+//! [`EtcdError::Unavailable`] within seconds instead of a request that hangs.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    Identity, PutOptions, SortOrder, SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+
+use crate::config::RegistryConfig;
+
+/// The deadline of one request to etcd (writes answer 503 well within 10 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+/// Keys per page when listing (one revision for all pages).
+const PAGE: i64 = 5_000;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EtcdError {
+    /// etcd did not answer, has no leader, or refused the connection.
+    #[error("etcd is unavailable: {0}")]
+    Unavailable(String),
+    /// The revision asked for was compacted away.
+    #[error("etcd compacted revision {0}")]
+    Compacted(u64),
+    /// etcd answered with an error that retrying will not fix (permissions, say).
+    #[error("etcd refused the request: {0}")]
+    Refused(String),
+}
+
+impl From<etcd_client::Error> for EtcdError {
+    fn from(e: etcd_client::Error) -> Self {
+        use etcd_client::Error as E;
+        match &e {
+            E::GRpcStatus(s) => {
+                use tonic::Code;
+                match s.code() {
+                    Code::PermissionDenied | Code::Unauthenticated | Code::InvalidArgument => {
+                        Self::Refused(s.message().to_string())
+                    }
+                    Code::OutOfRange if s.message().contains("compacted") => Self::Compacted(0),
+                    _ => Self::Unavailable(format!("{}: {}", code_name(s.code()), s.message())),
+                }
+            }
+            E::InvalidArgs(m) | E::EndpointError(m) => Self::Refused(m.clone()),
+            _ => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+fn code_name(c: tonic::Code) -> String {
+    format!("{c:?}")
+}
+
+/// Whether `e` says the request never left this process (the connection to the
+/// member it was routed to could not be made): then sending it again, to another
+/// member, cannot apply it twice. The balanced channel routes to every endpoint,
+/// a dead member's included, until its reconnection fails often enough.
+fn unsent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && {
+                let m = s.message();
+                m.contains("tcp connect error")
+                    || m.contains("Connection refused")
+                    || m.contains("error trying to connect")
+            }
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `f` again (a few times, within the request deadline) while its request
+/// could not be sent at all.
+async fn retry_unsent<T, F, Fut>(mut f: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if unsent(&e) && tokio::time::Instant::now() < deadline && attempt < 8 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One NameService key as read from etcd.
+#[derive(Debug, Clone)]
+pub struct Kv {
+    /// The name (the key without `<prefix>nameservices/`).
+    pub name: String,
+    pub value: Vec<u8>,
+    pub mod_revision: u64,
+}
+
+/// Every NameService key at one revision.
+#[derive(Debug)]
+pub struct Listing {
+    pub revision: u64,
+    pub cluster_id: u64,
+    pub items: Vec<Kv>,
+}
+
+/// A change of one NameService key seen by a watch.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Put(Kv),
+    Delete { name: String, revision: u64 },
+}
+
+/// A batch of watch events, and the revision etcd was at when it sent them (every
+/// change up to it has been delivered).
+#[derive(Debug)]
+pub struct WatchBatch {
+    pub events: Vec<Event>,
+    pub revision: u64,
+}
+
+/// What a conditional write expects of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing.
+    Any,
+    /// The key exists at this mod revision.
+    Revision(u64),
+    /// The key exists.
+    Exists,
+    /// The key does not exist.
+    Absent,
+}
+
+/// The outcome of a write transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Committed at `revision`; `existed` when the key had a value before.
+    Done { revision: u64, existed: bool },
+    /// The value was already what the write would store: nothing written.
+    Unchanged { mod_revision: u64 },
+    /// The expectation did not hold; the key's mod revision now (`None`: absent).
+    Failed { current: Option<u64> },
+}
+
+/// A connection to the etcd cluster holding the registry.
+#[derive(Clone)]
+pub struct Etcd {
+    client: Client,
+    prefix: String,
+}
+
+impl Etcd {
+    /// Connects (lazily: an unreachable etcd makes requests fail, not this call,
+    /// unless authentication needs a round trip).
+    pub async fn connect(cfg: &RegistryConfig) -> Result<Self, EtcdError> {
+        let mut opts = ConnectOptions::new()
+            .with_require_leader(true)
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
+        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+            opts = opts
+                .with_user(u.clone(), p.clone())
+                .with_auto_token_refresh(true);
+        }
+        if let Some(tls) = &cfg.tls {
+            let mut t = TlsOptions::new();
+            if let Some(ca) = &tls.ca_pem {
+                t = t.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &tls.identity {
+                t = t.identity(Identity::from_pem(cert, key));
+            }
+            opts = opts.with_tls(t);
+        }
+        let client = Client::connect(&cfg.endpoints, Some(opts)).await?;
+        Ok(Self {
+            client,
+            prefix: cfg.prefix.clone(),
+        })
+    }
+
+    fn ns_prefix(&self) -> String {
+        format!("{}nameservices/", self.prefix)
+    }
+
+    fn ns_key(&self, name: &str) -> String {
+        format!("{}nameservices/{name}", self.prefix)
+    }
+
+    fn kv(&self, kv: &etcd_client::KeyValue) -> Option<Kv> {
+        let key = std::str::from_utf8(kv.key()).ok()?;
+        let name = key.strip_prefix(&self.ns_prefix())?;
+        Some(Kv {
+            name: name.to_string(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision() as u64,
+        })
+    }
+
+    /// Every NameService key, read page by page at the revision of the first page.
+    pub async fn list(&self) -> Result<Listing, EtcdError> {
+        let prefix = self.ns_prefix();
+        let end = prefix_end(prefix.as_bytes());
+        let kv = self.client.kv_client();
+        let mut items = Vec::new();
+        let mut from = prefix.clone().into_bytes();
+        let mut revision = 0i64;
+        let mut cluster_id = 0;
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE)
+                .with_sort(SortTarget::Key, SortOrder::Ascend);
+            if revision > 0 {
+                opts = opts.with_revision(revision);
+            }
+            let resp = retry_unsent(|| {
+                let (from, opts) = (from.clone(), opts.clone());
+                let mut kv = kv.clone();
+                async move { kv.get(from, Some(opts)).await }
+            })
+            .await?;
+            if let Some(h) = resp.header() {
+                if revision == 0 {
+                    revision = h.revision();
+                }
+                cluster_id = h.cluster_id();
+            }
+            let kvs = resp.kvs();
+            for k in kvs {
+                match self.kv(k) {
+                    Some(item) => items.push(item),
+                    None => {
+                        tracing::warn!(key = %String::from_utf8_lossy(k.key()), "etcd key under the NameService prefix is not UTF-8; skipped")
+                    }
+                }
+            }
+            if !resp.more() || kvs.is_empty() {
+                break;
+            }
+            // The next page starts right after the last key.
+            from = kvs.last().expect("not empty").key().to_vec();
+            from.push(0);
+        }
+        Ok(Listing {
+            revision: revision as u64,
+            cluster_id,
+            items,
+        })
+    }
+
+    /// Watches the NameService keys from `start` (inclusive).
+    pub async fn watch(&self, start: u64) -> Result<Watch, EtcdError> {
+        let prefix = self.ns_prefix();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start as i64)
+            .with_progress_notify();
+        let stream = retry_unsent(|| {
+            let mut client = self.client.watch_client();
+            let (prefix, opts) = (prefix.clone(), opts.clone());
+            async move { client.watch(prefix, Some(opts)).await }
+        })
+        .await?;
+        Ok(Watch {
+            stream,
+            etcd: self.clone(),
+        })
+    }
+
+    /// Puts `value` under `name` if `expect` holds. Without an expectation, a value
+    /// identical to the stored one writes nothing.
+    pub async fn put(
+        &self,
+        name: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<Written, EtcdError> {
+        let key = self.ns_key(name);
+        let put = TxnOp::put(
+            key.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_prev_key()),
+        );
+        let get = TxnOp::get(key.clone(), None);
+        let txn = match expect {
+            Expect::Any => Txn::new()
+                .when([Compare::value(key.clone(), CompareOp::Equal, value)])
+                .and_then([get])
+                .or_else([put]),
+            _ => Txn::new()
+                .when(compare(&key, expect))
+                .and_then([put])
+                .or_else([get]),
+        };
+        let resp = retry_unsent(|| {
+            let txn = txn.clone();
+            let mut kv = self.client.kv_client();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+        let revision = resp.header().map_or(0, |h| h.revision()) as u64;
+        let ops = resp.op_responses();
+        let first = ops.into_iter().next();
+        match (expect, resp.succeeded(), first) {
+            (Expect::Any, true, Some(TxnOpResponse::Get(g))) => Ok(Written::Unchanged {
+                mod_revision: g.kvs().first().map_or(0, |kv| kv.mod_revision() as u64),
+            }),
+            (Expect::Any, false, Some(TxnOpResponse::Put(p)))
+            | (_, true, Some(TxnOpResponse::Put(p))) => Ok(Written::Done {
+                revision,
+                existed: p.prev_key().is_some(),
+            }),
+            (_, false, Some(TxnOpResponse::Get(g))) => Ok(Written::Failed {
+                current: g.kvs().first().map(|kv| kv.mod_revision() as u64),
+            }),
+            (_, ok, other) => Err(EtcdError::Unavailable(format!(
+                "unexpected transaction response (succeeded {ok}): {other:?}"
+            ))),
+        }
+    }
+
+    /// Deletes `name` if `expect` holds. `Done { existed: false }`: there was nothing
+    /// to delete.
+    pub async fn delete(&self, name: &str, expect: Expect) -> Result<Written, EtcdError> {
+        let key = self.ns_key(name);
+        let del = TxnOp::delete(key.clone(), Some(DeleteOptions::new().with_prev_key()));
+        let txn = Txn::new()
+            .when(compare(&key, expect))
+            .and_then([del])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let resp = retry_unsent(|| {
+            let txn = txn.clone();
+            let mut kv = self.client.kv_client();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+        let revision = resp.header().map_or(0, |h| h.revision()) as u64;
+        match (resp.succeeded(), resp.op_responses().into_iter().next()) {
+            (true, Some(TxnOpResponse::Delete(d))) => Ok(Written::Done {
+                revision,
+                existed: d.deleted() > 0,
+            }),
+            (false, Some(TxnOpResponse::Get(g))) => Ok(Written::Failed {
+                current: g.kvs().first().map(|kv| kv.mod_revision() as u64),
+            }),
+            (ok, other) => Err(EtcdError::Unavailable(format!(
+                "unexpected transaction response (succeeded {ok}): {other:?}"
+            ))),
+        }
+    }
+
+    /// The mod revision of `name` now (`None`: absent).
+    pub async fn mod_revision(&self, name: &str) -> Result<Option<u64>, EtcdError> {
+        let resp = retry_unsent(|| {
+            let mut kv = self.client.kv_client();
+            let key = self.ns_key(name);
+            async move { kv.get(key, Some(GetOptions::new().with_keys_only())).await }
+        })
+        .await?;
+        Ok(resp.kvs().first().map(|kv| kv.mod_revision() as u64))
+    }
+
+    /// Grants a lease of `ttl` seconds.
+    pub async fn grant(&self, ttl: u32) -> Result<Lease, EtcdError> {
+        let resp = retry_unsent(|| {
+            let mut l = self.client.lease_client();
+            async move { l.grant(i64::from(ttl), None).await }
+        })
+        .await?;
+        Ok(Lease { id: resp.id() })
+    }
+
+    /// Renews `lease` once; `false` when etcd no longer knows it (it ran out).
+    pub async fn keep_alive(&self, lease: Lease) -> Result<bool, EtcdError> {
+        let (mut keeper, mut stream) = retry_unsent(|| {
+            let mut l = self.client.lease_client();
+            async move { l.keep_alive(lease.id).await }
+        })
+        .await?;
+        keeper.keep_alive().await?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, stream.message()).await {
+            Ok(Ok(Some(r))) => Ok(r.ttl() > 0),
+            Ok(Ok(None)) => Ok(false),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(EtcdError::Unavailable("lease keep-alive timed out".into())),
+        }
+    }
+
+    /// Revokes `lease` (shutdown): its keys go at once.
+    pub async fn revoke(&self, lease: Lease) -> Result<(), EtcdError> {
+        self.client.lease_client().revoke(lease.id).await?;
+        Ok(())
+    }
+
+    /// Puts `value` under `<prefix><key>`, attached to `lease`.
+    pub async fn put_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Lease,
+    ) -> Result<(), EtcdError> {
+        let key = format!("{}{key}", self.prefix);
+        retry_unsent(|| {
+            let mut kv = self.client.kv_client();
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                kv.put(key, value, Some(PutOptions::new().with_lease(lease.id)))
+                    .await
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes `<prefix><key>`.
+    pub async fn delete_key(&self, key: &str) -> Result<(), EtcdError> {
+        self.client
+            .kv_client()
+            .delete(format!("{}{key}", self.prefix), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Every key under `<prefix><sub>` with its value (the sub-prefix stripped).
+    pub async fn list_under(&self, sub: &str) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
+        let p = format!("{}{sub}", self.prefix);
+        let resp = retry_unsent(|| {
+            let mut kv = self.client.kv_client();
+            let p = p.clone();
+            async move { kv.get(p, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let k = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&p)?;
+                Some((k.to_string(), kv.value().to_vec()))
+            })
+            .collect())
+    }
+}
+
+/// A lease of this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    id: i64,
+}
+
+fn compare(key: &str, expect: Expect) -> Vec<Compare> {
+    match expect {
+        Expect::Any => vec![],
+        Expect::Revision(r) => vec![Compare::mod_revision(key, CompareOp::Equal, r as i64)],
+        Expect::Exists => vec![Compare::version(key, CompareOp::Greater, 0)],
+        Expect::Absent => vec![Compare::version(key, CompareOp::Equal, 0)],
+    }
+}
+
+/// The end of the range of keys that start with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// How often an idle watch asks etcd where it stands, and how long it waits for any
+/// answer before it gives the watch up as broken (a black-holed member keeps the
+/// connection open and says nothing).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+const SILENCE_LIMIT: Duration = Duration::from_secs(3);
+
+/// An open watch on the NameService keys.
+pub struct Watch {
+    stream: etcd_client::WatchStream,
+    etcd: Etcd,
+}
+
+impl Watch {
+    /// The next batch of events; progress notifications come as empty batches (one
+    /// at least every [`PROGRESS_EVERY`] while nothing changes).
+    pub async fn next(&mut self) -> Result<WatchBatch, EtcdError> {
+        let mut answered = tokio::time::Instant::now();
+        let mut ask_at = answered + PROGRESS_EVERY;
+        loop {
+            let resp = tokio::select! {
+                m = self.stream.message() => {
+                    m?.ok_or_else(|| EtcdError::Unavailable("the watch stream ended".into()))?
+                }
+                _ = tokio::time::sleep_until(ask_at) => {
+                    if answered.elapsed() >= SILENCE_LIMIT {
+                        return Err(EtcdError::Unavailable(format!(
+                            "etcd answered nothing on the watch for {} s",
+                            SILENCE_LIMIT.as_secs()
+                        )));
+                    }
+                    self.stream.request_progress().await?;
+                    ask_at = tokio::time::Instant::now() + PROGRESS_EVERY;
+                    continue;
+                }
+            };
+            answered = tokio::time::Instant::now();
+            ask_at = answered + PROGRESS_EVERY;
+            if resp.compact_revision() > 0 {
+                return Err(EtcdError::Compacted(resp.compact_revision() as u64));
+            }
+            if resp.canceled() {
+                return Err(EtcdError::Unavailable(format!(
+                    "the watch was canceled: {}",
+                    resp.cancel_reason()
+                )));
+            }
+            if resp.created() && resp.events().is_empty() {
+                continue;
+            }
+            let revision = resp.header().map_or(0, |h| h.revision()) as u64;
+            let events = resp
+                .events()
+                .iter()
+                .filter_map(|e| {
+                    let kv = e.kv()?;
+                    match e.event_type() {
+                        EventType::Put => self.etcd.kv(kv).map(Event::Put),
+                        EventType::Delete => {
+                            let key = std::str::from_utf8(kv.key()).ok()?;
+                            let name = key.strip_prefix(&self.etcd.ns_prefix())?;
+                            Some(Event::Delete {
+                                name: name.to_string(),
+                                revision: kv.mod_revision() as u64,
+                            })
+                        }
+                    }
+                })
+                .collect();
+            return Ok(WatchBatch { events, revision });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"/gslb/"), b"/gslb0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+}

@@ -1,0 +1,574 @@
+//! Integration tests: several instances on one etcd registry (CONTRACT §6), with a
+//! real three-member etcd on loopback (tests/it/etcd.rs) and real faults.
+
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use serde_json::{Value, json};
+
+use crate::etcd::Etcd;
+use crate::harness::{Resp, Server, addrs, http_get, http_with, wait_until};
+
+const NS: &str = "/api/v1/nameservices";
+
+fn ns(name: &str, ip: &str) -> Value {
+    json!({"name": name, "policy": "RoundRobin",
+           "targets": [{"name": "dc1", "address": ip}]})
+}
+
+fn put(s: &Server, body: &Value, headers: &[&str]) -> Resp {
+    let name = body["name"].as_str().unwrap();
+    http_with(
+        s.api,
+        "PUT",
+        &format!("{NS}/{name}"),
+        Some(body.to_string().as_bytes()),
+        None,
+        headers,
+    )
+    .unwrap()
+}
+
+fn a(s: &Server, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = addrs(&s.udp(name, RecordType::A))
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn rcode(s: &Server, name: &str) -> ResponseCode {
+    s.udp(name, RecordType::A).metadata.response_code
+}
+
+/// Waits until every server answers `name` with `want` (empty: NXDOMAIN); returns
+/// the time it took.
+fn served_everywhere(servers: &[&Server], name: &str, want: &[&str], within: Duration) -> Duration {
+    let start = Instant::now();
+    let ok = wait_until_fast(within, || {
+        servers.iter().all(|s| {
+            if want.is_empty() {
+                rcode(s, name) == ResponseCode::NXDomain
+            } else {
+                a(s, name) == want
+            }
+        })
+    });
+    assert!(ok, "{name} not {want:?} everywhere within {within:?}");
+    start.elapsed()
+}
+
+/// Like `wait_until`, polling every 20 ms.
+fn wait_until_fast(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn metric(s: &Server, name: &str) -> f64 {
+    let body = http_get(s.api, "/metrics", None).unwrap().body;
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+fn fleet(etcd: &Etcd, names: &[&str]) -> Vec<Server> {
+    names
+        .iter()
+        .map(|n| Server::start_with(etcd.server_opts(n)))
+        .collect()
+}
+
+fn expect_503(r: &Resp) {
+    assert_eq!(r.status, 503, "{}", r.body);
+    let retry: u32 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    assert!(err.contains("etcd"), "{err}");
+}
+
+#[test]
+fn writes_on_one_instance_are_served_by_every_instance() {
+    let etcd = Etcd::start(3);
+    let servers = fleet(&etcd, &["dc1-a", "dc2-a", "dc3-a"]);
+    let all: Vec<&Server> = servers.iter().collect();
+    let (a1, b1) = (&servers[0], &servers[1]);
+
+    // PUT on one: read-your-writes there, everywhere else within 1 s.
+    let r = put(a1, &ns("app.gslb.example", "192.0.2.10"), &[]);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(a(a1, "app.gslb.example"), ["192.0.2.10"]);
+    served_everywhere(
+        &all,
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
+    let etag = r.header("etag").unwrap().to_string();
+    // The same resource and revision everywhere.
+    for s in &servers {
+        let g = s.get(&format!("{NS}/app.gslb.example"));
+        assert_eq!(g.status, 200);
+        assert_eq!(g.header("etag").unwrap(), etag);
+    }
+    // The key holds the resource exactly as PUT stores it, without status.
+    let stored: Value = serde_json::from_str(
+        etcd.ctl(&[
+            "get",
+            "--print-value-only",
+            "/gslb/nameservices/app.gslb.example",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let mut spec = r.json();
+    spec.as_object_mut().unwrap().remove("status");
+    assert_eq!(stored, spec);
+
+    // A replacement made on another instance.
+    let r = put(b1, &ns("app.gslb.example", "192.0.2.11"), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    served_everywhere(
+        &all,
+        "app.gslb.example",
+        &["192.0.2.11"],
+        Duration::from_secs(1),
+    );
+
+    // DELETE on a third.
+    let r = servers[2].delete(&format!("{NS}/app.gslb.example"));
+    assert_eq!(r.status, 204, "{}", r.body);
+    served_everywhere(&all, "app.gslb.example", &[], Duration::from_secs(1));
+    assert_eq!(
+        servers[2].delete(&format!("{NS}/app.gslb.example")).status,
+        404
+    );
+
+    // Validation and placement are checked before anything reaches etcd.
+    let r = put(a1, &ns("app.other.example", "192.0.2.1"), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = put(a1, &ns("alias.gslb.example", "192.0.2.1"), &[]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        etcd.ctl(&["get", "--prefix", "--keys-only", "/gslb/nameservices/"])
+            .trim()
+            .is_empty()
+    );
+
+    // Racing writers with the same If-Match: one 200, one 412, on two instances.
+    let r = put(a1, &ns("race.gslb.example", "192.0.2.20"), &[]);
+    assert_eq!(r.status, 201);
+    let tag = r.header("etag").unwrap().to_string();
+    served_everywhere(
+        &all,
+        "race.gslb.example",
+        &["192.0.2.20"],
+        Duration::from_secs(1),
+    );
+    let if_match = format!("If-Match: {tag}");
+    let (ra, rb) = std::thread::scope(|sc| {
+        let ta = sc.spawn(|| put(a1, &ns("race.gslb.example", "192.0.2.21"), &[&if_match]));
+        let tb = sc.spawn(|| put(b1, &ns("race.gslb.example", "192.0.2.22"), &[&if_match]));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 412], "{} / {}", ra.body, rb.body);
+    let winner = if ra.status == 200 {
+        "192.0.2.21"
+    } else {
+        "192.0.2.22"
+    };
+    served_everywhere(&all, "race.gslb.example", &[winner], Duration::from_secs(1));
+    // If-None-Match: * on an existing name.
+    let r = put(
+        b1,
+        &ns("race.gslb.example", "192.0.2.23"),
+        &["If-None-Match: *"],
+    );
+    assert_eq!(r.status, 412, "{}", r.body);
+    // DELETE with a stale ETag.
+    let r = http_with(
+        b1.api,
+        "DELETE",
+        &format!("{NS}/race.gslb.example"),
+        None,
+        None,
+        &[&if_match],
+    )
+    .unwrap();
+    assert_eq!(r.status, 412, "{}", r.body);
+
+    // Every instance is listed, from its lease.
+    let items = a1.get("/api/v1/instances").json()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dc1-a", "dc2-a", "dc3-a"]);
+    assert_eq!(items.iter().filter(|i| i["self"] == true).count(), 1);
+    assert_eq!(items[0]["self"], true);
+
+    // A value written by hand that is not a valid NameService: skipped, logged,
+    // counted; it hides no other name and stops nothing.
+    etcd.ctl(&["put", "/gslb/nameservices/bad.gslb.example", "{not json"]);
+    etcd.ctl(&[
+        "put",
+        "/gslb/nameservices/race.gslb.example",
+        r#"{"name": "race.gslb.example", "policy": "Nope", "targets": []}"#,
+    ]);
+    eventually(|| metric(a1, "gslb_registry_skipped_values_total") >= 2.0);
+    // A valid name overwritten with an invalid value is not served (anywhere alike).
+    served_everywhere(&all, "race.gslb.example", &[], Duration::from_secs(1));
+    let r = put(a1, &ns("good.gslb.example", "192.0.2.30"), &[]);
+    assert_eq!(r.status, 201);
+    served_everywhere(
+        &all,
+        "good.gslb.example",
+        &["192.0.2.30"],
+        Duration::from_secs(1),
+    );
+    assert!(
+        a1.log_text()
+            .contains("invalid NameService value in etcd skipped")
+    );
+    // A restarted instance lists the bad keys again without stopping.
+    let mut servers = servers;
+    servers[2].kill9_and_restart();
+    assert_eq!(a(&servers[2], "good.gslb.example"), ["192.0.2.30"]);
+    assert_eq!(
+        rcode(&servers[2], "race.gslb.example"),
+        ResponseCode::NXDomain
+    );
+}
+
+fn eventually(f: impl FnMut() -> bool) {
+    assert!(wait_until(Duration::from_secs(5), f));
+}
+
+#[test]
+fn an_etcd_outage_keeps_dns_answering_and_refuses_writes() {
+    let mut etcd = Etcd::start(3);
+    let mut servers = fleet(&etcd, &["a", "b"]);
+    assert_eq!(
+        put(&servers[0], &ns("app.gslb.example", "192.0.2.10"), &[]).status,
+        201
+    );
+    served_everywhere(
+        &[&servers[0], &servers[1]],
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
+
+    let mut served = "192.0.2.10";
+    for outage in ["black hole", "crash"] {
+        match outage {
+            "black hole" => etcd.freeze_all(),
+            _ => etcd.crash_all(),
+        }
+        // Each instance notices within seconds...
+        for s in &servers {
+            assert!(
+                wait_until(Duration::from_secs(10), || metric(
+                    s,
+                    "gslb_registry_etcd_connected"
+                ) == 0.0),
+                "{outage}: still connected"
+            );
+        }
+        // ... DNS answers from the last registry throughout ...
+        for s in &servers {
+            assert_eq!(a(s, "app.gslb.example"), [served], "{outage}");
+        }
+        // ... and writes are refused within 10 s, changing nothing.
+        let t = Instant::now();
+        expect_503(&put(
+            &servers[0],
+            &ns("new.gslb.example", "192.0.2.99"),
+            &[],
+        ));
+        expect_503(&servers[1].delete(&format!("{NS}/app.gslb.example")));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert_eq!(servers[1].get("/healthz").status, 200);
+
+        // An instance restarted during the outage serves its local copy.
+        servers[1].kill9_and_restart();
+        assert_eq!(a(&servers[1], "app.gslb.example"), [served], "{outage}");
+        assert_eq!(
+            rcode(&servers[1], "new.gslb.example"),
+            ResponseCode::NXDomain
+        );
+
+        match outage {
+            "black hole" => etcd.thaw_all(),
+            _ => etcd.restart_all(),
+        }
+        etcd.wait_healthy(Duration::from_secs(30));
+        // Back within 5 s: writes work and reach every instance.
+        for s in &servers {
+            assert!(
+                wait_until(Duration::from_secs(5), || metric(
+                    s,
+                    "gslb_registry_etcd_connected"
+                ) == 1.0),
+                "{outage}: not back within 5 s"
+            );
+        }
+        let ip = if outage == "crash" {
+            "192.0.2.12"
+        } else {
+            "192.0.2.11"
+        };
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                put(&servers[1], &ns("app.gslb.example", ip), &[]).status == 200
+            }),
+            "{outage}: writes not back"
+        );
+        served_everywhere(
+            &[&servers[0], &servers[1]],
+            "app.gslb.example",
+            &[ip],
+            Duration::from_secs(1),
+        );
+        served = ip;
+        // Nothing refused during the outage was written.
+        assert_eq!(
+            rcode(&servers[0], "new.gslb.example"),
+            ResponseCode::NXDomain
+        );
+    }
+}
+
+#[test]
+fn an_instance_catches_up_after_etcd_compacted_what_it_missed() {
+    let mut etcd = Etcd::start(3);
+    // b talks to member 2 only, a to the others: freezing member 2 cuts b off while
+    // the cluster keeps its quorum.
+    let a1 = Server::start_with(etcd.server_opts_on("a", &[0, 1]));
+    let b1 = Server::start_with(etcd.server_opts_on("b", &[2]));
+    let (a1, b1) = (&a1, &b1);
+    for i in 0..5 {
+        assert_eq!(
+            put(a1, &ns(&format!("n{i}.gslb.example"), "192.0.2.1"), &[]).status,
+            201
+        );
+    }
+    served_everywhere(
+        &[a1, b1],
+        "n4.gslb.example",
+        &["192.0.2.1"],
+        Duration::from_secs(1),
+    );
+    let relists = metric(b1, "gslb_registry_relists_total");
+
+    // b misses changes, etcd compacts them away, b comes back. b is frozen too
+    // while its member catches up, so that it asks for history already compacted.
+    etcd.freeze(2);
+    assert!(wait_until(Duration::from_secs(10), || metric(
+        b1,
+        "gslb_registry_etcd_connected"
+    ) == 0.0));
+    crate::harness::unsafe_kill(b1.pid(), 19);
+    for i in 0..5 {
+        put(a1, &ns(&format!("n{i}.gslb.example"), "192.0.2.2"), &[]);
+    }
+    assert_eq!(a1.delete(&format!("{NS}/n0.gslb.example")).status, 204);
+    assert_eq!(
+        put(a1, &ns("late.gslb.example", "192.0.2.3"), &[]).status,
+        201
+    );
+    let compacted = etcd.compact();
+    etcd.thaw(2);
+    etcd.wait_compacted_on(2, compacted);
+    crate::harness::unsafe_kill(b1.pid(), 18);
+
+    served_everywhere(
+        &[b1],
+        "late.gslb.example",
+        &["192.0.2.3"],
+        Duration::from_secs(5),
+    );
+    served_everywhere(&[b1], "n0.gslb.example", &[], Duration::from_secs(1));
+    for i in 1..5 {
+        assert_eq!(a(b1, &format!("n{i}.gslb.example")), ["192.0.2.2"]);
+    }
+    assert!(metric(b1, "gslb_registry_relists_total") > relists);
+}
+
+#[test]
+fn one_member_of_three_down_changes_nothing() {
+    let mut etcd = Etcd::start(3);
+    let servers = fleet(&etcd, &["a", "b"]);
+    etcd.crash(0);
+    // A new leader may take an election; then writes go on as before.
+    assert!(wait_until(Duration::from_secs(10), || {
+        put(&servers[0], &ns("app.gslb.example", "192.0.2.10"), &[]).status == 201
+    }));
+    served_everywhere(
+        &[&servers[0], &servers[1]],
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
+    for i in 0..5 {
+        let r = put(
+            &servers[1],
+            &ns("app.gslb.example", &format!("192.0.2.{}", 20 + i)),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    served_everywhere(
+        &[&servers[0], &servers[1]],
+        "app.gslb.example",
+        &["192.0.2.24"],
+        Duration::from_secs(1),
+    );
+    etcd.restart(0);
+    etcd.wait_healthy(Duration::from_secs(30));
+}
+
+#[test]
+fn an_instance_that_never_loaded_a_registry_answers_servfail() {
+    let mut etcd = Etcd::start(3);
+    let first = Server::start_with(etcd.server_opts("a"));
+    assert_eq!(
+        put(&first, &ns("app.gslb.example", "192.0.2.10"), &[]).status,
+        201
+    );
+    etcd.freeze_all();
+
+    let mut fresh = Server::start_unready(etcd.server_opts("fresh"));
+    // Not ready, and it says so for as long as etcd is away.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(wait_until(Duration::from_secs(10), || {
+        http_get(fresh.api, "/healthz", None).is_ok_and(|r| r.status == 503)
+    }));
+    // Static records are served; every other name of its zones is SERVFAIL.
+    assert_eq!(a(&fresh, "www.gslb.example"), ["192.0.2.80"]);
+    assert_eq!(rcode(&fresh, "app.gslb.example"), ResponseCode::ServFail);
+    assert_eq!(
+        rcode(&fresh, "nothing-here.gslb.example"),
+        ResponseCode::ServFail
+    );
+    assert_eq!(rcode(&fresh, "example.org"), ResponseCode::Refused);
+
+    etcd.thaw_all();
+    fresh.wait_ready();
+    assert_eq!(a(&fresh, "app.gslb.example"), ["192.0.2.10"]);
+    assert_eq!(
+        rcode(&fresh, "nothing-here.gslb.example"),
+        ResponseCode::NXDomain
+    );
+    // From now on it has a local copy: restarted with etcd away, it serves it.
+    etcd.freeze_all();
+    fresh.kill9();
+    fresh.restart_same_data();
+    assert_eq!(a(&fresh, "app.gslb.example"), ["192.0.2.10"]);
+    etcd.thaw_all();
+}
+
+#[test]
+fn a_standalone_store_is_not_opened_as_an_etcd_local_copy() {
+    let etcd = Etcd::start(1);
+    let mut standalone = Server::start();
+    standalone.put_ns(&ns("app.gslb.example", "192.0.2.10"));
+    assert_eq!(standalone.terminate(), Some(0));
+    // The same data dir with the etcd backend: refused, pointing to the procedure.
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "serve",
+            "--etcd-endpoint",
+            &etcd.endpoints[0],
+            "--zones-dir",
+        ])
+        .arg(&standalone.opts.zones_dir)
+        .arg("--data-dir")
+        .arg(&standalone.data)
+        .args(["--dns-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("standalone (sled) registry of 1 NameServices")
+            && err.contains("docs/fleet.md"),
+        "{err}"
+    );
+}
+
+/// The procedure docs/fleet.md gives to move a standalone instance's NameServices
+/// into etcd, run as written.
+#[test]
+fn the_documented_move_into_etcd_works() {
+    let etcd = Etcd::start(1);
+    let standalone = Server::start();
+    for (n, ip) in [
+        ("app", "192.0.2.10"),
+        ("api", "192.0.2.11"),
+        ("web", "2001:db8::1"),
+    ] {
+        standalone.put_ns(&ns(&format!("{n}.gslb.example"), ip));
+    }
+    let target = Server::start_with(etcd.server_opts("dc1-a"));
+    let doc =
+        std::fs::read_to_string(std::path::Path::new(crate::harness::REPO).join("docs/fleet.md"))
+            .unwrap();
+    let script = doc
+        .split("<!-- move-into-etcd -->")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("docs/fleet.md has the procedure in a sh block after <!-- move-into-etcd -->");
+    let out = std::process::Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(script)
+        .env("OLD", format!("http://{}", standalone.api))
+        .env("NEW", format!("http://{}", target.api))
+        .env_remove("TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let old = standalone.get(NS).json()["items"].clone();
+    let new = target.get(NS).json()["items"].clone();
+    let strip = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let mut i = i.clone();
+                i.as_object_mut().unwrap().remove("status");
+                i
+            })
+            .collect()
+    };
+    assert_eq!(strip(&old), strip(&new));
+    assert_eq!(strip(&new).len(), 3);
+    assert_eq!(a(&target, "app.gslb.example"), ["192.0.2.10"]);
+}
