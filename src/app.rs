@@ -132,13 +132,12 @@ async fn open_etcd(
     let etcd = crate::store::etcd::Etcd::connect(&config.registry)
         .await
         .with_context(|| format!("etcd at {}", config.registry.endpoints.join(", ")))?;
-    Ok(Some(Arc::new(crate::registry::etcd::EtcdSide {
+    Ok(Some(Arc::new(crate::registry::etcd::EtcdSide::new(
         etcd,
-        state: Default::default(),
-        instance: config.instance.clone(),
-        lease_ttl: config.registry.lease_ttl_seconds,
-        prefix: config.registry.prefix.clone(),
-    })))
+        &config.instance,
+        config.registry.lease_ttl_seconds,
+        &config.registry.prefix,
+    ))))
 }
 
 /// `gslb serve`: runs until SIGTERM or SIGINT.

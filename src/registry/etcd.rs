@@ -32,7 +32,7 @@ use tokio::sync::{oneshot, watch};
 use super::commit::{Incoming, Request};
 use super::{InstanceInfo, Precondition, RegistryError, Tags};
 use crate::model::NameService;
-use crate::store::etcd::{Etcd, EtcdError, Event, Expect, Kv, Written};
+use crate::store::etcd::{Etcd, EtcdError, Event, Expect, Kv, Lease, Written};
 use crate::store::{Origin, Store};
 
 /// The longest wait between two attempts to reach etcd: with a list taking at most
@@ -67,6 +67,22 @@ pub struct EtcdSide {
     pub instance: String,
     pub lease_ttl: u32,
     pub prefix: String,
+    /// This instance's current lease (set by the presence task).
+    pub lease: watch::Sender<Option<Lease>>,
+}
+
+impl EtcdSide {
+    /// The etcd side of instance `instance` on `etcd`.
+    pub fn new(etcd: Etcd, instance: &str, lease_ttl: u32, prefix: &str) -> Self {
+        Self {
+            etcd,
+            state: Default::default(),
+            instance: instance.to_string(),
+            lease_ttl,
+            prefix: prefix.to_string(),
+            lease: watch::channel(None).0,
+        }
+    }
 }
 
 fn unavailable(e: &EtcdError) -> RegistryError {
@@ -489,12 +505,20 @@ pub(super) async fn presence(
     };
     let mut lease = None;
     loop {
+        // A lease not renewed for longer than its time to live is gone (or about to
+        // be): take a new one at once instead of asking about the old one.
+        let renewed = side.state.lease_renewed_ms.load(Ordering::Acquire);
+        if crate::timefmt::now_unix_ms().saturating_sub(renewed) > u64::from(side.lease_ttl) * 1000
+        {
+            lease = None;
+        }
         let step = async {
             let l = match lease {
                 Some(l) if side.etcd.keep_alive(l).await? => l,
                 _ => {
                     let l = side.etcd.grant(side.lease_ttl).await?;
                     lease = Some(l);
+                    side.lease.send_replace(Some(l));
                     l
                 }
             };

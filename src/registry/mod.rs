@@ -15,6 +15,7 @@
 
 mod commit;
 pub mod etcd;
+pub mod fleet;
 mod status;
 
 use std::collections::HashMap;
@@ -203,6 +204,8 @@ pub struct Registry {
     commits: etcd::Commits,
     /// The etcd side, with the etcd backend.
     etcd: Option<Arc<etcd::EtcdSide>>,
+    /// The fleet layer, with the etcd backend.
+    fleet: Option<Arc<fleet::Fleet>>,
     /// `[health] deny` (also the committer's), for writes checked before etcd.
     deny: Arc<[IpNet]>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -297,6 +300,7 @@ impl Registry {
             snapshot,
             health,
             commits: Arc::new(Mutex::new(Some(tx))),
+            fleet: etcd.as_ref().map(|s| fleet::Fleet::new(s.clone())),
             etcd,
             deny: deny.into(),
             committer: Some(committer),
@@ -551,7 +555,8 @@ impl Registry {
         let Some(side) = &self.etcd else {
             return Vec::new();
         };
-        vec![
+        let mut tasks = self.fleet.as_ref().map_or_else(Vec::new, |f| f.start(stop));
+        tasks.extend([
             tokio::spawn(etcd::replicate(
                 side.clone(),
                 self.commits.clone(),
@@ -563,7 +568,14 @@ impl Registry {
                 self.revision.clone(),
                 stop.clone(),
             )),
-        ]
+        ]);
+        tasks
+    }
+
+    /// The fleet layer (observations shared through etcd), with the etcd backend;
+    /// `None` with the embedded store (the instance alone).
+    pub fn fleet(&self) -> Option<Arc<fleet::Fleet>> {
+        self.fleet.clone()
     }
 
     /// Waits until a registry is loaded or `timeout` passes; returns whether it is.

@@ -198,17 +198,14 @@ impl Etcd {
         })
     }
 
-    fn ns_prefix(&self) -> String {
-        format!("{}nameservices/", self.prefix)
-    }
-
     fn ns_key(&self, name: &str) -> String {
         format!("{}nameservices/{name}", self.prefix)
     }
 
-    fn kv(&self, kv: &etcd_client::KeyValue) -> Option<Kv> {
+    /// `kv` with its key stripped of `strip` (the watched or listed prefix).
+    fn kv(kv: &etcd_client::KeyValue, strip: &str) -> Option<Kv> {
         let key = std::str::from_utf8(kv.key()).ok()?;
-        let name = key.strip_prefix(&self.ns_prefix())?;
+        let name = key.strip_prefix(strip)?;
         Some(Kv {
             name: name.to_string(),
             value: kv.value().to_vec(),
@@ -218,7 +215,13 @@ impl Etcd {
 
     /// Every NameService key, read page by page at the revision of the first page.
     pub async fn list(&self) -> Result<Listing, EtcdError> {
-        let prefix = self.ns_prefix();
+        self.list_under_at("nameservices/").await
+    }
+
+    /// Every key under `<prefix><sub>` (names relative to it), read page by page at
+    /// the revision of the first page.
+    pub async fn list_under_at(&self, sub: &str) -> Result<Listing, EtcdError> {
+        let prefix = format!("{}{sub}", self.prefix);
         let end = prefix_end(prefix.as_bytes());
         let kv = self.client.kv_client();
         let mut items = Vec::new();
@@ -247,7 +250,7 @@ impl Etcd {
             }
             let kvs = resp.kvs();
             for k in kvs {
-                match self.kv(k) {
+                match Self::kv(k, &prefix) {
                     Some(item) => items.push(item),
                     None => {
                         tracing::warn!(key = %String::from_utf8_lossy(k.key()), "etcd key under the NameService prefix is not UTF-8; skipped")
@@ -270,7 +273,13 @@ impl Etcd {
 
     /// Watches the NameService keys from `start` (inclusive).
     pub async fn watch(&self, start: u64) -> Result<Watch, EtcdError> {
-        let prefix = self.ns_prefix();
+        self.watch_under("nameservices/", start).await
+    }
+
+    /// Watches the keys under `<prefix><sub>` from `start` (inclusive); events name
+    /// keys relative to it.
+    pub async fn watch_under(&self, sub: &str, start: u64) -> Result<Watch, EtcdError> {
+        let prefix = format!("{}{sub}", self.prefix);
         let opts = WatchOptions::new()
             .with_prefix()
             .with_start_revision(start as i64)
@@ -281,10 +290,7 @@ impl Etcd {
             async move { client.watch(prefix, Some(opts)).await }
         })
         .await?;
-        Ok(Watch {
-            stream,
-            etcd: self.clone(),
-        })
+        Ok(Watch { stream, prefix })
     }
 
     /// Puts `value` under `name` if `expect` holds. Without an expectation, a value
@@ -494,10 +500,11 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 
-/// An open watch on the NameService keys.
+/// An open watch on the keys under one prefix.
 pub struct Watch {
     stream: etcd_client::WatchStream,
-    etcd: Etcd,
+    /// The watched prefix, stripped from the keys of the events.
+    prefix: String,
 }
 
 impl Watch {
@@ -544,10 +551,10 @@ impl Watch {
                 .filter_map(|e| {
                     let kv = e.kv()?;
                     match e.event_type() {
-                        EventType::Put => self.etcd.kv(kv).map(Event::Put),
+                        EventType::Put => Etcd::kv(kv, &self.prefix).map(Event::Put),
                         EventType::Delete => {
                             let key = std::str::from_utf8(kv.key()).ok()?;
-                            let name = key.strip_prefix(&self.etcd.ns_prefix())?;
+                            let name = key.strip_prefix(&self.prefix)?;
                             Some(Event::Delete {
                                 name: name.to_string(),
                                 revision: kv.mod_revision() as u64,

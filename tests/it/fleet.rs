@@ -572,3 +572,114 @@ fn the_documented_move_into_etcd_works() {
     assert_eq!(strip(&new).len(), 3);
     assert_eq!(a(&target, "app.gslb.example"), ["192.0.2.10"]);
 }
+
+/// The fleet layer HEALTH builds the quorum on: observations published under a
+/// lease, seen by every instance, withdrawn when the lease runs out; live
+/// instances; the cut-off flag.
+#[test]
+fn observations_travel_through_etcd_and_die_with_their_lease() {
+    use gslb::health::{Health, HealthHub};
+    use gslb::registry::fleet::{Fleet, Observation};
+    use gslb::registry::{Registry, etcd::EtcdSide};
+    use std::sync::Arc;
+
+    let mut etcd = Etcd::start(3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = crate::harness::TempDir::new("fleet-lib");
+    let zones = Arc::new(
+        gslb::zone::ZoneSet::load_dir(&std::path::Path::new(crate::harness::REPO).join("zones"))
+            .unwrap(),
+    );
+    let mut config = gslb::config::Config::load(None, Default::default()).unwrap();
+    config.registry.endpoints = etcd.endpoints.clone();
+    config.registry.lease_ttl_seconds = 2;
+    let open = |name: &str| {
+        let store = Arc::new(gslb::store::SledStore::open(&tmp.path().join(name)).unwrap());
+        let conn = rt
+            .block_on(gslb::store::etcd::Etcd::connect(&config.registry))
+            .unwrap();
+        let side = Arc::new(EtcdSide::new(conn, name, 2, "/gslb/"));
+        Registry::open_with(
+            name,
+            store,
+            zones.clone(),
+            Arc::new(Default::default()),
+            Arc::new(HealthHub::new()),
+            Vec::new(),
+            Some(side),
+        )
+        .unwrap()
+    };
+    let (a, b) = (open("a"), open("b"));
+    let (stop_a, rx_a) = tokio::sync::watch::channel(false);
+    let (_stop_b, rx_b) = tokio::sync::watch::channel(false);
+    let tasks_a = rt.block_on(async { a.start_etcd(&rx_a) });
+    let _tasks_b = rt.block_on(async { b.start_etcd(&rx_b) });
+    let (fa, fb): (Arc<Fleet>, Arc<Fleet>) = (a.fleet().unwrap(), b.fleet().unwrap());
+    assert_eq!(fa.instance(), "a");
+
+    let (now, mut events) = fb.subscribe();
+    assert!(now.is_empty());
+    let healthy = Observation {
+        health: Health::Healthy,
+        last_probe_time: Some(1_800_000_000),
+    };
+    let next = |events: &mut tokio::sync::broadcast::Receiver<_>| {
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+        })
+    };
+    // Published on a, seen on b.
+    fa.publish_observation("tcp|192.0.2.1|443", Some(healthy));
+    let e: gslb::registry::fleet::ObservationEvent = next(&mut events);
+    assert_eq!((&*e.endpoint, &*e.instance), ("tcp|192.0.2.1|443", "a"));
+    assert_eq!(e.observation, Some(healthy));
+    // Coalesced: only the last of a burst needs to arrive, and it does.
+    for h in [Health::Unhealthy, Health::Healthy, Health::Unhealthy] {
+        fa.publish_observation(
+            "tcp|192.0.2.1|443",
+            Some(Observation {
+                health: h,
+                last_probe_time: None,
+            }),
+        );
+    }
+    assert!(wait_until(Duration::from_secs(5), || {
+        let (now, _) = fb.subscribe();
+        now.iter()
+            .any(|e| e.observation.is_some_and(|o| o.health == Health::Unhealthy))
+    }));
+    // Withdrawn.
+    while events.try_recv().is_ok() {}
+    fa.publish_observation("tcp|192.0.2.1|443", None);
+    assert_eq!(next(&mut events).observation, None);
+    assert!(wait_until(Duration::from_secs(5), || fb.live_instances() == ["a", "b"]));
+
+    // a dies without a word (its tasks stop, the lease is not revoked in time):
+    // its observations go with its lease.
+    fa.publish_observation("tcp|192.0.2.2|443", Some(healthy));
+    assert_eq!(next(&mut events).observation, Some(healthy));
+    for t in &tasks_a {
+        t.abort();
+    }
+    drop(stop_a);
+    let gone = next(&mut events);
+    assert_eq!((&*gone.instance, gone.observation), ("a", None));
+    assert!(wait_until(Duration::from_secs(10), || fb.live_instances() == ["b"]));
+
+    // Cut off: b's lease cannot be renewed while etcd is away.
+    let cut = fb.cut_off();
+    assert!(!*cut.borrow());
+    etcd.freeze_all();
+    assert!(wait_until(Duration::from_secs(10), || *cut.borrow()));
+    etcd.thaw_all();
+    assert!(wait_until(Duration::from_secs(20), || !*cut.borrow()));
+    drop(rt);
+}
