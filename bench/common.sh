@@ -33,6 +33,19 @@ build_gslb() {
     echo "${CARGO_TARGET_DIR:-$BENCH_ROOT/target}/release/gslb"
 }
 
+# gslb without per-target answer counting (for the `count` workload of dns.sh), in
+# its own target directory so the main release build is not rebuilt each time.
+build_gslb_nocount() {
+    if [[ -n "${GSLB_NOCOUNT_BIN:-}" ]]; then
+        echo "$GSLB_NOCOUNT_BIN"
+        return
+    fi
+    local dir="${CARGO_TARGET_DIR:-$BENCH_ROOT/target}-nocount"
+    (cd "$BENCH_ROOT" && cargo build --release --bin gslb --features bench-no-answer-counts \
+        --target-dir "$dir" --quiet >&2)
+    echo "$dir/release/gslb"
+}
+
 # Every process the Python side starts is appended to $WORK/pids as "pid starttime";
 # stop exactly those (a reused pid has another start time), TERM then KILL.
 ours() {

@@ -5,6 +5,8 @@
 #   QUICK=1 bench/dns.sh         smoke run (~2-3 min): 1 round x 3 s, 20,000-name big set
 #   PEERS_ONLY=1 bench/dns.sh    knotd and gdnsd only (no gslb build)
 #   GSLB_BIN=path bench/dns.sh   use an existing gslb binary instead of cargo build --release
+#   GSLB_NOCOUNT_BIN=path        the same for the build without answer counting (workload
+#                                `count`); NO_COUNT_BUILD=1 skips that build and workload
 #   BENCH_WORK=dir               work directory (default /var/tmp/gslb-bench/dns)
 #   bench/dns.sh --rounds 5 ...  extra flags go to bench/lib/dnsbench.py (see --help)
 #
@@ -24,6 +26,9 @@ if [[ -n "${PEERS_ONLY:-}" ]]; then
     args+=(--peers-only)
 else
     args+=(--gslb "$(build_gslb)")
+    if [[ -z "${NO_COUNT_BUILD:-}" ]]; then
+        args+=(--gslb-nocount "$(build_gslb_nocount)")
+    fi
 fi
 
 stop_recorded "$WORK"

@@ -319,9 +319,11 @@ pub async fn run(
         "gslb serving"
     );
     let trimmer = tokio::spawn(return_freed_memory());
+    let expiry = tokio::spawn(expire_overrides(registry.clone(), events.clone()));
 
     shutdown.await;
     trimmer.abort();
+    expiry.abort();
     ready.store(false, Ordering::SeqCst);
     let _ = stop_tx.send(true);
     let api_result = api_task.await;
@@ -340,6 +342,43 @@ pub async fn run(
     }
     tracing::info!("gslb stopped");
     Ok(())
+}
+
+/// Removes overrides whose time is up, once a second, and records each in the event
+/// log. The answer path stops applying an override at its expiry by itself (it
+/// compares the expiry with the query's clock); this takes it out of the store,
+/// the status and explain, through the registry's one apply path.
+async fn expire_overrides(registry: Arc<Registry>, events: Arc<EventLog>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match registry
+            .expire_overrides(crate::timefmt::now_unix_ms())
+            .await
+        {
+            Ok(expired) => {
+                for (name, target, o) in expired {
+                    tracing::info!(nameservice = %name, target = %target, state = o.state.as_str(), "override expired");
+                    events.record(
+                        crate::events::NewEvent::new(
+                            crate::events::EventKind::OverrideExpired,
+                            format!(
+                                "{} expired after {} s (was: {})",
+                                o.state.as_str(),
+                                o.ttl_seconds,
+                                o.reason
+                            ),
+                        )
+                        .nameservice(&*name)
+                        .target(&target),
+                    );
+                }
+            }
+            // Logged where it failed (the store); tried again next second.
+            Err(e) => tracing::debug!(error = %e, "expiring overrides failed; retrying"),
+        }
+    }
 }
 
 /// Hands heap memory that is free again back to the OS: once after startup (the

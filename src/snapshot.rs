@@ -177,8 +177,7 @@ pub struct ServiceEntry {
     pub policy: Policy,
     pub all_down: AllDown,
     pub panic_threshold_percent: u32,
-    /// `slowStartSeconds` in milliseconds; 0 = off.
-    pub slow_start_ms: u64,
+    pub slow_start: crate::policy::SlowStart,
     pub stickiness: Stickiness,
     pub v4: Vec<TargetEntry>,
     pub v6: Vec<TargetEntry>,
@@ -192,6 +191,10 @@ pub struct ServiceEntry {
     pub rotation: AtomicUsize,
     /// Answers per target, carried over from the previous compilation.
     pub answers: Arc<AnswerCounts>,
+    /// The overrides compiled into the targets, as stored (reason, expiry, author),
+    /// for status and explain. Expired ones stay until the control plane removes
+    /// them; the answer path ignores them from their expiry on.
+    pub overrides: Option<Arc<TargetOverrides>>,
     /// The registry revision of the change that wrote this resource (its ETag); set
     /// by the registry after compiling.
     pub revision: u64,
@@ -203,7 +206,7 @@ impl ServiceEntry {
     /// shared health cell of an endpoint (the health module owns them).
     pub fn compile(
         spec: Arc<NameService>,
-        overrides: Option<&TargetOverrides>,
+        overrides: Option<&Arc<TargetOverrides>>,
         previous: Option<&ServiceEntry>,
         mut cell: impl FnMut(&crate::model::Endpoint) -> Arc<HealthCell>,
     ) -> Self {
@@ -276,7 +279,7 @@ impl ServiceEntry {
             policy: spec.policy,
             all_down: spec.all_down,
             panic_threshold_percent: spec.panic_threshold_percent,
-            slow_start_ms: u64::from(spec.slow_start_seconds) * 1000,
+            slow_start: crate::policy::SlowStart::new(spec.slow_start_seconds),
             stickiness: spec.stickiness,
             v4,
             v6,
@@ -285,6 +288,7 @@ impl ServiceEntry {
             distribute,
             rotation: AtomicUsize::new(0),
             answers,
+            overrides: overrides.filter(|o| !o.is_empty()).cloned(),
             revision: 0,
             spec,
         }

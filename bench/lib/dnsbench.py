@@ -94,7 +94,10 @@ class Bench:
 
     # ------------------------------------------------------------ gslb
 
-    def start_gslb(self, s, policy, topo, extra=""):
+    def start_gslb(self, s, policy, topo, extra="", steer=None, binary=None):
+        """`extra`: config lines; `steer`: service fields merged into every NameService
+        (stickiness, slow start, ...); `binary`: another gslb build (the one without
+        answer counting)."""
         d = os.path.join(self.work, s.label)
         zones = os.path.join(d, "zones")
         data = os.path.join(d, "data")
@@ -107,7 +110,7 @@ class Bench:
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
         env.pop("GSLB_API_TOKEN", None)
         s.proc = self.procs.start(
-            [self.a.gslb, "serve", "--config", conf, "--dns-listen", f"{s.addr}:{DNS_PORT}",
+            [binary or self.a.gslb, "serve", "--config", conf, "--dns-listen", f"{s.addr}:{DNS_PORT}",
              "--api-listen", f"{s.addr}:{API_PORT}", "--data-dir", data, "--zones-dir", zones],
             os.path.join(d, "server.log"), cpu=common.SERVER_CPU, env=env)
         api = common.Api(s.addr, API_PORT)
@@ -118,7 +121,7 @@ class Bench:
             if time.monotonic() > deadline:
                 raise RuntimeError("gslb /healthz not 200 after 30 s")
             time.sleep(0.1)
-        docs = (gen.nameservice(i, policy) for i in range(s.n))
+        docs = (dict(gen.nameservice(i, policy), **(steer or {})) for i in range(s.n))
         limit = time.monotonic() + self.a.put_deadline
         done, secs, _ = common.put_parallel(api, docs, clients=16, deadline=limit)
         self.say(f"  {s.label}: registered {done} NameServices in {secs:.1f} s "
@@ -344,6 +347,31 @@ class Bench:
                 g += [mk(f"gslb-roundrobin-{big // 1000}k", "gslb", big, "all3", qbig,
                          self.start_gslb, "RoundRobin", False)]
             groups.append((f"{big:,} names, health checks every 5 s (RoundRobin)", "big", g))
+        if use_gslb:
+            # Steering on the answer path: Ratio with stickiness (a rendezvous hash of
+            # each query's ECS /24) and every target within its slow-start ramp (an
+            # hour long, started when the targets turned Healthy at registration),
+            # against plain Ratio on the same ECS queries. Goal: within 3%.
+            steer = {"stickiness": "ClientSubnet", "slowStartSeconds": 3600}
+            g = [mk("knotd-ecs", "knot", 1000, "all3", qecs, self.start_knot, True),
+                 mk("gslb-ratio-ecs", "gslb", 1000, "one", qecs, self.start_gslb, "Ratio", False),
+                 mk("gslb-ratio-sticky-slowstart", "gslb", 1000, "one", qecs, self.start_gslb,
+                    "Ratio", False, "", steer)]
+            groups.append(("1,000 names, Ratio with stickiness and slow start vs plain Ratio, "
+                           "ECS queries", "steer", g))
+        if use_gslb and a.gslb_nocount:
+            # What counting answers per target costs: the same build without it
+            # (feature bench-no-answer-counts). RoundRobin counts 3 targets per answer,
+            # Ratio 1. Goal: at most 2%.
+            nc = a.gslb_nocount
+            g = [mk("knotd", "knot", 1000, "all3", q1k, self.start_knot, False),
+                 mk("gslb-roundrobin", "gslb", 1000, "all3", q1k, self.start_gslb, "RoundRobin", False),
+                 mk("gslb-roundrobin-nocount", "gslb", 1000, "all3", q1k, self.start_gslb,
+                    "RoundRobin", False, "", None, nc),
+                 mk("gslb-ratio", "gslb", 1000, "one", q1k, self.start_gslb, "Ratio", False),
+                 mk("gslb-ratio-nocount", "gslb", 1000, "one", q1k, self.start_gslb,
+                    "Ratio", False, "", None, nc)]
+            groups.append(("1,000 names, answer counting on and off (RoundRobin / Ratio)", "count", g))
         return groups
 
     def run(self):
@@ -436,6 +464,9 @@ def render(results, info, a):
         if key == "features":
             goals += feature_lines(servers)
             continue
+        if key in RELATIVE_GOALS:
+            goals += relative_goal_lines(servers, RELATIVE_GOALS[key])
+            continue
         for s in servers:
             if s.kind != "gslb":
                 continue
@@ -472,6 +503,29 @@ def goal_lines(s, knot, key):
     return lines
 
 
+# Workloads whose goals compare two gslb configurations in the same run:
+# (server, baseline, largest allowed q/CPU-s loss).
+RELATIVE_GOALS = {
+    "steer": [("gslb-ratio-sticky-slowstart", "gslb-ratio-ecs", 0.03)],
+    "count": [("gslb-roundrobin", "gslb-roundrobin-nocount", 0.02),
+              ("gslb-ratio", "gslb-ratio-nocount", 0.02)],
+}
+
+
+def relative_goal_lines(servers, pairs):
+    by = {s.label: summarize(s) for s in servers}
+    lines = []
+    for label, base, loss in pairs:
+        m, b = by.get(label), by.get(base)
+        goal = f"{label} q/CPU-s within {loss:.0%} of {base}"
+        if not m or not b or not b["qcpu"]:
+            lines.append(f"{goal}: not measured — unmet")
+            continue
+        r = m["qcpu"] / b["qcpu"]
+        lines.append(verdict(goal, r >= 1 - loss, f"{r:.3f}x ({(r - 1) * 100:+.1f}%)"))
+    return lines
+
+
 def feature_lines(servers):
     """The features workload: each feature's cost as a ratio of q/CPU-s in the same run."""
     by = {s.label: summarize(s) for s in servers}
@@ -503,13 +557,16 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--work", required=True)
     p.add_argument("--gslb", help="gslb binary (release build)")
+    p.add_argument("--gslb-nocount", help="gslb built with --features bench-no-answer-counts "
+                   "(enables the `count` workload)")
     p.add_argument("--peers-only", action="store_true", help="measure knotd and gdnsd only")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--lat-seconds", type=int, default=4)
     p.add_argument("--idle-seconds", type=int, default=5, help="idle CPU sample (health checks only)")
     p.add_argument("--big-names", type=int, default=100_000, help="0 skips the big workload")
-    p.add_argument("--groups", help="comma list of workloads to run: 1k,ecs,big (default all)")
+    p.add_argument("--groups", help="comma list of workloads to run: 1k,ecs,big,steer,count "
+                   "(default all)")
     p.add_argument("--only", help="comma list of server label prefixes, e.g. knotd,gslb-ratio")
     p.add_argument("--put-deadline", type=int, default=240,
                    help="seconds allowed for registering one server's NameServices")

@@ -114,7 +114,10 @@ impl From<ValidationError> for ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match &e {
-            RegistryError::NotFound(_) => Self::not_found(e.to_string()),
+            RegistryError::NotFound(_)
+            | RegistryError::NoSuchTarget { .. }
+            | RegistryError::NoOverride { .. } => Self::not_found(e.to_string()),
+            RegistryError::UnsafeDrain(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             RegistryError::OutsideZones { .. } => Self::invalid("name", e.to_string()),
             RegistryError::Collision { .. } => {
                 Self::new(StatusCode::CONFLICT, e.to_string()).with_field("name")

@@ -112,7 +112,13 @@ pub async fn explain(
         v6,
         now_ms: crate::timefmt::now_unix_ms(),
     };
-    Ok(Json(run(entry, &snap.topology, &q, None, |_| None)))
+    Ok(Json(run(
+        entry,
+        &snap.topology,
+        &q,
+        entry.overrides.as_deref(),
+        |_| None,
+    )))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod instances;
 pub mod limits;
 mod nameservices;
 mod ops;
+pub mod overrides;
 mod query;
 mod ui;
 
@@ -43,6 +44,7 @@ use crate::registry::Registry;
 pub const ROUTE_NAMESERVICES: &str = "/api/v1/nameservices";
 pub const ROUTE_NAMESERVICE: &str = "/api/v1/nameservices/{name}";
 pub const ROUTE_EXPLAIN: &str = "/api/v1/nameservices/{name}/explain";
+pub const ROUTE_OVERRIDE: &str = "/api/v1/nameservices/{name}/targets/{target}/override";
 pub const ROUTE_INSTANCES: &str = "/api/v1/instances";
 pub const ROUTE_EVENTS: &str = "/api/v1/events";
 pub const ROUTE_UI_ROOT: &str = "/ui";
@@ -51,10 +53,11 @@ pub const ROUTE_UI_ASSET: &str = "/ui/{asset}";
 pub const ROUTE_HEALTHZ: &str = "/healthz";
 pub const ROUTE_METRICS: &str = "/metrics";
 /// Every route template the API serves (docs and tests check api/openapi.yaml against it).
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 11] = [
     ROUTE_NAMESERVICES,
     ROUTE_NAMESERVICE,
     ROUTE_EXPLAIN,
+    ROUTE_OVERRIDE,
     ROUTE_INSTANCES,
     ROUTE_EVENTS,
     ROUTE_HEALTHZ,
@@ -132,6 +135,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(nameservices::delete),
         )
         .route(ROUTE_EXPLAIN, get(explain::explain))
+        .route(
+            ROUTE_OVERRIDE,
+            axum::routing::put(overrides::put).delete(overrides::delete),
+        )
         .route(ROUTE_INSTANCES, get(instances::list))
         .route(ROUTE_EVENTS, get(events::list))
         .route(ROUTE_UI_ROOT, get(ui::redirect))

@@ -448,7 +448,7 @@ pub fn explain(
                 SlowStartView {
                     factor: round4(f64::from(f) / f64::from(FULL)),
                     healthy_since: rfc3339(since / 1000),
-                    remaining_seconds: (since + entry.slow_start_ms).saturating_sub(q.now_ms)
+                    remaining_seconds: (since + entry.slow_start.ms).saturating_sub(q.now_ms)
                         as f64
                         / 1000.0,
                 }

@@ -97,21 +97,35 @@ pub fn select(
     out: &mut Vec<IpAddr>,
 ) -> Selection {
     let sel = select_with(entry, v6, client, topology, now_ms, rng, &mut NoTrace, out);
-    let targets = entry.family(v6);
-    for i in Bits(sel.chosen) {
-        entry.answers.bump(targets[i].index);
+    // (The feature exists for bench/dns.sh alone: it measures what counting costs.)
+    if !cfg!(feature = "bench-no-answer-counts") {
+        let targets = entry.family(v6);
+        for i in Bits(sel.chosen) {
+            entry.answers.bump(targets[i].index);
+        }
     }
     sel
 }
 
-/// The target's eligibility at `now_ms`: the reason, and whether it is within its
-/// slow-start ramp. The health cell is read once, here.
+/// The target's override in force at `now_ms`.
 #[inline]
-fn judge(t: &TargetEntry, ratio_only: bool, now_ms: u64, slow_ms: u64) -> (Reason, bool) {
-    let ovr = match t.ovr {
+fn override_at(t: &TargetEntry, now_ms: u64) -> Option<OverrideState> {
+    match t.ovr {
         Some((state, expires)) if now_ms < expires => Some(state),
         _ => None,
-    };
+    }
+}
+
+/// The target's eligibility at `now_ms` under override `ovr`: the reason, and
+/// whether it is within its slow-start ramp. The health cell is read once, here.
+#[inline]
+fn judge(
+    t: &TargetEntry,
+    ovr: Option<OverrideState>,
+    ratio_only: bool,
+    now_ms: u64,
+    slow_ms: u64,
+) -> (Reason, bool) {
     if !t.enabled {
         return (Reason::Disabled, false);
     }
@@ -137,9 +151,27 @@ fn judge(t: &TargetEntry, ratio_only: bool, now_ms: u64, slow_ms: u64) -> (Reaso
     }
 }
 
+/// How many targets of one family of `entry` are eligible at `now_ms` (as
+/// [`select`] judges them) when each target's override is `ovr(t)` (not the
+/// compiled one): what the `minEligibleTargets` rule of a Drain checks, with the
+/// drain in place.
+pub fn eligible_count(
+    entry: &ServiceEntry,
+    v6: bool,
+    now_ms: u64,
+    ovr: impl Fn(&TargetEntry) -> Option<OverrideState>,
+) -> u32 {
+    let ratio_only = entry.policy == Policy::Ratio;
+    entry
+        .family(v6)
+        .iter()
+        .filter(|t| judge(t, ovr(t), ratio_only, now_ms, 0).0.eligible())
+        .count() as u32
+}
+
 /// The slow-start weight of a target that turned Healthy at `since_ms`: `FULL / 10`
-/// then, rising linearly to `FULL` over `slow_ms`.
-#[inline]
+/// then, rising linearly to `FULL` over `slow_ms`. Exact; the answer path uses
+/// [`SlowStart::factor`], the same line in fixed point without a division.
 pub fn ramp_factor(since_ms: u64, now_ms: u64, slow_ms: u64) -> u32 {
     if slow_ms == 0 {
         return FULL;
@@ -148,12 +180,88 @@ pub fn ramp_factor(since_ms: u64, now_ms: u64, slow_ms: u64) -> u32 {
     (u64::from(FULL) * (slow_ms + 9 * e) / (10 * slow_ms)) as u32
 }
 
+/// A service's slow start, compiled: its length and the ramp's slope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SlowStart {
+    /// `slowStartSeconds` in milliseconds; 0 = off.
+    pub ms: u64,
+    /// The weight gained per millisecond, in `FULL / 2^32` units.
+    slope: u64,
+}
+
+impl SlowStart {
+    pub fn new(seconds: u32) -> Self {
+        let ms = u64::from(seconds) * 1000;
+        Self {
+            ms,
+            // 90% of FULL over `ms`: at most 58,982 << 32 / 1000 < 2^48, and times
+            // `ms` (at most 3.6 million) it stays below 2^64.
+            slope: if ms == 0 {
+                0
+            } else {
+                ((9 * u64::from(FULL)) << 32) / (10 * ms)
+            },
+        }
+    }
+
+    /// The weight (of `FULL`) of a target that turned Healthy at `since_ms`, at
+    /// `now_ms`: [`ramp_factor`] within one unit, with a multiply instead of a
+    /// divide.
+    #[inline]
+    pub fn factor(&self, since_ms: u64, now_ms: u64) -> u32 {
+        let e = now_ms.saturating_sub(since_ms);
+        if e >= self.ms {
+            return FULL;
+        }
+        FULL / 10 + ((e * self.slope) >> 32) as u32
+    }
+}
+
+/// `log2(1 + k/256)` for k in 0..=256, in 2^-32 units: the table of [`neg_log2`],
+/// computed by the compiler (its float arithmetic is exact IEEE on every host), so
+/// every build of gslb holds the same numbers.
+const LOG2_TABLE: [u64; 257] = {
+    let mut t = [0u64; 257];
+    let mut k = 0;
+    while k <= 256 {
+        // ln(1 + x) = 2 atanh(x / (2 + x)), the series summed until it stops moving.
+        let x = k as f64 / 256.0;
+        let s = x / (2.0 + x);
+        let s2 = s * s;
+        let (mut term, mut sum, mut n) = (s, 0.0, 1.0);
+        while term > 1e-20 {
+            sum += term / n;
+            term *= s2;
+            n += 2.0;
+        }
+        t[k] = (2.0 * sum * std::f64::consts::LOG2_E * 4_294_967_296.0 + 0.5) as u64;
+        k += 1;
+    }
+    t
+};
+
+/// `-log2(u)` in 2^-32 units for `u = x / 2^64` (`x` > 0, a uniform 64-bit hash):
+/// the leading zeros give the integer part, a table with linear interpolation the
+/// fraction (within 3e-6). Integer arithmetic only, so every instance on every
+/// platform agrees to the last bit — sticky answers must agree across a fleet.
+#[inline]
+fn neg_log2(x: u64) -> u64 {
+    let lz = u64::from(x.leading_zeros());
+    // The mantissa after the leading one: 8 bits of table index, 24 of remainder.
+    let m = (x << lz) << 1;
+    let k = (m >> 56) as usize;
+    let r = (m >> 32) & 0xff_ffff;
+    let (a, b) = (LOG2_TABLE[k], LOG2_TABLE[k + 1]);
+    let frac = a + (((b - a) * r) >> 24);
+    ((lz + 1) << 32) - frac
+}
+
 /// The slow-start weights of one selection's targets.
 #[derive(Clone, Copy)]
 struct Ramp<'a> {
     targets: &'a [TargetEntry],
     now_ms: u64,
-    slow_ms: u64,
+    slow: SlowStart,
     /// Candidates within their slow-start ramp (none in panic or fail-open).
     ramping: u64,
 }
@@ -168,7 +276,7 @@ impl Ramp<'_> {
             return FULL;
         }
         let since = self.targets[i].health_state().healthy_since_ms;
-        ramp_factor(since, self.now_ms, self.slow_ms)
+        self.slow.factor(since, self.now_ms)
     }
 
     /// The largest slow-start weight in `set`.
@@ -233,7 +341,13 @@ pub fn select_with<C: Chance, T: Trace>(
     let ratio_only = entry.policy == Policy::Ratio;
     let (mut eligible, mut enabled, mut ramping) = (0u64, 0u64, 0u64);
     for (i, t) in targets.iter().take(64).enumerate() {
-        let (reason, ramps) = judge(t, ratio_only, now_ms, entry.slow_start_ms);
+        let (reason, ramps) = judge(
+            t,
+            override_at(t, now_ms),
+            ratio_only,
+            now_ms,
+            entry.slow_start.ms,
+        );
         if T::ENABLED {
             trace.target(i, reason);
         }
@@ -290,7 +404,7 @@ pub fn select_with<C: Chance, T: Trace>(
         ramp: Ramp {
             targets,
             now_ms,
-            slow_ms: entry.slow_start_ms,
+            slow: entry.slow_start,
             ramping,
         },
         chance,
@@ -382,10 +496,12 @@ pub fn subnet_key(addr: IpAddr) -> (u64, u8) {
 }
 
 /// Weighted rendezvous (highest random weight) hashing: each candidate scores
-/// -ln(u) / weight with u uniform in (0, 1] from the hash of (subnet, target name);
+/// -log2(u) / weight with u uniform in (0, 1) from the hash of (subnet, target name);
 /// the lowest score wins. A subnet's winner changes only if it leaves the set or
 /// another target's weight rises, so removing a target moves only its own subnets,
-/// and each target wins its weight's share of subnets.
+/// and each target wins its weight's share of subnets. Scores are compared
+/// cross-multiplied (`L_i * w_best < L_best * w_i`), in integers: no division, no
+/// float.
 fn rendezvous(
     targets: &[TargetEntry],
     set: u64,
@@ -393,19 +509,15 @@ fn rendezvous(
     weight: impl Fn(usize) -> u64,
 ) -> Option<usize> {
     let mut best = None;
-    let mut best_score = f64::INFINITY;
+    let (mut best_l, mut best_w) = (0u128, 0u128);
     for i in Bits(set) {
-        let w = weight(i);
+        let w = u128::from(weight(i));
         if w == 0 {
             continue;
         }
-        let h = mix64(key ^ targets[i].name_hash);
-        // 53 random bits, shifted away from 0: u in (0, 1].
-        let u = ((h >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-        let score = -u.ln() / w as f64;
-        if score < best_score {
-            best_score = score;
-            best = Some(i);
+        let l = u128::from(neg_log2(mix64(key ^ targets[i].name_hash) | 1));
+        if best.is_none() || l * best_w < best_l * w {
+            (best, best_l, best_w) = (Some(i), l, w);
         }
     }
     best

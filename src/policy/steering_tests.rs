@@ -46,7 +46,7 @@ impl Svc {
             })
             .collect();
         let mut cells = HashMap::new();
-        let entry = ServiceEntry::compile(Arc::new(ns), Some(&ovr), None, |ep| {
+        let entry = ServiceEntry::compile(Arc::new(ns), Some(&Arc::new(ovr)), None, |ep| {
             cells
                 .entry(ep.address)
                 .or_insert_with(|| Arc::new(HealthCell::new(Health::Healthy)))
@@ -388,6 +388,38 @@ fn overrides_steer_eligibility() {
 }
 
 #[test]
+fn neg_log2_matches_the_library_log() {
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut xs: Vec<u64> = (0..200_000).map(|_| rng.u64(1..)).collect();
+    xs.extend([1, 2, 3, 255, 256, 1 << 32, (1 << 63) - 1, 1 << 63, u64::MAX]);
+    for x in xs {
+        let got = neg_log2(x) as f64 / 4_294_967_296.0;
+        let want = 64.0 - (x as f64).log2();
+        assert!((got - want).abs() < 4e-6, "{x}: {got} vs {want}");
+    }
+    assert_eq!((LOG2_TABLE[0], LOG2_TABLE[256]), (0, 1 << 32));
+}
+
+#[test]
+fn slow_start_factor_follows_the_exact_ramp() {
+    for seconds in [1, 7, 60, 3600] {
+        let s = SlowStart::new(seconds);
+        let ms = u64::from(seconds) * 1000;
+        let mut e = 0;
+        while e <= ms + 10 {
+            let exact = ramp_factor(NOW - e, NOW, ms);
+            let fast = s.factor(NOW - e, NOW);
+            assert!(
+                exact.abs_diff(fast) <= 1,
+                "{seconds} s at {e} ms: {fast} vs {exact}"
+            );
+            e += 1 + ms / 5000;
+        }
+        assert_eq!(s.factor(NOW + 5, NOW), FULL / 10);
+    }
+}
+
+#[test]
 fn ramp_factor_is_linear_from_10_to_100_percent() {
     let t = 60_000;
     let cases = [
@@ -645,19 +677,11 @@ fn sticky_keys_and_scopes() {
         subnet_key("2001:db8:aa:bb00::1".parse().unwrap()),
         (0x94cd_c6ce_ab74_dc41, 56)
     );
-    let picks: Vec<String> = (0..5)
+    let picks: Vec<String> = (0..16)
         .map(|i| answer(&format!("10.0.{i}.1"), false).0)
         .collect();
-    assert_eq!(
-        picks,
-        [
-            "192.0.2.2",
-            "192.0.2.2",
-            "192.0.2.3",
-            "192.0.2.3",
-            "192.0.2.3"
-        ]
-    );
+    let (a, b, c) = ("192.0.2.1", "192.0.2.2", "192.0.2.3");
+    assert_eq!(picks, [b, b, c, c, c, b, b, c, c, b, b, b, a, c, b, b]);
 }
 
 #[test]

@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 
 use super::{Precondition, RegistryError, admissible, status};
 use crate::health::HealthHub;
-use crate::model::NameService;
+use crate::model::{NameService, Override, OverrideState, TargetOverrides};
 use crate::snapshot::{ServiceEntry, Snapshot};
 use crate::store::{Change, Store};
 
@@ -82,11 +82,51 @@ pub(super) struct Incoming {
     pub revision: u64,
 }
 
+/// A change to the overrides, decided here (after the NameService changes of the
+/// same batch, so it sees them).
+#[derive(Debug)]
+pub(super) enum OverrideOp {
+    /// Set the override of (name, target); a Drain is refused when it would leave
+    /// fewer than `minEligibleTargets` eligible targets of the target's family,
+    /// unless `force`.
+    Put {
+        name: Arc<str>,
+        target: String,
+        ovr: Override,
+        force: bool,
+    },
+    /// Remove the override of (name, target).
+    Delete { name: Arc<str>, target: String },
+    /// Remove every override expired at `now_ms`.
+    Expire { now_ms: u64 },
+}
+
+/// What an accepted override change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum OverrideApplied {
+    /// Set; `replaced` is the override it replaced.
+    Set {
+        replaced: Option<Override>,
+        revision: u64,
+    },
+    /// Removed (the override that was there).
+    Removed(Override),
+    /// Expired and removed: (name, target, override).
+    Expired(Vec<(Arc<str>, String, Override)>),
+}
+
+pub(super) type OverrideOutcome = Result<OverrideApplied, RegistryError>;
+
 pub(super) enum Request {
     /// A write of this instance's API, decided here.
     Write {
         op: Op,
         reply: oneshot::Sender<Outcome>,
+    },
+    /// A change to the overrides.
+    Override {
+        op: OverrideOp,
+        reply: oneshot::Sender<OverrideOutcome>,
     },
     /// Changes decided elsewhere, applied as they are (newer revisions win). The
     /// registry revision becomes `revision` (when higher); `store` writes them to the
@@ -133,6 +173,9 @@ pub(super) struct Committer {
     /// Replaced snapshots that some reader may still hold; dropped here once we hold
     /// the last reference.
     pub retired: Vec<Arc<Snapshot>>,
+    /// The overrides, by NameService name (also of names not served now: they act
+    /// again if the name comes back before they expire). Compiled into the entries.
+    pub overrides: HashMap<Arc<str>, Arc<TargetOverrides>>,
     /// `[health] deny`: no target address may be in these ranges.
     pub deny: Arc<[ipnet::IpNet]>,
 }
@@ -225,12 +268,14 @@ impl Committer {
         let start_revision = self.revision.load(Ordering::Acquire);
         let mut revision = start_revision;
         let (mut store, mut durable) = (false, false);
+        let mut override_ops = Vec::new();
         // Tombstones at or below this revision can go once the batch is applied.
         let mut watched_to = 0;
         let mut loaded = false;
 
         for request in batch {
             match request {
+                Request::Override { op, reply } => override_ops.push((op, reply)),
                 Request::Write { op, reply } => {
                     store = true;
                     durable = true;
@@ -324,14 +369,25 @@ impl Committer {
 
         let changed: Vec<(Arc<str>, Slot)> =
             slots.into_iter().filter(|(_, s)| s.changed()).collect();
+        // A deleted NameService takes its overrides with it.
+        let orphaned: Vec<Arc<str>> = changed
+            .iter()
+            .filter(|(name, s)| s.after.is_none() && self.overrides.contains_key(name))
+            .map(|(name, _)| name.clone())
+            .collect();
         if store && (!changed.is_empty() || revision != start_revision) {
-            let writes: Vec<Change> = changed
+            let mut writes: Vec<Change> = changed
                 .iter()
                 .map(|(name, s)| match &s.after {
                     Some((spec, rev)) => Change::Put(spec.clone(), *rev),
                     None => Change::Delete(name.to_string()),
                 })
                 .collect();
+            for name in &orphaned {
+                for target in self.overrides[name].keys() {
+                    writes.push(Change::DeleteOverride(name.to_string(), target.clone()));
+                }
+            }
             // A batch that only moves the revision (a watch that caught up) needs no
             // flush: losing it loses no change.
             let durable = durable && !writes.is_empty();
@@ -347,6 +403,9 @@ impl Committer {
                 return;
             }
         }
+        for name in &orphaned {
+            self.overrides.remove(name);
+        }
         if !changed.is_empty() || (loaded && current.unloaded) {
             self.publish(current, changed);
         }
@@ -359,6 +418,164 @@ impl Committer {
         }
         for reply in applied_replies {
             let _ = reply.send(Ok(()));
+        }
+        if !override_ops.is_empty() {
+            self.commit_overrides(override_ops);
+        }
+    }
+
+    /// Decides, stores, publishes and answers the override changes of one batch:
+    /// one store batch, one flush, one snapshot in which the touched NameServices
+    /// are compiled anew with their overrides.
+    fn commit_overrides(&mut self, ops: Vec<(OverrideOp, oneshot::Sender<OverrideOutcome>)>) {
+        let current = self.snapshot.load_full();
+        let start = self.revision.load(Ordering::Acquire);
+        let mut revision = start;
+        // The overrides of the names this batch touches, as the changes so far leave them.
+        let mut work: HashMap<Arc<str>, TargetOverrides> = HashMap::new();
+        let mut writes = Vec::new();
+        let mut replies = Vec::with_capacity(ops.len());
+        for (op, reply) in ops {
+            let outcome = match op {
+                OverrideOp::Put {
+                    name,
+                    target,
+                    ovr,
+                    force,
+                } => (|| {
+                    let entry = current
+                        .service(&name)
+                        .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+                    let Some(index) = entry.spec.targets.iter().position(|t| t.name == target)
+                    else {
+                        return Err(RegistryError::NoSuchTarget {
+                            name: name.to_string(),
+                            target,
+                        });
+                    };
+                    let mine = work
+                        .entry(name.clone())
+                        .or_insert_with(|| overrides_of(&self.overrides, &name));
+                    if ovr.state == OverrideState::Drain && !force {
+                        check_drain(entry, index, mine, &ovr)?;
+                    }
+                    revision += 1;
+                    writes.push(Change::PutOverride(
+                        name.to_string(),
+                        target.clone(),
+                        ovr.clone(),
+                        revision,
+                    ));
+                    let replaced = mine.insert(target, ovr);
+                    Ok(OverrideApplied::Set { replaced, revision })
+                })(),
+                OverrideOp::Delete { name, target } => {
+                    let mine = work
+                        .entry(name.clone())
+                        .or_insert_with(|| overrides_of(&self.overrides, &name));
+                    match mine.remove(&target) {
+                        Some(old) => {
+                            revision += 1;
+                            writes.push(Change::DeleteOverride(name.to_string(), target));
+                            Ok(OverrideApplied::Removed(old))
+                        }
+                        None if current.service(&name).is_none() => {
+                            Err(RegistryError::NotFound(name.to_string()))
+                        }
+                        None => Err(RegistryError::NoOverride {
+                            name: name.to_string(),
+                            target,
+                        }),
+                    }
+                }
+                OverrideOp::Expire { now_ms } => {
+                    let names: Vec<Arc<str>> = self
+                        .overrides
+                        .keys()
+                        .chain(work.keys())
+                        .cloned()
+                        .collect::<std::collections::HashSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let mut expired = Vec::new();
+                    for name in names {
+                        let mine = work
+                            .entry(name.clone())
+                            .or_insert_with(|| overrides_of(&self.overrides, &name));
+                        let gone: Vec<String> = mine
+                            .iter()
+                            .filter(|(_, o)| !o.active(now_ms))
+                            .map(|(t, _)| t.clone())
+                            .collect();
+                        for target in gone {
+                            if let Some(o) = mine.remove(&target) {
+                                writes
+                                    .push(Change::DeleteOverride(name.to_string(), target.clone()));
+                                expired.push((name.clone(), target, o));
+                            }
+                        }
+                    }
+                    if !expired.is_empty() {
+                        revision += 1;
+                    }
+                    expired.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+                    Ok(OverrideApplied::Expired(expired))
+                }
+            };
+            replies.push((reply, outcome));
+        }
+        if !writes.is_empty()
+            && let Err(e) = self.store.apply(&writes, revision, true)
+        {
+            tracing::error!(error = %e, writes = writes.len(), "store write failed; overrides not applied");
+            let e = RegistryError::Store(e);
+            for (reply, outcome) in replies {
+                let _ = reply.send(outcome.and(Err(e.clone())));
+            }
+            return;
+        }
+        // Publish the touched names whose overrides changed.
+        let mut entries = Vec::new();
+        for (name, ovr) in work {
+            let before = overrides_of(&self.overrides, &name);
+            if before == ovr {
+                continue;
+            }
+            let ovr = Arc::new(ovr);
+            if ovr.is_empty() {
+                self.overrides.remove(&name);
+            } else {
+                self.overrides.insert(name.clone(), ovr.clone());
+            }
+            if let Some(old) = current.service(&name) {
+                let cells = self.health.acquire_service(&old.spec);
+                let mut e = ServiceEntry::compile(old.spec.clone(), Some(&ovr), Some(old), |ep| {
+                    cells[ep].clone()
+                });
+                e.revision = old.revision;
+                entries.push((name, Some(Arc::new(e)), old.spec.clone()));
+            }
+        }
+        if !entries.is_empty() {
+            let released: Vec<Arc<NameService>> =
+                entries.iter().map(|(_, _, spec)| spec.clone()).collect();
+            let next = Snapshot {
+                zones: current.zones.clone(),
+                services: current
+                    .services
+                    .with_changes(entries.into_iter().map(|(n, e, _)| (n, e))),
+                topology: current.topology.clone(),
+                unloaded: current.unloaded,
+            };
+            self.snapshot.store(Arc::new(next));
+            self.retired.push(current);
+            for spec in released {
+                self.health.release_service(&spec);
+            }
+        }
+        self.revision.store(revision, Ordering::Release);
+        for (reply, outcome) in replies {
+            let _ = reply.send(outcome);
         }
     }
 
@@ -414,7 +631,7 @@ impl Committer {
                         let previous = current.services.get(name);
                         let mut e = ServiceEntry::compile(
                             spec.clone(),
-                            None,
+                            self.overrides.get(name),
                             previous.map(|p| &**p),
                             |ep| cells[ep].clone(),
                         );
@@ -476,6 +693,48 @@ impl Committer {
 enum Decided {
     Now(Outcome),
     Wait(Outcome),
+}
+
+/// The overrides known for `name` (a copy to change).
+fn overrides_of(all: &HashMap<Arc<str>, Arc<TargetOverrides>>, name: &str) -> TargetOverrides {
+    all.get(name).map(|o| (**o).clone()).unwrap_or_default()
+}
+
+/// The `minEligibleTargets` rule: refuses `drain` of `entry`'s target `index` (in
+/// `NameService::targets`) when, with the overrides `mine` and the drain in place,
+/// fewer than `minEligibleTargets` targets of its address family would be eligible.
+fn check_drain(
+    entry: &ServiceEntry,
+    index: usize,
+    mine: &TargetOverrides,
+    drain: &Override,
+) -> Result<(), RegistryError> {
+    let spec = &entry.spec;
+    let min = spec.min_eligible_targets;
+    if min == 0 {
+        return Ok(());
+    }
+    let now = crate::timefmt::now_unix_ms();
+    let v6 = spec.targets[index].address.is_ipv6();
+    let target = spec.targets[index].name.as_str();
+    let left = crate::policy::eligible_count(entry, v6, now, |t| {
+        let name = spec.targets[t.index].name.as_str();
+        let o = if name == target {
+            Some(drain)
+        } else {
+            mine.get(name)
+        };
+        o.filter(|o| o.active(now)).map(|o| o.state)
+    });
+    if left < min {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        return Err(RegistryError::UnsafeDrain(format!(
+            "draining {target:?} would leave {left} eligible {family} target{} of {:?}, fewer than its minEligibleTargets {min}; add ?force=true to drain it anyway",
+            if left == 1 { "" } else { "s" },
+            spec.name
+        )));
+    }
+    Ok(())
 }
 
 /// Decides one write against the state of its slot; accepted changes take the next

@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 pub use status::{Condition, Status, TargetStatus};
 
 use crate::health::{HealthEvent, HealthHub};
-use crate::model::{NameService, ValidationError};
+use crate::model::{NameService, Override, TargetOverrides, ValidationError};
 use crate::policy::Topology;
 use crate::snapshot::{ServiceMap, Snapshot};
 use crate::store::{Store, StoreError};
@@ -57,6 +57,13 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error("the registry's committer is not running: {0}")]
     Committer(String),
+    #[error("NameService {name:?} has no target named {target:?}")]
+    NoSuchTarget { name: String, target: String },
+    #[error("target {target:?} of NameService {name:?} has no override")]
+    NoOverride { name: String, target: String },
+    /// A Drain refused by the `minEligibleTargets` rule (409).
+    #[error("{0}")]
+    UnsafeDrain(String),
     /// The shared registry (etcd) cannot take writes now; nothing was changed.
     #[error("{message}")]
     Unavailable { retry_after: u32, message: String },
@@ -248,6 +255,14 @@ impl Registry {
             side.state.loaded.store(has_copy, Ordering::Release);
         }
         let stored_revision = store.revision()?;
+        // Overrides first, so the NameServices compile with them.
+        let mut overrides: HashMap<Arc<str>, TargetOverrides> = HashMap::new();
+        for o in store.load_overrides()? {
+            overrides
+                .entry(o.nameservice.as_str().into())
+                .or_default()
+                .insert(o.target, o.ovr);
+        }
         let mut changes = Vec::new();
         store.load_each(&mut |ns, rev| {
             changes.push(commit::Incoming {
@@ -273,6 +288,10 @@ impl Registry {
             parked: HashMap::new(),
             tombstones: HashMap::new(),
             retired: Vec::new(),
+            overrides: overrides
+                .into_iter()
+                .map(|(n, o)| (n, Arc::new(o)))
+                .collect(),
             deny: deny.clone().into(),
         };
         let (done, mut loaded) = oneshot::channel();
@@ -444,6 +463,81 @@ impl Registry {
             .await
             .map_err(|_| RegistryError::committer_gone())??;
         Ok(())
+    }
+
+    /// Sets the override of `target` of NameService `name`, durable and in the
+    /// answers when it returns `Ok` (with the override it replaced, if any). A Drain
+    /// that would leave fewer than `minEligibleTargets` eligible targets of the
+    /// target's address family is refused ([`RegistryError::UnsafeDrain`]) unless
+    /// `force`.
+    pub async fn put_override(
+        &self,
+        name: &str,
+        target: &str,
+        ovr: Override,
+        force: bool,
+    ) -> Result<Option<Override>, RegistryError> {
+        let op = commit::OverrideOp::Put {
+            name: name.into(),
+            target: target.to_string(),
+            ovr,
+            force,
+        };
+        match self.submit_override(op).await? {
+            commit::OverrideApplied::Set { replaced, .. } => Ok(replaced),
+            other => unreachable!("a put answered {other:?}"),
+        }
+    }
+
+    /// Removes the override of `target` of NameService `name`; returns it.
+    pub async fn delete_override(
+        &self,
+        name: &str,
+        target: &str,
+    ) -> Result<Override, RegistryError> {
+        let op = commit::OverrideOp::Delete {
+            name: name.into(),
+            target: target.to_string(),
+        };
+        match self.submit_override(op).await? {
+            commit::OverrideApplied::Removed(o) => Ok(o),
+            other => unreachable!("a delete answered {other:?}"),
+        }
+    }
+
+    /// Removes every override expired at `now_ms` (the answer path ignores them
+    /// from their expiry on already); returns them, sorted.
+    pub async fn expire_overrides(
+        &self,
+        now_ms: u64,
+    ) -> Result<Vec<(Arc<str>, String, Override)>, RegistryError> {
+        match self
+            .submit_override(commit::OverrideOp::Expire { now_ms })
+            .await?
+        {
+            commit::OverrideApplied::Expired(list) => Ok(list),
+            other => unreachable!("an expiry answered {other:?}"),
+        }
+    }
+
+    /// The overrides of NameService `name` as published (expired ones included
+    /// until they are removed).
+    pub fn overrides(&self, name: &str) -> Option<Arc<TargetOverrides>> {
+        self.snapshot.load().service(name)?.overrides.clone()
+    }
+
+    async fn submit_override(
+        &self,
+        op: commit::OverrideOp,
+    ) -> Result<commit::OverrideApplied, RegistryError> {
+        let (reply, rx) = oneshot::channel();
+        self.commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|tx| tx.send(commit::Request::Override { op, reply }).ok())
+            .ok_or_else(RegistryError::committer_gone)?;
+        rx.await.map_err(|_| RegistryError::committer_gone())?
     }
 
     /// A PUT of exactly what is published answers 200 at once: nothing to write, and
@@ -647,16 +741,15 @@ impl Registry {
     }
 
     fn view(&self, spec: &Arc<NameService>, revision: u64) -> View {
-        // The published entry's answer counts (the spec's own, or its successor's
-        // when a write raced this read: counts carry over by target name).
-        let answers = self
-            .snapshot
-            .load()
-            .service(&spec.name)
-            .map(|e| e.answers.clone());
+        // The published entry's answer counts and overrides (the spec's own, or its
+        // successor's when a write raced this read: both are kept by target name).
+        let snap = self.snapshot.load();
+        let entry = snap.service(&spec.name);
+        let answers = entry.map(|e| &*e.answers);
+        let overrides = entry.and_then(|e| e.overrides.as_deref());
         View {
             spec: spec.clone(),
-            status: self.status.view(spec, &self.health, answers.as_deref()),
+            status: self.status.view(spec, &self.health, answers, overrides),
             revision,
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::health::{Health, HealthHub};
-use crate::model::NameService;
+use crate::model::{NameService, TargetOverrides};
 use crate::snapshot::AnswerCounts;
 use crate::timefmt::rfc3339;
 
@@ -35,6 +35,20 @@ pub struct TargetStatus {
     /// the DNS path; carried over when the resource is replaced and the target keeps
     /// its name).
     pub answers: u64,
+    /// The operator's override of this target while it lasts.
+    #[serde(rename = "override")]
+    pub override_: Option<OverrideStatus>,
+}
+
+/// An override as `status.targets[].override` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideStatus {
+    pub state: &'static str,
+    pub reason: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -118,7 +132,9 @@ impl Book {
         spec: &NameService,
         health: &HealthHub,
         answers: Option<&AnswerCounts>,
+        overrides: Option<&TargetOverrides>,
     ) -> Status {
+        let now_ms = crate::timefmt::now_unix_ms();
         let rows = rows(spec, health);
         let (status, reason, message) = ready(&rows);
         let memo = self.lock().get(spec.name.as_str()).cloned();
@@ -140,6 +156,16 @@ impl Book {
                     answers: answers
                         .and_then(|a| a.get_by_name(&r.status.name))
                         .unwrap_or(0),
+                    override_: overrides
+                        .and_then(|o| o.get(&r.status.name))
+                        .filter(|o| o.active(now_ms))
+                        .map(|o| OverrideStatus {
+                            state: o.state.as_str(),
+                            reason: o.reason.clone(),
+                            created_at: rfc3339(o.created_at_ms / 1000),
+                            expires_at: rfc3339(o.expires_at_ms / 1000),
+                            by: o.by.clone(),
+                        }),
                     ..r.status
                 })
                 .collect(),
@@ -170,6 +196,7 @@ fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
                 last_probe_time: None,
                 last_error: None,
                 answers: 0,
+                override_: None,
             };
             let (status, last_change_time) = match st {
                 None if spec.health_check.is_none() => (blank(Health::Unchecked), None),
@@ -184,6 +211,7 @@ fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
                         last_probe_time: s.last_probe_time.map(rfc3339),
                         last_error: s.last_error,
                         answers: 0,
+                        override_: None,
                     },
                     s.last_change_time,
                 ),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sled_store::SledStore;
 
-use crate::model::{HttpCheck, NameService};
+use crate::model::{HttpCheck, NameService, Override};
 
 /// The format version in front of every stored value: JSON. Health records are
 /// written in it; NameServices were, and are still read in it.
@@ -141,6 +141,21 @@ pub enum Change {
     /// Create or replace, with the revision of the change (its ETag).
     Put(Arc<NameService>, u64),
     Delete(String),
+    /// Create or replace the override of (NameService, target), with the revision
+    /// of the change.
+    PutOverride(String, String, Override, u64),
+    /// Remove the override of (NameService, target).
+    DeleteOverride(String, String),
+}
+
+/// A stored override: the NameService and target it is for, itself, and the
+/// revision of the change that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOverride {
+    pub nameservice: String,
+    pub target: String,
+    pub ovr: Override,
+    pub revision: u64,
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -159,6 +174,12 @@ pub trait Store: Send + Sync + 'static {
     /// mistake is worse than not starting. `f` may have been called for some values
     /// when it fails: the caller discards what it built.
     fn load_each(&self, f: &mut dyn FnMut(NameService, u64)) -> Result<(), StoreError>;
+
+    /// Every stored override, sorted by (NameService, target). Checked like
+    /// [`Store::load_each`]: a damaged value stops the load.
+    fn load_overrides(&self) -> Result<Vec<StoredOverride>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// The registry revision the stored NameServices reflect (0 for a new store).
     fn revision(&self) -> Result<u64, StoreError>;

@@ -8,12 +8,16 @@
 //! checksum = xxh3-64(key || revision || body)
 //! ```
 //!
+//! **Overrides** live in the same tree, under keys no name can take either
+//! (`\x01<name>\0<target>`), so a batch writes NameServices and overrides
+//! atomically: `3 checksum:u64le revision:u64le JSON`, the checksum as above.
+//!
 //! **The record.** The NameService tree also holds, under a key no name can take
 //! (`\0meta`), the store's record of itself, rewritten in the same atomic batch as
-//! every change: the store id, the registry revision, the number of NameServices
-//! and a digest of them (the wrapping sum of xxh3-64 over each key and value), and
-//! what the store is for ([`Origin`]). Loading recomputes the count and digest and
-//! refuses a store that differs from its record.
+//! every change: the store id, the registry revision, the number of entries
+//! (NameServices and overrides) and a digest of them (the wrapping sum of xxh3-64
+//! over each key and value), and what the store is for ([`Origin`]). Loading
+//! recomputes the count and digest and refuses a store that differs from its record.
 //!
 //! **Acknowledged means on disk.** sled's own flush ends in `sync_file_range`,
 //! which neither flushes the disk's write cache nor the file's size: a power loss
@@ -33,15 +37,17 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::ack::{self, Ack, AckFile};
 use super::{
     Change, FORMAT_CHECKED, FORMAT_NAMESERVICE, FORMAT_VERSION, Origin, Store, StoreError,
-    StoredHealth, codec,
+    StoredHealth, StoredOverride, codec,
 };
-use crate::model::NameService;
+use crate::model::{NameService, Override};
 
 const NAMESERVICES: &str = "nameservices/v1";
 const HEALTH: &str = "health/v1";
 /// The store's own record. No NameService key starts with a zero byte (names are
 /// lowercase DNS names).
 const META_KEY: &[u8] = b"\x00meta";
+/// The first byte of an override's key: `\x01<nameservice>\0<target>`.
+const OVERRIDE_KEY: u8 = 1;
 /// The record as the first gslb with revisions wrote it: the revision alone.
 const META_V1: u8 = 1;
 /// The record without the batch sequence number (read only).
@@ -204,6 +210,67 @@ fn encode_nameservice(ns: &NameService, revision: u64) -> Vec<u8> {
     let sum = checksum(ns.name.as_bytes(), &buf[9..]);
     buf[1..9].copy_from_slice(&sum.to_le_bytes());
     buf
+}
+
+/// The key of the override of (`nameservice`, `target`). Neither can hold a zero
+/// byte (a DNS name, a target name), so the split is unambiguous.
+fn override_key(nameservice: &str, target: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + nameservice.len() + target.len());
+    k.push(OVERRIDE_KEY);
+    k.extend_from_slice(nameservice.as_bytes());
+    k.push(0);
+    k.extend_from_slice(target.as_bytes());
+    k
+}
+
+/// The stored form of an override under `key`, written by the change at `revision`.
+fn encode_override(key: &[u8], ovr: &Override, revision: u64) -> Vec<u8> {
+    let mut buf = vec![FORMAT_CHECKED];
+    buf.extend_from_slice(&[0; 8]);
+    buf.extend_from_slice(&revision.to_le_bytes());
+    buf.extend_from_slice(&serde_json::to_vec(ovr).expect("an override serializes"));
+    let sum = checksum(key, &buf[9..]);
+    buf[1..9].copy_from_slice(&sum.to_le_bytes());
+    buf
+}
+
+fn decode_override(key: &[u8], value: &[u8]) -> Result<StoredOverride, StoreError> {
+    let bad = |reason: String| StoreError::Decode {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    };
+    let (nameservice, target) = key
+        .strip_prefix(&[OVERRIDE_KEY])
+        .and_then(|k| {
+            let i = k.iter().position(|b| *b == 0)?;
+            Some((
+                std::str::from_utf8(&k[..i]).ok()?,
+                std::str::from_utf8(&k[i + 1..]).ok()?,
+            ))
+        })
+        .ok_or_else(|| bad("not an override key".into()))?;
+    let rest = match value.split_first() {
+        Some((&FORMAT_CHECKED, rest)) => rest,
+        _ => return Err(bad(format!("unknown override format {:?}", value.first()))),
+    };
+    let (sum, rest) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| bad(format!("truncated: {} bytes", value.len())))?;
+    if checksum(key, rest) != u64::from_le_bytes(*sum) {
+        return Err(bad(
+            "its checksum does not match (the value is damaged)".into()
+        ));
+    }
+    let (rev, json) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| bad(format!("truncated: {} bytes", value.len())))?;
+    let ovr: Override = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+    Ok(StoredOverride {
+        nameservice: nameservice.to_string(),
+        target: target.to_string(),
+        ovr,
+        revision: u64::from_le_bytes(*rev),
+    })
 }
 
 fn checksum(key: &[u8], rest: &[u8]) -> u64 {
@@ -450,6 +517,9 @@ impl Store for SledStore {
             }
             count += 1;
             digest = digest.wrapping_add(entry_hash(&k, &v));
+            if k.first() == Some(&OVERRIDE_KEY) {
+                continue; // see load_overrides
+            }
             let (mut ns, rev) = decode_nameservice(&k, &v)?;
             // JSON decoding grows the vector by doubling; 100,000 of them live on.
             ns.targets.shrink_to_fit();
@@ -459,16 +529,25 @@ impl Store for SledStore {
         let r = &guard.0;
         if count != r.count {
             return Err(self.damaged(format!(
-                "it holds {count} NameServices, its record says {}",
+                "it holds {count} NameServices and overrides, its record says {}",
                 r.count
             )));
         }
         if digest != r.digest {
             return Err(self.damaged(format!(
-                "its {count} NameServices do not match the digest of its record"
+                "its {count} NameServices and overrides do not match the digest of its record"
             )));
         }
         Ok(())
+    }
+
+    fn load_overrides(&self) -> Result<Vec<StoredOverride>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.nameservices.scan_prefix([OVERRIDE_KEY]) {
+            let (k, v) = kv?;
+            out.push(decode_override(&k, &v)?);
+        }
+        Ok(out)
     }
 
     fn revision(&self) -> Result<u64, StoreError> {
@@ -504,12 +583,16 @@ impl Store for SledStore {
         let mut undo = sled::Batch::default();
         undo.insert(META_KEY, record.encode());
         // What this batch has written so far, per key (a key may come twice).
-        let mut written: HashMap<&[u8], Option<Vec<u8>>> = HashMap::new();
+        let mut written: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         for c in changes {
-            let key = match c {
-                Change::Put(ns, _) => ns.name.as_bytes(),
-                Change::Delete(name) => name.as_bytes(),
+            let key: Vec<u8> = match c {
+                Change::Put(ns, _) => ns.name.as_bytes().to_vec(),
+                Change::Delete(name) => name.as_bytes().to_vec(),
+                Change::PutOverride(name, target, ..) | Change::DeleteOverride(name, target) => {
+                    override_key(name, target)
+                }
             };
+            let key = key.as_slice();
             let old = match written.get(key) {
                 Some(v) => v.clone(),
                 None => {
@@ -526,19 +609,19 @@ impl Store for SledStore {
                 next.digest = next.digest.wrapping_sub(entry_hash(key, old));
             }
             let new = match c {
-                Change::Put(ns, rev) => {
-                    let v = encode_nameservice(ns, *rev);
-                    next.count += 1;
-                    next.digest = next.digest.wrapping_add(entry_hash(key, &v));
-                    batch.insert(key, v.as_slice());
-                    Some(v)
-                }
-                Change::Delete(_) => {
-                    batch.remove(key);
-                    None
-                }
+                Change::Put(ns, rev) => Some(encode_nameservice(ns, *rev)),
+                Change::PutOverride(_, _, ovr, rev) => Some(encode_override(key, ovr, *rev)),
+                Change::Delete(_) | Change::DeleteOverride(..) => None,
             };
-            written.insert(key, new);
+            match &new {
+                Some(v) => {
+                    next.count += 1;
+                    next.digest = next.digest.wrapping_add(entry_hash(key, v));
+                    batch.insert(key, v.as_slice());
+                }
+                None => batch.remove(key),
+            }
+            written.insert(key.to_vec(), new);
         }
         batch.insert(META_KEY, next.encode());
         self.nameservices.apply_batch(batch)?;
@@ -773,7 +856,7 @@ mod tests {
         assert!(matches!(&e, StoreError::Damaged { .. }), "{e}");
         assert!(
             e.to_string()
-                .contains("holds 1 NameServices, its record says 2"),
+                .contains("holds 1 NameServices and overrides, its record says 2"),
             "{e}"
         );
         assert!(e.to_string().contains(&dir.display().to_string()), "{e}");
@@ -953,6 +1036,77 @@ mod tests {
         assert_eq!(s.load_health().unwrap(), vec![h.clone()]);
         s.save_health(&[], std::slice::from_ref(&h)).unwrap();
         assert!(s.load_health().unwrap().is_empty());
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn overrides_are_stored_with_the_nameservices_and_checked() {
+        use crate::model::{Override, OverrideState};
+        let dir = tmpdir("overrides");
+        let s = SledStore::open(&dir).unwrap();
+        let o = |state: OverrideState| Override {
+            state,
+            reason: "maintenance".into(),
+            ttl_seconds: 60,
+            created_at_ms: 1_000,
+            expires_at_ms: 61_000,
+            by: Some("ops".into()),
+        };
+        s.apply(
+            &[
+                put("a.example", 1),
+                Change::PutOverride("a.example".into(), "dc1".into(), o(OverrideState::Drain), 2),
+                Change::PutOverride(
+                    "a.example".into(),
+                    "dc2".into(),
+                    o(OverrideState::ForceHealthy),
+                    3,
+                ),
+            ],
+            3,
+            true,
+        )
+        .unwrap();
+        s.apply(
+            &[Change::DeleteOverride("a.example".into(), "dc2".into())],
+            4,
+            true,
+        )
+        .unwrap();
+        drop(s);
+        let s = reopen(&dir).unwrap();
+        // The NameServices load as before (overrides are not NameServices) ...
+        assert_eq!(s.load_all().unwrap().len(), 1);
+        // ... and the overrides come back.
+        let got = s.load_overrides().unwrap();
+        assert_eq!(
+            got,
+            [StoredOverride {
+                nameservice: "a.example".into(),
+                target: "dc1".into(),
+                ovr: o(OverrideState::Drain),
+                revision: 2,
+            }]
+        );
+        // A damaged override stops the load, naming it; a lost one is caught by the
+        // record.
+        let key = override_key("a.example", "dc1");
+        let mut v = s.nameservices.get(&key).unwrap().unwrap().to_vec();
+        let last = v.len() - 2;
+        v[last] ^= 0x20;
+        s.nameservices.insert(&key, v).unwrap();
+        let e = s.load_overrides().unwrap_err();
+        assert!(e.to_string().contains("checksum"), "{e}");
+        assert!(matches!(
+            s.load_all().unwrap_err(),
+            StoreError::Damaged { .. }
+        ));
+        s.nameservices.remove(&key).unwrap();
+        assert!(matches!(
+            s.load_all().unwrap_err(),
+            StoreError::Damaged { .. }
+        ));
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }

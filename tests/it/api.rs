@@ -95,7 +95,7 @@ fn put_get_list_delete() {
     let target_status = |name: &str, address: &str| {
         json!({"name": name, "address": address, "health": "Unchecked",
                "consecutiveFailures": 0, "consecutiveSuccesses": 0,
-               "lastProbeTime": null, "lastError": null})
+               "lastProbeTime": null, "lastError": null, "override": null})
     };
     assert_eq!(
         without_transition_time(created.clone()),
@@ -872,6 +872,14 @@ fn openapi_lists_every_route() {
         ("/api/v1/nameservices/{name}", "get"),
         ("/api/v1/nameservices/{name}", "put"),
         ("/api/v1/nameservices/{name}/explain", "get"),
+        (
+            "/api/v1/nameservices/{name}/targets/{target}/override",
+            "delete",
+        ),
+        (
+            "/api/v1/nameservices/{name}/targets/{target}/override",
+            "put",
+        ),
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/ui", "get"),

@@ -18,6 +18,7 @@ mod httpvip;
 mod istio;
 mod limits;
 mod operators;
+mod overrides;
 mod policy;
 mod registry;
 mod resolver;

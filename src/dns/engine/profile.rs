@@ -7,6 +7,11 @@
 //! GSLB_PROFILE_POLICY=Ratio GSLB_PROFILE_QUERIES=200000 \
 //!   valgrind --tool=callgrind <test binary> --ignored --exact dns::engine::profile::engine_loop
 //! ```
+//!
+//! `GSLB_PROFILE_ECS=1` gives every query an ECS /24 (Locality always has one);
+//! `GSLB_PROFILE_STEER=1` turns on stickiness (Ratio) and a slow start that every
+//! target is within; comparing the instruction counts of the two is what the
+//! steering costs per query.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,7 +25,10 @@ use crate::zone::ZoneSet;
 
 const REGIONS: [&str; 3] = ["us-west/zone-a", "us-east/zone-b", "eu-west/zone-c"];
 
-fn snapshot(policy: &str) -> Snapshot {
+/// The time the queries are answered at (Unix ms).
+const NOW_MS: u64 = 1_700_000_000_000;
+
+fn snapshot(policy: &str, steer: bool) -> Snapshot {
     let dir = std::env::temp_dir().join(format!("gslb-profile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -33,9 +41,11 @@ fn snapshot(policy: &str) -> Snapshot {
     .unwrap();
     let zones = ZoneSet::load_dir(&dir).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    // 300 shared probe endpoints, all Healthy.
+    // 300 shared probe endpoints, all Healthy (with steering: a minute ago, so
+    // within an hour-long slow start).
+    let since = if steer { NOW_MS - 60_000 } else { 0 };
     let cells: Vec<Arc<HealthCell>> = (0..300)
-        .map(|_| Arc::new(HealthCell::new(Health::Healthy)))
+        .map(|_| Arc::new(HealthCell::with_healthy_since(Health::Healthy, since)))
         .collect();
     let services = ServiceMap::default().with_changes((0..1000).map(|i| {
         let targets: Vec<serde_json::Value> = (0..3)
@@ -50,12 +60,18 @@ fn snapshot(policy: &str) -> Snapshot {
                 })
             })
             .collect();
-        let spec = NameService::from_json(serde_json::json!({
+        let mut spec = serde_json::json!({
             "name": format!("app{i}.gslb.example"), "ttl": 30, "policy": policy,
             "healthCheck": {"port": 8443},
             "targets": targets, "allDown": "AnswerAll",
-        }))
-        .unwrap();
+        });
+        if steer {
+            spec["slowStartSeconds"] = 3600.into();
+            if policy == "Ratio" {
+                spec["stickiness"] = "ClientSubnet".into();
+            }
+        }
+        let spec = NameService::from_json(spec).unwrap();
         let name: Arc<str> = spec.name.clone().into();
         let entry = ServiceEntry::compile(Arc::new(spec), None, None, |ep| {
             let IpAddr::V4(a) = ep.address else {
@@ -120,8 +136,9 @@ fn engine_loop() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let snap = snapshot(&policy);
-    let ecs = policy == "Locality";
+    let flag = |v: &str| std::env::var(v).is_ok_and(|v| v == "1");
+    let snap = snapshot(&policy, flag("GSLB_PROFILE_STEER"));
+    let ecs = policy == "Locality" || flag("GSLB_PROFILE_ECS");
     let mut rng = fastrand::Rng::with_seed(1);
     let queries: Vec<Vec<u8>> = (0..4096)
         .map(|_| {
@@ -148,7 +165,7 @@ fn engine_loop() {
             bytes: q,
             src,
             transport: Transport::Udp,
-            now_ms: 1_700_000_000_000,
+            now_ms: NOW_MS,
         };
         let o = answer(&snap, &settings, &req, &mut rng, &mut scratch, &mut out);
         answered += usize::from(o.is_some_and(|o| o.rcode != rcode::FORMERR));

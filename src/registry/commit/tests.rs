@@ -19,6 +19,7 @@ use crate::zone::ZoneSet;
 #[derive(Default)]
 struct MemStore {
     data: Mutex<BTreeMap<String, (Arc<NameService>, u64)>>,
+    overrides: Mutex<BTreeMap<(String, String), (Override, u64)>>,
     /// One entry per successful flush: what it wrote, sorted.
     flushed: Mutex<Vec<Vec<String>>>,
     applies: AtomicUsize,
@@ -65,6 +66,21 @@ impl Store for MemStore {
         Ok(0)
     }
 
+    fn load_overrides(&self) -> Result<Vec<crate::store::StoredOverride>, StoreError> {
+        Ok(self
+            .overrides
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|((n, t), (o, rev))| crate::store::StoredOverride {
+                nameservice: n.clone(),
+                target: t.clone(),
+                ovr: o.clone(),
+                revision: *rev,
+            })
+            .collect())
+    }
+
     fn apply(&self, changes: &[Change], _revision: u64, _durable: bool) -> Result<(), StoreError> {
         self.applies.fetch_add(1, Ordering::SeqCst);
         let fail = self.fail.load(Ordering::SeqCst);
@@ -98,6 +114,20 @@ impl Store for MemStore {
                 Change::Delete(name) => {
                     wrote.push(format!("delete {name}"));
                     data.remove(name);
+                }
+                Change::PutOverride(name, target, o, rev) => {
+                    wrote.push(format!("override {name}/{target} {}", o.state.as_str()));
+                    self.overrides
+                        .lock()
+                        .unwrap()
+                        .insert((name.clone(), target.clone()), (o.clone(), *rev));
+                }
+                Change::DeleteOverride(name, target) => {
+                    wrote.push(format!("unoverride {name}/{target}"));
+                    self.overrides
+                        .lock()
+                        .unwrap()
+                        .remove(&(name.clone(), target.clone()));
                 }
             }
         }
@@ -425,4 +455,150 @@ fn dropping_the_registry_stops_the_committer_and_releases_the_store() {
     r.put(ns("a.gslb.example", 30)).unwrap();
     drop(r);
     assert_eq!(Arc::strong_count(&store), 1);
+}
+
+// ---------------------------------------------------------------- overrides
+
+fn two_targets(name: &str, min: u32) -> NameService {
+    NameService::from_json(json!({
+        "name": name, "policy": "RoundRobin", "minEligibleTargets": min,
+        "targets": [
+            {"name": "a", "address": "192.0.2.1"},
+            {"name": "b", "address": "192.0.2.2"},
+            {"name": "c", "address": "2001:db8::1"}]
+    }))
+    .unwrap()
+}
+
+fn ovr(state: OverrideState, ttl: u32) -> Override {
+    Override::from_json(
+        json!({"state": state.as_str(), "reason": "test", "ttlSeconds": ttl}),
+        crate::timefmt::now_unix_ms(),
+        Some("ops".into()),
+    )
+    .unwrap()
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// What the compiled entry of `name` says about its targets' overrides.
+fn compiled(r: &Registry, name: &str) -> Vec<Option<OverrideState>> {
+    let snap = r.snapshot_handle().load_full();
+    let e = snap.service(name).unwrap();
+    e.v4.iter()
+        .chain(&e.v6)
+        .map(|t| t.ovr.map(|(s, _)| s))
+        .collect()
+}
+
+#[test]
+fn overrides_are_decided_stored_compiled_and_survive_a_reopen() {
+    let store = Arc::new(MemStore::default());
+    let r = registry(store.clone());
+    r.put(two_targets("o.gslb.example", 1)).unwrap();
+    let drain = ovr(OverrideState::Drain, 60);
+    // Unknown name or target: 404; a first drain of the family is fine.
+    /// (name, target, what the put answers: the replaced override, or a status)
+    type Case<'a> = (&'a str, &'a str, Result<Option<Override>, &'a str>);
+    let cases: Vec<Case> = vec![
+        ("x.gslb.example", "a", Err("404")),
+        ("o.gslb.example", "zz", Err("404")),
+        ("o.gslb.example", "a", Ok(None)),
+        // b is the last eligible IPv4 target: refused (409) ...
+        ("o.gslb.example", "b", Err("409")),
+        // ... and so is c, the only IPv6 one.
+        ("o.gslb.example", "c", Err("409")),
+        // Setting a again replaces.
+        ("o.gslb.example", "a", Ok(Some(drain.clone()))),
+    ];
+    for (name, target, want) in cases {
+        let got = block(r.put_override(name, target, drain.clone(), false));
+        match (want, got) {
+            (Ok(w), Ok(g)) => assert_eq!(g, w, "{name}/{target}"),
+            (Err("404"), Err(RegistryError::NotFound(_) | RegistryError::NoSuchTarget { .. })) => {}
+            (Err("409"), Err(RegistryError::UnsafeDrain(m))) => {
+                assert!(
+                    m.contains("minEligibleTargets 1") && m.contains("force=true"),
+                    "{m}"
+                )
+            }
+            (w, g) => panic!("{name}/{target}: want {w:?}, got {g:?}"),
+        }
+    }
+    // Forced, it goes through; ForceUnhealthy is not held by the rule.
+    block(r.put_override("o.gslb.example", "b", drain.clone(), true)).unwrap();
+    block(r.put_override(
+        "o.gslb.example",
+        "c",
+        ovr(OverrideState::ForceUnhealthy, 60),
+        false,
+    ))
+    .unwrap();
+    use OverrideState::*;
+    assert_eq!(
+        compiled(&r, "o.gslb.example"),
+        [Some(Drain), Some(Drain), Some(ForceUnhealthy)]
+    );
+    // A PUT of the NameService keeps them.
+    let mut again = two_targets("o.gslb.example", 1);
+    again.ttl = 5;
+    r.put(again).unwrap();
+    assert_eq!(
+        compiled(&r, "o.gslb.example"),
+        [Some(Drain), Some(Drain), Some(ForceUnhealthy)]
+    );
+    let removed = block(r.delete_override("o.gslb.example", "b")).unwrap();
+    assert_eq!(removed.state, Drain);
+    assert!(matches!(
+        block(r.delete_override("o.gslb.example", "b")),
+        Err(RegistryError::NoOverride { .. })
+    ));
+    drop(r);
+    // Reopened from the store: the overrides are back in the answers.
+    let r = registry(store.clone());
+    assert_eq!(
+        compiled(&r, "o.gslb.example"),
+        [Some(Drain), None, Some(ForceUnhealthy)]
+    );
+    assert_eq!(r.overrides("o.gslb.example").unwrap().len(), 2);
+    // Deleting the NameService deletes its overrides.
+    r.delete("o.gslb.example").unwrap();
+    assert!(store.overrides.lock().unwrap().is_empty());
+    r.put(two_targets("o.gslb.example", 1)).unwrap();
+    assert_eq!(compiled(&r, "o.gslb.example"), [None, None, None]);
+}
+
+#[test]
+fn expired_overrides_are_removed_and_reported() {
+    let store = Arc::new(MemStore::default());
+    let r = registry(store.clone());
+    r.put(two_targets("e.gslb.example", 0)).unwrap();
+    let short = ovr(OverrideState::Drain, 1);
+    let expires = short.expires_at_ms;
+    block(r.put_override("e.gslb.example", "a", short, false)).unwrap();
+    block(r.put_override(
+        "e.gslb.example",
+        "b",
+        ovr(OverrideState::ForceHealthy, 600),
+        false,
+    ))
+    .unwrap();
+    // minEligibleTargets 0: even the last one may be drained without force.
+    block(r.put_override("e.gslb.example", "c", ovr(OverrideState::Drain, 600), false)).unwrap();
+    assert!(block(r.expire_overrides(expires - 1)).unwrap().is_empty());
+    let gone = block(r.expire_overrides(expires)).unwrap();
+    assert_eq!(gone.len(), 1);
+    assert_eq!((&*gone[0].0, gone[0].1.as_str()), ("e.gslb.example", "a"));
+    assert_eq!(store.overrides.lock().unwrap().len(), 2);
+    use OverrideState::*;
+    assert_eq!(
+        compiled(&r, "e.gslb.example"),
+        [None, Some(ForceHealthy), Some(Drain)]
+    );
+    assert!(block(r.expire_overrides(expires)).unwrap().is_empty());
 }
