@@ -174,6 +174,9 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // SIGHUP reloads (systemctl reload); without a handler it would kill us.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     config.check_api_exposure()?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -263,6 +266,11 @@ pub async fn run(
         stop_rx.clone(),
     )?;
     let ready = Arc::new(AtomicBool::new(false));
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        config.clone(),
+        registry.clone(),
+        events.clone(),
+    ));
     let api_state = crate::api::AppState {
         registry: registry.clone(),
         metrics: metrics.clone(),
@@ -270,6 +278,17 @@ pub async fn run(
         tokens: Arc::new(crate::api::auth::Tokens::new(&config.tokens())),
         events: events.clone(),
         ready: ready.clone(),
+        reload: Some(reloader.clone()),
+    };
+    let hup_task = {
+        let reloader = reloader.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP received, reloading zones and topology");
+                // Logged inside, with the file and line of what was refused.
+                let _ = reloader.reload("SIGHUP", None).await;
+            }
+        })
     };
     let api_task = tokio::spawn(crate::api::serve(
         api_listener,
@@ -323,6 +342,7 @@ pub async fn run(
 
     shutdown.await;
     trimmer.abort();
+    hup_task.abort();
     expiry.abort();
     ready.store(false, Ordering::SeqCst);
     let _ = stop_tx.send(true);

@@ -359,8 +359,10 @@ pub struct Config {
     pub instance: String,
     pub registry: RegistryConfig,
     pub health: HealthConfig,
-    /// The config file, when one was given (for messages).
+    /// The config file, when one was given (for messages, and for a reload).
     pub file: Option<PathBuf>,
+    /// The flags it was loaded with (a reload loads the file again under them).
+    pub overrides: Overrides,
 }
 
 /// `[rrl]`: response rate limiting (CONTRACT §8; docs/security.md).
@@ -750,6 +752,7 @@ fn registry_config(
 impl Config {
     /// Loads `file` (if any) and applies `flags` on top.
     pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Self, ConfigError> {
+        let overrides = flags.clone();
         let (fc, text, fname) = match file {
             None => (FileConfig::default(), String::new(), String::new()),
             Some(path) => {
@@ -1021,6 +1024,7 @@ impl Config {
             instance,
             registry,
             file: file.map(Path::to_path_buf),
+            overrides,
         })
     }
 
@@ -1036,6 +1040,71 @@ impl Config {
             })
             .chain(self.api_tokens.iter().cloned())
             .collect()
+    }
+
+    /// The settings (other than zones and `[[topology]]`) whose value differs in
+    /// `other`: a reload does not apply them, they need a restart.
+    pub fn restart_settings_changed(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |name: &'static str, same: bool| {
+            if !same {
+                changed.push(name);
+            }
+        };
+        check("dns_listen", self.dns_listen == other.dns_listen);
+        check("api_listen", self.api_listen == other.api_listen);
+        check("data_dir", self.data_dir == other.data_dir);
+        check("zones_dir", self.zones_dir == other.zones_dir);
+        check(
+            "api_token",
+            self.api_token.as_deref().map(str::as_bytes)
+                == other.api_token.as_deref().map(str::as_bytes),
+        );
+        let tokens = |c: &Config| -> Vec<(String, String, String)> {
+            c.api_tokens
+                .iter()
+                .map(|t| (t.name.clone(), t.token.clone(), format!("{:?}", t.role)))
+                .collect()
+        };
+        check("api_tokens", tokens(self) == tokens(other));
+        check("nsid", self.nsid == other.nsid);
+        check("cookie_secret", self.cookie_secret == other.cookie_secret);
+        check(
+            "rrl",
+            format!("{:?}", self.rrl) == format!("{:?}", other.rrl),
+        );
+        check(
+            "tcp_idle_timeout_seconds",
+            self.tcp_idle_timeout_seconds == other.tcp_idle_timeout_seconds,
+        );
+        check(
+            "tcp_max_clients",
+            self.tcp_max_clients == other.tcp_max_clients,
+        );
+        check(
+            "tcp_max_per_source",
+            self.tcp_max_per_source == other.tcp_max_per_source,
+        );
+        check("api limits", self.api_limits == other.api_limits);
+        check("registry.instance", self.instance == other.instance);
+        check(
+            "registry",
+            format!("{:?}", self.registry) == format!("{:?}", other.registry)
+                && self.registry.password == other.registry.password
+                && self.registry.tls == other.registry.tls,
+        );
+        check("health", self.health == other.health);
+        // Anything added later that the list above does not name yet: Debug shows
+        // every setting but secrets and the topology.
+        let rest = |c: &Config| {
+            let mut c = c.clone();
+            c.topology = Default::default();
+            format!("{c:?}")
+        };
+        if changed.is_empty() && rest(self) != rest(other) {
+            changed.push("other settings");
+        }
+        changed
     }
 
     /// Without a token the API may only listen on loopback (CONTRACT §3).

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod registry;
+pub mod reload;
 pub mod resolver;
 pub mod snapshot;
 pub mod store;

@@ -122,6 +122,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Collision { .. } => {
                 Self::new(StatusCode::CONFLICT, e.to_string()).with_field("name")
             }
+            RegistryError::ReloadConflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             RegistryError::Unavailable { retry_after, .. } => {
                 let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
                 err.retry_after = Some(*retry_after);

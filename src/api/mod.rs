@@ -21,6 +21,7 @@ mod nameservices;
 mod ops;
 pub mod overrides;
 mod query;
+mod reload;
 mod ui;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub const ROUTE_NAMESERVICE: &str = "/api/v1/nameservices/{name}";
 pub const ROUTE_EXPLAIN: &str = "/api/v1/nameservices/{name}/explain";
 pub const ROUTE_OVERRIDE: &str = "/api/v1/nameservices/{name}/targets/{target}/override";
 pub const ROUTE_INSTANCES: &str = "/api/v1/instances";
+pub const ROUTE_RELOAD: &str = "/api/v1/reload";
 pub const ROUTE_EVENTS: &str = "/api/v1/events";
 pub const ROUTE_UI_ROOT: &str = "/ui";
 pub const ROUTE_UI: &str = "/ui/";
@@ -53,12 +55,13 @@ pub const ROUTE_UI_ASSET: &str = "/ui/{asset}";
 pub const ROUTE_HEALTHZ: &str = "/healthz";
 pub const ROUTE_METRICS: &str = "/metrics";
 /// Every route template the API serves (docs and tests check api/openapi.yaml against it).
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 12] = [
     ROUTE_NAMESERVICES,
     ROUTE_NAMESERVICE,
     ROUTE_EXPLAIN,
     ROUTE_OVERRIDE,
     ROUTE_INSTANCES,
+    ROUTE_RELOAD,
     ROUTE_EVENTS,
     ROUTE_HEALTHZ,
     ROUTE_METRICS,
@@ -80,6 +83,8 @@ pub struct AppState {
     pub events: Arc<EventLog>,
     /// True once every listener is bound and the store is loaded (/healthz).
     pub ready: Arc<AtomicBool>,
+    /// `POST /api/v1/reload` (None: not offered, in tests without files).
+    pub reload: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// Serves the API on `listener` until `stop` turns true, then stops accepting and
@@ -140,6 +145,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(overrides::put).delete(overrides::delete),
         )
         .route(ROUTE_INSTANCES, get(instances::list))
+        .route(ROUTE_RELOAD, axum::routing::post(reload::reload))
         .route(ROUTE_EVENTS, get(events::list))
         .route(ROUTE_UI_ROOT, get(ui::redirect))
         .route(ROUTE_UI, get(ui::index))

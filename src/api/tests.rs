@@ -79,6 +79,7 @@ fn fixture_with(
             tokens: Arc::new(auth::Tokens::single(token)),
             events: Arc::new(crate::events::EventLog::new("test", 100)),
             ready: Arc::new(AtomicBool::new(true)),
+            reload: None,
         },
         _dir: TempDir(dir),
     }

@@ -880,6 +880,7 @@ fn openapi_lists_every_route() {
             "/api/v1/nameservices/{name}/targets/{target}/override",
             "put",
         ),
+        ("/api/v1/reload", "post"),
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/ui", "get"),

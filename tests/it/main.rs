@@ -21,6 +21,7 @@ mod operators;
 mod overrides;
 mod policy;
 mod registry;
+mod reload;
 mod resolver;
 mod steering;
 mod targets;
