@@ -254,3 +254,51 @@ fn tokens_roles_and_exit_codes() {
     let o = gslb_at("ftp://x", &["get"], None, None);
     assert_eq!(code(&o), 2, "{}", err(&o));
 }
+
+#[test]
+fn explain_prints_the_decision_as_yaml_or_json() {
+    let s = Server::start();
+    let one = r#"{"name": "x.gslb.example", "policy": "Ratio", "targets": [{"name": "dc1", "address": "192.0.2.10", "ratio": 3}, {"name": "dc2", "address": "198.51.100.10", "ratio": 1}]}"#;
+    let o = gslb(&s, &["apply", "-f", "-"], None, Some(one));
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = gslb(
+        &s,
+        &[
+            "explain",
+            "x.gslb.example",
+            "--client",
+            "10.1.2.3",
+            "-o",
+            "json",
+        ],
+        None,
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["name"], "x.gslb.example");
+    assert_eq!(v["targets"].as_array().unwrap().len(), 2);
+    // The default output is YAML of the same document.
+    let o = gslb(
+        &s,
+        &["explain", "x.gslb.example", "--client", "10.1.2.3"],
+        None,
+        None,
+    );
+    let y: Value = serde_yaml_ng::from_str(&out(&o)).unwrap();
+    assert_eq!(y["name"], "x.gslb.example");
+    assert_eq!(y["policy"], v["policy"]);
+    // A bad client address: the API's message and field, exit 1.
+    let o = gslb(
+        &s,
+        &["explain", "x.gslb.example", "--client", "nope"],
+        None,
+        None,
+    );
+    assert_eq!(code(&o), 1);
+    assert!(
+        err(&o).contains("400") && err(&o).contains("(field client)"),
+        "{}",
+        err(&o)
+    );
+}
