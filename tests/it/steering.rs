@@ -419,3 +419,112 @@ fn status_counts_the_answers_of_each_target() {
     dig.a(name);
     assert_eq!(answers(&s), [28, 1]);
 }
+
+/// The `outcomes` of an explanation as (sorted addresses, probability).
+fn explain_outcomes(e: &Value) -> Vec<(BTreeSet<String>, f64)> {
+    e["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let a: BTreeSet<String> = o["addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+                .collect();
+            (a, o["probability"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn explain_agrees_with_dns_over_many_clients() {
+    let (s, _z) = start(
+        r#"
+[[topology]]
+cidr = "10.1.0.0/16"
+locality = "r1/z1"
+[[topology]]
+cidr = "10.2.0.0/16"
+locality = "r2/z1"
+[[topology]]
+cidr = "10.2.3.0/24"
+locality = "r1/z2"
+[[topology]]
+cidr = "10.3.0.0/16"
+locality = "r3"
+"#,
+    );
+    let name = "why.gslb.example";
+    s.put_ns(
+        &json!({"name": name, "ttl": 20, "degradedTtl": 4, "policy": "Locality",
+        "targets": [
+            {"name": "a", "address": "192.0.2.1", "locality": "r1/z1"},
+            {"name": "b", "address": "192.0.2.2", "locality": "r1/z2"},
+            {"name": "c", "address": "192.0.2.3", "locality": "r2/z1"},
+            {"name": "d", "address": "192.0.2.4", "locality": "r3"},
+            {"name": "v", "address": "2001:db8::1", "locality": "r1/z1"}],
+        "failover": [{"from": "r1", "to": "r3"}],
+        "distribute": [{"from": "r2", "to": {"r2": 3, "r1": 1}}]}),
+    );
+    // Take one target out by hand, so failover and the degraded TTL show too.
+    let r = s.put_json(
+        &format!("/api/v1/nameservices/{name}/targets/b/override"),
+        &json!({"state": "ForceUnhealthy", "reason": "test"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut dig = Dig::new(&s);
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut random_clients = 0;
+    for i in 0..60 {
+        // Clients all over the topology and outside it, with and without ECS.
+        let (net, src) = match i % 5 {
+            0 => (IpAddr::from([10, 1, rng.u8(..), 0]), 24),
+            1 => (IpAddr::from([10, 2, rng.u8(..), 0]), 24),
+            2 => (IpAddr::from([10, 2, 3, 0]), 24),
+            3 => (IpAddr::from([10, 3, rng.u8(..), 0]), 24),
+            _ => (IpAddr::from([172, 16, rng.u8(..), 0]), 24),
+        };
+        let ecs = format!("{net}/{src}");
+        let e = s
+            .get(&format!(
+                "/api/v1/nameservices/{name}/explain?client=127.0.0.1&ecs={ecs}"
+            ))
+            .json();
+        let outcomes = explain_outcomes(&e);
+        let total: f64 = outcomes.iter().map(|(_, p)| p).sum();
+        assert!((total - 1.0).abs() < 1e-3, "{e}");
+        // DNS gives only what explain lists, with its TTL and ECS scope ...
+        let mut seen: std::collections::HashMap<BTreeSet<String>, usize> = Default::default();
+        let n = if outcomes.len() > 1 { 400 } else { 5 };
+        for _ in 0..n {
+            let m = dig.ask(name, RecordType::A, Some((net, src)));
+            let got = set(&m);
+            assert!(
+                outcomes.iter().any(|(a, p)| *a == got && *p > 0.0),
+                "{ecs}: DNS answered {got:?}, explain lists {outcomes:?}"
+            );
+            assert_eq!(
+                ttl(&m),
+                e["answer"]["ttl"].as_u64().map(|t| t as u32),
+                "{ecs}"
+            );
+            assert_eq!(
+                ecs_of(&m).map(|(_, scope)| u64::from(scope)),
+                e["answer"]["ecsScope"].as_u64(),
+                "{ecs}"
+            );
+            *seen.entry(got).or_default() += 1;
+        }
+        // ... each about as often as explain says.
+        if outcomes.len() > 1 {
+            random_clients += 1;
+            for (a, p) in &outcomes {
+                let share = *seen.get(a).unwrap_or(&0) as f64 / n as f64;
+                assert!((share - p).abs() < 0.1, "{ecs}: {a:?} {share} vs {p}");
+            }
+        }
+    }
+    assert!(random_clients > 0, "no client drew among several answers");
+}
