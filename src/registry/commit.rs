@@ -99,6 +99,15 @@ pub(super) enum OverrideOp {
     Delete { name: Arc<str>, target: String },
     /// Remove every override expired at `now_ms`.
     Expire { now_ms: u64 },
+    /// Overrides decided elsewhere (etcd), applied as they are, newer revisions
+    /// winning. `listing`: `changes` are every override at that revision (a known
+    /// one they leave out goes, unless it changed later). `watched`: every change
+    /// up to it has been delivered (older ones cannot come any more).
+    Apply {
+        changes: Vec<super::overrides::IncomingOverride>,
+        listing: Option<u64>,
+        watched: u64,
+    },
 }
 
 /// What an accepted override change did.
@@ -113,6 +122,8 @@ pub(super) enum OverrideApplied {
     Removed(Override),
     /// Expired and removed: (name, target, override).
     Expired(Vec<(Arc<str>, String, Override)>),
+    /// Changes decided elsewhere were applied.
+    Applied,
 }
 
 pub(super) type OverrideOutcome = Result<OverrideApplied, RegistryError>;
@@ -185,6 +196,9 @@ pub(super) struct Committer {
     /// The overrides, by NameService name (also of names not served now: they act
     /// again if the name comes back before they expire). Compiled into the entries.
     pub overrides: HashMap<Arc<str>, Arc<TargetOverrides>>,
+    /// The revision of the last change applied per override key decided elsewhere
+    /// (deletions included), until the watch has delivered everything up to it.
+    pub override_revisions: HashMap<(Arc<str>, String), u64>,
     /// `[health] deny`: no target address may be in these ranges.
     pub deny: Arc<[ipnet::IpNet]>,
 }
@@ -607,6 +621,79 @@ impl Committer {
                     expired.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
                     Ok(OverrideApplied::Expired(expired))
                 }
+                OverrideOp::Apply {
+                    changes,
+                    listing,
+                    watched,
+                } => {
+                    let now = crate::timefmt::now_unix_ms();
+                    if let Some(at) = listing {
+                        let listed: std::collections::HashSet<(&str, &str)> = changes
+                            .iter()
+                            .map(|c| (&*c.name, c.target.as_str()))
+                            .collect();
+                        let known: Vec<(Arc<str>, String)> = self
+                            .overrides
+                            .iter()
+                            .flat_map(|(n, o)| o.keys().map(|t| (n.clone(), t.clone())))
+                            .chain(
+                                work.iter()
+                                    .flat_map(|(n, o)| o.keys().map(|t| (n.clone(), t.clone()))),
+                            )
+                            .filter(|(n, t)| !listed.contains(&(&**n, t.as_str())))
+                            .collect();
+                        for (name, target) in known {
+                            let key = (name.clone(), target.clone());
+                            if self.override_revisions.get(&key).is_some_and(|r| *r > at) {
+                                continue;
+                            }
+                            let mine = work
+                                .entry(name.clone())
+                                .or_insert_with(|| overrides_of(&self.overrides, &name));
+                            if mine.remove(&target).is_some() {
+                                writes.push(Change::DeleteOverride(name.to_string(), target));
+                            }
+                            self.override_revisions.insert(key, at);
+                        }
+                    }
+                    for c in changes {
+                        let key = (c.name.clone(), c.target.clone());
+                        if self
+                            .override_revisions
+                            .get(&key)
+                            .is_some_and(|r| *r >= c.revision)
+                        {
+                            continue;
+                        }
+                        self.override_revisions.insert(key, c.revision);
+                        let mine = work
+                            .entry(c.name.clone())
+                            .or_insert_with(|| overrides_of(&self.overrides, &c.name));
+                        // One that expired already (etcd's lease not yet run out)
+                        // acts nowhere: taken as deleted.
+                        match c.ovr.filter(|o| o.active(now)) {
+                            Some(o) => {
+                                writes.push(Change::PutOverride(
+                                    c.name.to_string(),
+                                    c.target.clone(),
+                                    o.clone(),
+                                    c.revision,
+                                ));
+                                mine.insert(c.target, o);
+                            }
+                            None => {
+                                if mine.remove(&c.target).is_some() {
+                                    writes
+                                        .push(Change::DeleteOverride(c.name.to_string(), c.target));
+                                }
+                            }
+                        }
+                    }
+                    if watched > 0 {
+                        self.override_revisions.retain(|_, r| *r > watched);
+                    }
+                    Ok(OverrideApplied::Applied)
+                }
             };
             replies.push((reply, outcome));
         }
@@ -789,7 +876,7 @@ fn overrides_of(all: &HashMap<Arc<str>, Arc<TargetOverrides>>, name: &str) -> Ta
 /// The `minEligibleTargets` rule: refuses `drain` of `entry`'s target `index` (in
 /// `NameService::targets`) when, with the overrides `mine` and the drain in place,
 /// fewer than `minEligibleTargets` targets of its address family would be eligible.
-fn check_drain(
+pub(super) fn check_drain(
     entry: &ServiceEntry,
     index: usize,
     mine: &TargetOverrides,

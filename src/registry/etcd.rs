@@ -234,6 +234,50 @@ impl EtcdSide {
         }
     }
 
+    /// Writes the override of (`name`, `target`) through etcd, under a lease that
+    /// outlives it by a second (the answer path stops applying it at its expiry;
+    /// the lease only cleans up, for the whole fleet). Returns the revision.
+    pub(super) async fn put_override(
+        &self,
+        name: &str,
+        target: &str,
+        ovr: &crate::model::Override,
+    ) -> Result<u64, RegistryError> {
+        self.check_reachable()?;
+        let value = serde_json::to_vec(ovr).expect("an override serializes");
+        let left = ovr
+            .expires_at_ms
+            .saturating_sub(crate::timefmt::now_unix_ms())
+            .div_ceil(1000);
+        let ttl = u32::try_from(left).unwrap_or(u32::MAX).saturating_add(1);
+        self.etcd
+            .put_override(name, target, value, ttl)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// Deletes the override of (`name`, `target`) through etcd: the revision of the
+    /// deletion, or `None` when there was none.
+    pub(super) async fn delete_override(
+        &self,
+        name: &str,
+        target: &str,
+    ) -> Result<Option<u64>, RegistryError> {
+        self.check_reachable()?;
+        match self
+            .etcd
+            .delete_override(name, target)
+            .await
+            .map_err(|e| unavailable(&e))?
+        {
+            Written::Done {
+                revision,
+                existed: true,
+            } => Ok(Some(revision)),
+            _ => Ok(None),
+        }
+    }
+
     /// The live instances, from their leased keys.
     pub async fn instances(&self) -> Result<Vec<InstanceInfo>, RegistryError> {
         let keys =

@@ -16,6 +16,7 @@
 mod commit;
 pub mod etcd;
 pub mod fleet;
+mod overrides;
 mod status;
 
 use std::collections::HashMap;
@@ -296,6 +297,7 @@ impl Registry {
                 .into_iter()
                 .map(|(n, o)| (n, Arc::new(o)))
                 .collect(),
+            override_revisions: HashMap::new(),
             deny: deny.clone().into(),
         };
         let (done, mut loaded) = oneshot::channel();
@@ -481,6 +483,25 @@ impl Registry {
         ovr: Override,
         force: bool,
     ) -> Result<Option<Override>, RegistryError> {
+        if let Some(side) = &self.etcd {
+            // Decided here against what this instance serves, then written through
+            // etcd (which every instance watches) and applied here at once.
+            let replaced = self.check_override(name, target, &ovr, force)?;
+            let revision = side.put_override(name, target, &ovr).await?;
+            overrides::apply(
+                &self.commits,
+                vec![overrides::IncomingOverride {
+                    name: name.into(),
+                    target: target.to_string(),
+                    ovr: Some(ovr),
+                    revision,
+                }],
+                None,
+                0,
+            )
+            .await?;
+            return Ok(replaced);
+        }
         let op = commit::OverrideOp::Put {
             name: name.into(),
             target: target.to_string(),
@@ -499,6 +520,42 @@ impl Registry {
         name: &str,
         target: &str,
     ) -> Result<Override, RegistryError> {
+        if let Some(side) = &self.etcd {
+            let now = crate::timefmt::now_unix_ms();
+            let old = self
+                .overrides(name)
+                .and_then(|o| o.get(target).cloned())
+                .filter(|o| o.active(now));
+            let served = self.snapshot.load().service(name).is_some();
+            let Some(revision) = side.delete_override(name, target).await? else {
+                return Err(if served {
+                    RegistryError::NoOverride {
+                        name: name.to_string(),
+                        target: target.to_string(),
+                    }
+                } else {
+                    RegistryError::NotFound(name.to_string())
+                });
+            };
+            overrides::apply(
+                &self.commits,
+                vec![overrides::IncomingOverride {
+                    name: name.into(),
+                    target: target.to_string(),
+                    ovr: None,
+                    revision,
+                }],
+                None,
+                0,
+            )
+            .await?;
+            // etcd held one; this instance may not have applied it yet, and then
+            // knows nothing of it but that it is gone now.
+            return old.ok_or_else(|| RegistryError::NoOverride {
+                name: name.to_string(),
+                target: target.to_string(),
+            });
+        }
         let op = commit::OverrideOp::Delete {
             name: name.into(),
             target: target.to_string(),
@@ -522,6 +579,35 @@ impl Registry {
             commit::OverrideApplied::Expired(list) => Ok(list),
             other => unreachable!("an expiry answered {other:?}"),
         }
+    }
+
+    /// Decides an override write against what this instance serves (the etcd path,
+    /// where the committer cannot decide it before etcd has it): 404 for an unknown
+    /// name or target, the `minEligibleTargets` rule for a Drain. Returns the
+    /// override it replaces.
+    fn check_override(
+        &self,
+        name: &str,
+        target: &str,
+        ovr: &Override,
+        force: bool,
+    ) -> Result<Option<Override>, RegistryError> {
+        let snap = self.snapshot.load();
+        let entry = snap
+            .service(name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let Some(index) = entry.spec.targets.iter().position(|t| t.name == target) else {
+            return Err(RegistryError::NoSuchTarget {
+                name: name.to_string(),
+                target: target.to_string(),
+            });
+        };
+        let mine = entry.overrides.as_deref().cloned().unwrap_or_default();
+        if ovr.state == crate::model::OverrideState::Drain && !force {
+            commit::check_drain(entry, index, &mine, ovr)?;
+        }
+        let now = crate::timefmt::now_unix_ms();
+        Ok(mine.get(target).filter(|o| o.active(now)).cloned())
     }
 
     /// The overrides of NameService `name` as published (expired ones included
@@ -659,6 +745,11 @@ impl Registry {
                 side.clone(),
                 self.commits.clone(),
                 self.store.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(overrides::replicate(
+                side.clone(),
+                self.commits.clone(),
                 stop.clone(),
             )),
             tokio::spawn(etcd::presence(

@@ -6,6 +6,7 @@
 //! <prefix>nameservices/<name>           the resource as JSON, exactly as a PUT stores it
 //! <prefix>instances/<instance>          {"revision","lastSeen"} under the instance's lease
 //! <prefix>health/<endpoint>/<instance>  an instance's verdict, under its lease (issue 9)
+//! <prefix>overrides/<name>/<target>     an override as JSON, under a lease of its ttl
 //! ```
 //!
 //! Every call has a deadline ([`REQUEST_TIMEOUT`]) and requires a leader, so an etcd
@@ -345,14 +346,18 @@ impl Etcd {
         }
     }
 
-    /// Deletes `name` if `expect` holds. `Done { existed: false }`: there was nothing
-    /// to delete.
+    /// Deletes `name` if `expect` holds, and its overrides with it (in the same
+    /// transaction). `Done { existed: false }`: there was nothing to delete.
     pub async fn delete(&self, name: &str, expect: Expect) -> Result<Written, EtcdError> {
         let key = self.ns_key(name);
         let del = TxnOp::delete(key.clone(), Some(DeleteOptions::new().with_prev_key()));
+        let overrides = TxnOp::delete(
+            self.override_key(name, ""),
+            Some(DeleteOptions::new().with_prefix()),
+        );
         let txn = Txn::new()
             .when(compare(&key, expect))
-            .and_then([del])
+            .and_then([del, overrides])
             .or_else([TxnOp::get(key.clone(), None)]);
         let resp = retry_unsent(|| {
             let txn = txn.clone();
@@ -373,6 +378,52 @@ impl Etcd {
                 "unexpected transaction response (succeeded {ok}): {other:?}"
             ))),
         }
+    }
+
+    /// `<prefix>overrides/<name>/<target>` (with an empty target: the prefix of
+    /// every override of `name`).
+    fn override_key(&self, name: &str, target: &str) -> String {
+        format!("{}overrides/{name}/{target}", self.prefix)
+    }
+
+    /// Puts the override of (`name`, `target`), attached to a new lease of
+    /// `ttl_seconds`, so etcd removes it for the whole fleet when its time is up
+    /// (and no instance has to be there to do it). Returns the revision.
+    pub async fn put_override(
+        &self,
+        name: &str,
+        target: &str,
+        value: Vec<u8>,
+        ttl_seconds: u32,
+    ) -> Result<u64, EtcdError> {
+        let lease = self.grant(ttl_seconds.max(1)).await?;
+        let key = self.override_key(name, target);
+        let resp = retry_unsent(|| {
+            let mut kv = self.client.kv_client();
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                kv.put(key, value, Some(PutOptions::new().with_lease(lease.id)))
+                    .await
+            }
+        })
+        .await?;
+        Ok(resp.header().map_or(0, |h| h.revision()) as u64)
+    }
+
+    /// Deletes the override of (`name`, `target`): `Done { existed }` with the
+    /// revision of the deletion.
+    pub async fn delete_override(&self, name: &str, target: &str) -> Result<Written, EtcdError> {
+        let key = self.override_key(name, target);
+        let resp = retry_unsent(|| {
+            let mut kv = self.client.kv_client();
+            let key = key.clone();
+            async move { kv.delete(key, None).await }
+        })
+        .await?;
+        Ok(Written::Done {
+            revision: resp.header().map_or(0, |h| h.revision()) as u64,
+            existed: resp.deleted() > 0,
+        })
     }
 
     /// The mod revision of `name` now (`None`: absent).

@@ -221,3 +221,90 @@ fn overrides_survive_a_restart_and_force_health() {
     assert_eq!(answer(&s), set(&["192.0.2.1", "192.0.2.2"]));
     assert!(status_of(&s, "a")["override"].is_null());
 }
+
+/// The addresses `s` answers for `name`.
+fn answer_of(s: &Server, name: &str) -> BTreeSet<String> {
+    addrs(&s.udp(&format!("{name}."), RecordType::A))
+        .iter()
+        .map(IpAddr::to_string)
+        .collect()
+}
+
+#[test]
+fn a_fleet_shares_its_overrides_through_etcd() {
+    let etcd = crate::etcd::Etcd::start(3);
+    let a = Server::start_with(etcd.server_opts("dc1-a"));
+    let b = Server::start_with(etcd.server_opts("dc2-a"));
+    let name = "fleet.gslb.example";
+    a.put_ns(&json!({"name": name, "policy": "RoundRobin", "targets": [
+        {"name": "x", "address": "192.0.2.1"},
+        {"name": "y", "address": "192.0.2.2"}]}));
+    let both = set(&["192.0.2.1", "192.0.2.2"]);
+    assert!(wait_until(Duration::from_secs(2), || answer_of(&b, name) == both));
+    let ovr = |t: &str| format!("/api/v1/nameservices/{name}/targets/{t}/override");
+
+    // A drain on one instance: there at once, on the other within a second; the
+    // other instance refuses an unsafe drain from what it sees.
+    let r = a.put_json(
+        &ovr("x"),
+        &json!({"state": "Drain", "reason": "dc1 maintenance", "ttlSeconds": 4}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(answer_of(&a, name), set(&["192.0.2.2"]));
+    assert!(
+        wait_until(Duration::from_secs(1), || answer_of(&b, name)
+            == set(&["192.0.2.2"])),
+        "the drain did not reach the second instance"
+    );
+    let st = b.get(&format!("/api/v1/nameservices/{name}")).json();
+    assert_eq!(
+        st["status"]["targets"][0]["override"]["reason"], "dc1 maintenance",
+        "{st}"
+    );
+    let r = b.put_json(&ovr("y"), &json!({"state": "Drain", "reason": "r"}));
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    // Removed on the second instance: gone on both.
+    assert_eq!(b.delete(&ovr("x")).status, 204);
+    assert_eq!(answer_of(&b, name), both);
+    assert!(wait_until(Duration::from_secs(1), || answer_of(&a, name) == both));
+    assert_eq!(b.delete(&ovr("x")).status, 404);
+
+    // One that expires goes by itself everywhere (the answer path at its expiry,
+    // etcd's lease after it).
+    let r = b.put_json(
+        &ovr("y"),
+        &json!({"state": "ForceUnhealthy", "reason": "bad build", "ttlSeconds": 2}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(wait_until(Duration::from_secs(1), || answer_of(&a, name)
+        == set(&["192.0.2.1"])));
+    assert!(wait_until(Duration::from_secs(5), || answer_of(&a, name)
+        == both
+        && answer_of(&b, name) == both));
+    // And etcd no longer holds it once its lease ran out.
+    assert!(wait_until(Duration::from_secs(6), || etcd
+        .ctl(&["get", "--prefix", "/gslb/overrides/", "--keys-only"])
+        .trim()
+        .is_empty()));
+
+    // A drain set before an instance starts is loaded with the registry; deleting
+    // the NameService deletes its overrides in etcd too.
+    let r = a.put_json(
+        &ovr("x"),
+        &json!({"state": "Drain", "reason": "r", "ttlSeconds": 600}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = Server::start_with(etcd.server_opts("dc3-a"));
+    assert!(wait_until(Duration::from_secs(2), || answer_of(&c, name)
+        == set(&["192.0.2.2"])));
+    assert_eq!(
+        a.delete(&format!("/api/v1/nameservices/{name}")).status,
+        204
+    );
+    assert!(
+        etcd.ctl(&["get", "--prefix", "/gslb/overrides/", "--keys-only"])
+            .trim()
+            .is_empty()
+    );
+}
