@@ -223,7 +223,16 @@ pub async fn run(
             zones,
             config.topology.clone(),
             health.clone(),
-            config.health.deny.clone(),
+            crate::registry::Options {
+                deny: config.health.deny.clone(),
+                resolvers: Some(
+                    crate::resolver::Resolvers::new(
+                        &config.resolver,
+                        tokio::runtime::Handle::current(),
+                    )
+                    .context("[resolver]")?,
+                ),
+            },
             etcd,
         )
         .with_context(|| {
@@ -235,6 +244,8 @@ pub async fn run(
     );
     // Ready conditions follow health changes (subscribed before the first probe).
     let _status = registry.follow_health();
+    // FQDN targets: a changed resolution recompiles the services holding the name.
+    let _resolutions = registry.follow_resolutions();
     let metrics = Arc::new(Metrics::new());
     let events = Arc::new(EventLog::new(
         config.instance.as_str(),

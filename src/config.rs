@@ -60,7 +60,19 @@ struct FileConfig {
     rrl: Option<RrlInput>,
     registry: Option<toml::Spanned<RegistryInput>>,
     health: Option<HealthInput>,
+    resolver: Option<ResolverInput>,
 }
+
+/// `[resolver]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolverInput {
+    servers: Option<Vec<toml::Spanned<String>>>,
+    stale_seconds: Option<toml::Spanned<u64>>,
+}
+
+/// The largest `[resolver] stale_seconds`: a week.
+pub const MAX_STALE_SECONDS: u64 = 7 * 86_400;
 
 /// `[health]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -359,6 +371,8 @@ pub struct Config {
     pub instance: String,
     pub registry: RegistryConfig,
     pub health: HealthConfig,
+    /// `[resolver]`: how fqdn targets are resolved.
+    pub resolver: crate::resolver::Settings,
     /// The config file, when one was given (for messages, and for a reload).
     pub file: Option<PathBuf>,
     /// The flags it was loaded with (a reload loads the file again under them).
@@ -451,6 +465,7 @@ impl std::fmt::Debug for Config {
             .field("instance", &self.instance)
             .field("registry", &self.registry)
             .field("health", &self.health)
+            .field("resolver", &self.resolver)
             .finish()
     }
 }
@@ -999,7 +1014,46 @@ impl Config {
             health.deny.push(net);
         }
 
+        let mut resolver = crate::resolver::Settings::default();
+        let resolver_in = fc.resolver.unwrap_or_default();
+        for srv in resolver_in.servers.iter().flatten() {
+            let text = srv.get_ref();
+            // "IP:port", or an IP alone for port 53.
+            let addr = text
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    text.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    invalid(
+                        srv.span(),
+                        format!(
+                            "resolver.servers: {text:?} is not IP:port (IPv6 as [::1]:53) or an IP"
+                        ),
+                    )
+                })?;
+            if resolver.servers.contains(&addr) {
+                return Err(invalid(
+                    srv.span(),
+                    format!("resolver.servers: {text:?} is listed twice"),
+                ));
+            }
+            resolver.servers.push(addr);
+        }
+        if let Some(st) = &resolver_in.stale_seconds {
+            let v = *st.get_ref();
+            if v > MAX_STALE_SECONDS {
+                return Err(invalid(
+                    st.span(),
+                    format!("resolver.stale_seconds: {v} is above {MAX_STALE_SECONDS} (a week)"),
+                ));
+            }
+            resolver.stale = std::time::Duration::from_secs(v);
+        }
+
         Ok(Config {
+            resolver,
             health,
             dns_listen,
             api_listen,
@@ -1259,6 +1313,53 @@ mod tests {
                 other => panic!("{text:?}: {other}"),
             }
             std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn resolver_table() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert!(c.resolver.servers.is_empty());
+        assert_eq!(c.resolver.stale, std::time::Duration::from_secs(3600));
+        let p = write(
+            "resolver",
+            "[resolver]\nservers = [\"127.0.0.1:5353\", \"[::1]:53\", \"192.0.2.53\"]\nstale_seconds = 60\n",
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        std::fs::remove_file(p).unwrap();
+        let want: Vec<SocketAddr> = ["127.0.0.1:5353", "[::1]:53", "192.0.2.53:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(c.resolver.servers, want);
+        assert_eq!(c.resolver.stale, std::time::Duration::from_secs(60));
+        for (text, line, needle) in [
+            (
+                "[resolver]\nservers = [\n \"127.0.0.1:53\",\n \"dns.example:53\"]\n",
+                4,
+                "resolver.servers: \"dns.example:53\" is not IP:port",
+            ),
+            (
+                "[resolver]\nservers = [\"127.0.0.1:53\", \"127.0.0.1:53\"]\n",
+                2,
+                "listed twice",
+            ),
+            ("[resolver]\nstale_seconds = 604801\n", 2, "above 604800"),
+            ("[resolver]\nstale_seconds = -1\n", 2, ""),
+            ("[resolver]\nserver = []\n", 2, "unknown field"),
+        ] {
+            let p = write("resolver-bad", text);
+            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
+            std::fs::remove_file(p).unwrap();
+            match &e {
+                ConfigError::Invalid {
+                    line: l, message, ..
+                } => {
+                    assert_eq!(*l, line, "{text:?}: {e}");
+                    assert!(message.contains(needle), "{text:?}: {e}");
+                }
+                other => panic!("{text:?}: {other}"),
+            }
         }
     }
 

@@ -42,9 +42,14 @@ impl Snapshot {
 /// One target of a compiled NameService, as the policies see it.
 #[derive(Debug)]
 pub struct TargetEntry {
-    /// Index of this target in `NameService::targets` (for status reporting).
+    /// Index of this target in `NameService::targets` (for status reporting). An
+    /// fqdn target has one entry per address it resolved to, all with its index.
     pub index: usize,
     pub address: IpAddr,
+    /// The entries of the family that belong to the same target (bit `k` =
+    /// `family[k]`, this one included): Ratio picks a target, then answers its
+    /// eligible addresses.
+    pub group: u64,
     pub locality: Option<Locality>,
     pub ratio: u32,
     pub enabled: bool,
@@ -198,39 +203,87 @@ pub struct ServiceEntry {
     /// The registry revision of the change that wrote this resource (its ETag); set
     /// by the registry after compiling.
     pub revision: u64,
+    /// Some target has several entries in a family (an fqdn target that resolved to
+    /// several addresses): Ratio draws among targets, not entries.
+    pub grouped: bool,
 }
+
+/// At most this many entries per address family: the policies work on 64-bit sets.
+/// An fqdn target's addresses beyond it are not answered (the first ones, in
+/// address order, are).
+pub const MAX_FAMILY_ENTRIES: usize = 64;
 
 impl ServiceEntry {
     /// Compiles a validated resource with its targets' `overrides`. `previous` is
     /// the entry it replaces (its answer counts carry over); `cell` hands out the
-    /// shared health cell of an endpoint (the health module owns them).
+    /// shared health cell of an endpoint (the health module owns them). Its fqdn
+    /// targets have no addresses: see [`ServiceEntry::compile_resolved`].
     pub fn compile(
         spec: Arc<NameService>,
         overrides: Option<&Arc<TargetOverrides>>,
         previous: Option<&ServiceEntry>,
-        mut cell: impl FnMut(&crate::model::Endpoint) -> Arc<HealthCell>,
+        cell: impl FnMut(&crate::model::Endpoint) -> Arc<HealthCell>,
     ) -> Self {
-        // Sized exactly: 100,000 of these live in memory.
-        let n4 = spec.targets.iter().filter(|t| t.address.is_ipv4()).count();
-        let mut v4 = Vec::with_capacity(n4);
-        let mut v6 = Vec::with_capacity(spec.targets.len() - n4);
+        Self::compile_resolved(spec, overrides, previous, cell, &|_| Arc::from([]))
+    }
+
+    /// [`ServiceEntry::compile`] with `resolved(i)`, the addresses fqdn target `i`
+    /// stands for now (already checked against the address rules): one entry per
+    /// address, each with the health cell of its own endpoint.
+    pub fn compile_resolved(
+        spec: Arc<NameService>,
+        overrides: Option<&Arc<TargetOverrides>>,
+        previous: Option<&ServiceEntry>,
+        mut cell: impl FnMut(&crate::model::Endpoint) -> Arc<HealthCell>,
+        resolved: &dyn Fn(usize) -> Arc<[IpAddr]>,
+    ) -> Self {
+        // Every (target, address), in target order.
+        let mut expanded: Vec<(usize, IpAddr)> = Vec::with_capacity(spec.targets.len());
         for (i, t) in spec.targets.iter().enumerate() {
-            let entry = TargetEntry {
+            match t.address {
+                Some(a) => expanded.push((i, a)),
+                None => expanded.extend(resolved(i).iter().map(|a| (i, *a))),
+            }
+        }
+        // Sized exactly: 100,000 of these live in memory.
+        let n4 = expanded.iter().filter(|(_, a)| a.is_ipv4()).count();
+        let mut v4 = Vec::with_capacity(n4.min(MAX_FAMILY_ENTRIES));
+        let mut v6 = Vec::with_capacity((expanded.len() - n4).min(MAX_FAMILY_ENTRIES));
+        for (i, address) in expanded {
+            let t = &spec.targets[i];
+            let list = if address.is_ipv4() { &mut v4 } else { &mut v6 };
+            if list.len() == MAX_FAMILY_ENTRIES {
+                continue;
+            }
+            let ep = match t.address {
+                Some(_) => spec.endpoint(i),
+                None => spec.endpoint_at(i, address),
+            };
+            list.push(TargetEntry {
                 index: i,
-                address: t.address,
+                address,
+                group: 0,
                 locality: t.locality.as_deref().and_then(|l| Locality::parse(l).ok()),
                 ratio: t.ratio,
                 enabled: t.enabled,
-                health: spec.endpoint(i).map(|ep| cell(&ep)),
+                health: ep.map(|ep| cell(&ep)),
                 name_hash: name_hash(&t.name),
                 ovr: overrides
                     .and_then(|o| o.get(&t.name))
                     .map(|o| (o.state, o.expires_at_ms)),
-            };
-            if t.address.is_ipv4() {
-                v4.push(entry)
-            } else {
-                v6.push(entry)
+            });
+        }
+        let mut grouped = false;
+        for list in [&mut v4, &mut v6] {
+            for k in 0..list.len() {
+                let index = list[k].index;
+                let group = list
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.index == index)
+                    .fold(0u64, |m, (j, _)| m | 1 << j);
+                grouped |= group.count_ones() > 1;
+                list[k].group = group;
             }
         }
         // Bit i set when target i of the family has a locality and it passes `f`.
@@ -290,6 +343,7 @@ impl ServiceEntry {
             answers,
             overrides: overrides.filter(|o| !o.is_empty()).cloned(),
             revision: 0,
+            grouped,
             spec,
         }
     }

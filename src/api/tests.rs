@@ -66,7 +66,7 @@ fn fixture_with(
         Arc::new(zones),
         Arc::new(Topology::default()),
         Arc::new(HealthHub::new()),
-        Vec::new(),
+        Default::default(),
     )
     .unwrap();
     let registry = Arc::new(registry);

@@ -336,12 +336,9 @@ fn target_json(t: &TargetIn, out: &mut Import) -> Option<Value> {
             format!("address {address:?} is a Unix socket: it cannot be answered in DNS"),
         ));
         return None;
-    } else if normalize_name(address).is_ok() {
-        out.errors.push(t.origin.note(
-            "address",
-            format!("address {address:?} is a host name: gslb does not resolve target host names yet (fqdn targets)"),
-        ));
-        return None;
+    } else if let Ok(name) = normalize_name(address) {
+        // A host name (the seed's `foo.bar.svc.cluster2`): gslb resolves it.
+        target.insert("fqdn".into(), json!(name));
     } else {
         out.errors.push(t.origin.note(
             "address",

@@ -8,10 +8,10 @@
 //! ServiceEntry host, with every field it could not map named ([`Note`]).
 //! docs/istio.md is the field-by-field reference.
 //!
-//! The mapping is pure; [`read_files`] reads the input, [`apply`] writes through the
-//! REST API, and [`run`] is the command with its exit status.
+//! The mapping is pure; [`read_files`] reads the input, and [`run`] is the command
+//! with its exit status (`--apply` writes through the API client of
+//! [`crate::cli`]).
 
-pub mod apply;
 pub mod fields;
 pub mod mapping;
 pub mod objects;

@@ -13,7 +13,8 @@
 
 use std::io::Write;
 
-use super::{Options, apply, import, read_files};
+use super::{Options, import, read_files};
+use crate::cli::Client;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
@@ -85,7 +86,7 @@ pub fn run(cmd: &Command) -> u8 {
         summary("printed");
         return EXIT_OK;
     };
-    let client = match apply::Client::new(server, token.clone()) {
+    let client = match Client::new(server, token.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gslb: import: error: {e}");
@@ -104,7 +105,8 @@ pub fn run(cmd: &Command) -> u8 {
     };
     let mut failed = 0;
     for ns in &result.services {
-        match runtime.block_on(client.apply(ns)) {
+        let body = serde_json::to_value(ns).expect("a NameService serializes");
+        match runtime.block_on(client.apply(&ns.name, &body)) {
             Ok(how) => println!("nameservice/{} {}", ns.name, how.as_str()),
             Err(e) => {
                 failed += 1;

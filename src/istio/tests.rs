@@ -170,6 +170,22 @@ spec:
     assert_eq!(services(&i)[0]["policy"], "RoundRobin");
 }
 
+/// The seed's WorkloadEntry as written: its address is a host name, which becomes
+/// an fqdn target.
+#[test]
+fn host_name_addresses_become_fqdn_targets() {
+    let text = DISTRIBUTE.replace("address: 192.0.2.10", "address: foo.bar.svc.cluster2");
+    let i = one(&text);
+    assert!(i.errors.is_empty(), "{:?}", notes(&i.errors));
+    let ns = &services(&i)[0];
+    assert_eq!(
+        ns["targets"][0],
+        json!({"name": "foo", "fqdn": "foo.bar.svc.cluster2", "locality": "region1/zone1",
+               "ratio": 1, "enabled": true})
+    );
+    assert_eq!(ns["targets"][1]["address"], "198.51.100.10");
+}
+
 #[test]
 fn endpoints_and_weights_choose_the_policy() {
     let entry = |weights: &str| {
@@ -391,7 +407,6 @@ fn errors_name_object_and_field() {
         (se("  hosts: [a.example]\n  endpoints: [{address: 192.0.2.1, weight: -1}]"), "spec.endpoints[0].weight: spec.endpoints[0].weight must be a non-negative integer, got -1"),
         (se("  hosts: [a.example]\n  endpoints: [{address: 192.0.2.1, weight: 10001}]"), "spec.endpoints[0].weight: weight 10001 is above 10000"),
         (se("  hosts: [a.example]\n  endpoints: [{address: 192.0.2.1, locality: a/b/c/d}]"), "spec.endpoints[0].locality: locality \"a/b/c/d\" has more than 3 parts"),
-        (se("  hosts: [a.example]\n  endpoints: [{address: foo.bar.svc.cluster2}]"), "spec.endpoints[0].address: address \"foo.bar.svc.cluster2\" is a host name"),
         (se("  hosts: [a.example]\n  endpoints: [{address: unix:///var/run/s.sock}]"), "is a Unix socket"),
         (se("  hosts: [a.example]\n  endpoints: [{address: \"not an address\"}]"), "neither an IP address nor a host name"),
         (se("  hosts: [a.example]"), "spec.endpoints: the entry has neither endpoints nor a workloadSelector"),

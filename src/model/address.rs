@@ -39,6 +39,15 @@ pub fn denied_by(ip: IpAddr, deny: &[IpNet]) -> Option<&IpNet> {
         .find(|net| net.contains(&ip) || net.contains(&canonical))
 }
 
+/// Why a resolved address of an fqdn target is not used, or `None`: the same rules
+/// as for a literal address, since it is answered and probed the same way.
+pub fn refused(ip: IpAddr, deny: &[IpNet]) -> Option<String> {
+    if let Some(why) = forbidden(ip) {
+        return Some(format!("{ip} is {why}"));
+    }
+    denied_by(ip, deny).map(|net| format!("{ip} is inside {net}, which [health] deny refuses"))
+}
+
 /// Checks one address of field `field` against the fixed rules and `deny`.
 pub fn check(field: &str, ip: IpAddr, deny: &[IpNet]) -> Result<(), ValidationError> {
     if let Some(why) = forbidden(ip) {
@@ -64,8 +73,12 @@ impl NameService {
     /// configuration may break it).
     pub fn check_addresses(&self, deny: &[IpNet]) -> Result<(), ValidationError> {
         for (i, t) in self.targets.iter().enumerate() {
-            check(&format!("targets[{i}].address"), t.address, deny)?;
-            check(&format!("targets[{i}].probeAddress"), t.probe_address, deny)?;
+            if let Some(a) = t.address {
+                check(&format!("targets[{i}].address"), a, deny)?;
+            }
+            if let Some(a) = t.probe_address {
+                check(&format!("targets[{i}].probeAddress"), a, deny)?;
+            }
         }
         Ok(())
     }

@@ -41,14 +41,22 @@ pub enum Stickiness {
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     pub name: String,
-    pub address: IpAddr,
+    /// The gateway VIP; exactly one of `address` and `fqdn` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    /// A DNS name (lowercase, no trailing dot) whose A and AAAA records are the
+    /// target's addresses, resolved by gslb (see `crate::resolver`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality: Option<String>,
     pub ratio: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Always filled in: defaults to `address`.
-    pub probe_address: IpAddr,
+    /// Filled in for an address target (defaults to `address`); never set for an
+    /// fqdn target, whose resolved addresses are probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_address: Option<IpAddr>,
     pub enabled: bool,
 }
 
@@ -137,6 +145,7 @@ struct NameServiceInput {
 struct TargetInput {
     name: Option<String>,
     address: Option<String>,
+    fqdn: Option<String>,
     locality: Option<String>,
     ratio: Option<u32>,
     port: Option<u32>,
@@ -260,11 +269,57 @@ impl NameService {
                     format!("target name {tname:?} is used twice"),
                 ));
             }
-            let addr_s = t
-                .address
-                .ok_or_else(|| err(f("address"), format!("{} is required", f("address"))))?;
-            let address = parse_ip(&f("address"), &addr_s)?;
-            super::address::check(&f("address"), address, &[])?;
+            let (address, fqdn) = match (&t.address, &t.fqdn) {
+                (Some(a), None) => {
+                    let address = parse_ip(&f("address"), a)?;
+                    super::address::check(&f("address"), address, &[])?;
+                    (Some(address), None)
+                }
+                (None, Some(n)) => {
+                    let fqdn = normalize_name(n).map_err(|e| {
+                        err(
+                            f("fqdn"),
+                            format!("{} {n:?} is not a valid DNS name: {e}", f("fqdn")),
+                        )
+                    })?;
+                    // A name that is an IP literal is meant as an address.
+                    if fqdn.parse::<IpAddr>().is_ok() || fqdn.is_empty() {
+                        return Err(err(
+                            f("fqdn"),
+                            format!(
+                                "{} {n:?} is not a host name: give an IP address as address",
+                                f("fqdn")
+                            ),
+                        ));
+                    }
+                    if t.probe_address.is_some() {
+                        return Err(err(
+                            f("probeAddress"),
+                            format!(
+                                "{} is not allowed with fqdn: the addresses the name resolves to are probed",
+                                f("probeAddress")
+                            ),
+                        ));
+                    }
+                    (None, Some(fqdn))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        f("fqdn"),
+                        format!(
+                            "{} and {} exclude each other: give one",
+                            f("address"),
+                            f("fqdn")
+                        ),
+                    ));
+                }
+                (None, None) => {
+                    return Err(err(
+                        f("address"),
+                        format!("{} (or {}) is required", f("address"), f("fqdn")),
+                    ));
+                }
+            };
             if let Some(l) = &t.locality {
                 Locality::parse(l).map_err(|m| err(f("locality"), m))?;
             }
@@ -278,12 +333,13 @@ impl NameService {
                 Some(s) => {
                     let ip = parse_ip(&f("probeAddress"), s)?;
                     super::address::check(&f("probeAddress"), ip, &[])?;
-                    ip
+                    Some(ip)
                 }
             };
             targets.push(Target {
                 name: tname,
                 address,
+                fqdn,
                 locality: t.locality,
                 ratio,
                 port,
@@ -413,12 +469,20 @@ impl NameService {
         })
     }
 
-    /// The health-check endpoint of target `i`, or `None` when targets are not probed.
+    /// The health-check endpoint of address target `i`, or `None` when targets are
+    /// not probed or it is an fqdn target (see [`NameService::endpoint_at`]).
     pub fn endpoint(&self, i: usize) -> Option<Endpoint> {
+        let t = &self.targets[i];
+        self.endpoint_at(i, t.probe_address?)
+    }
+
+    /// The health-check endpoint of target `i` probed at `address` (one of the
+    /// addresses an fqdn target resolved to), or `None` when targets are not probed.
+    pub fn endpoint_at(&self, i: usize, address: IpAddr) -> Option<Endpoint> {
         let hc = self.health_check.as_ref()?;
         let t = &self.targets[i];
         Some(Endpoint {
-            address: t.probe_address,
+            address,
             port: t.port.unwrap_or_else(|| hc.port()),
             check: hc.check(),
             period_seconds: hc.period_seconds,
@@ -804,6 +868,62 @@ mod tests {
         v["stickiness"] = json!("None");
         let ns = NameService::from_json(v).unwrap();
         assert_eq!(serde_json::to_value(&ns).unwrap()["stickiness"], "None");
+    }
+
+    #[test]
+    fn fqdn_targets() {
+        let mut v = minimal();
+        v["targets"] = json!([{"name": "a", "fqdn": "GW.DC1.Example."}]);
+        let ns = NameService::from_json(v.clone()).unwrap();
+        let t = &ns.targets[0];
+        assert_eq!(t.fqdn.as_deref(), Some("gw.dc1.example"));
+        assert_eq!((t.address, t.probe_address), (None, None));
+        assert_eq!(ns.endpoint(0), None);
+        // GET output PUTs back unchanged.
+        let out = serde_json::to_value(&ns).unwrap();
+        assert!(out["targets"][0].get("address").is_none());
+        assert_eq!(NameService::from_json(out).unwrap(), ns);
+        let mut hc = v.clone();
+        hc["healthCheck"] = json!({"port": 443});
+        let ns = NameService::from_json(hc).unwrap();
+        assert_eq!(ns.endpoint(0), None);
+        let ep = ns.endpoint_at(0, "192.0.2.7".parse().unwrap()).unwrap();
+        assert_eq!((ep.address.to_string(), ep.port), ("192.0.2.7".into(), 443));
+        for (target, field, needle) in [
+            (
+                json!({"name": "a", "fqdn": "gw.example", "address": "192.0.2.1"}),
+                "targets[0].fqdn",
+                "exclude each other",
+            ),
+            (
+                json!({"name": "a", "fqdn": "gw.example", "probeAddress": "192.0.2.1"}),
+                "targets[0].probeAddress",
+                "not allowed with fqdn",
+            ),
+            (
+                json!({"name": "a", "fqdn": "bad name"}),
+                "targets[0].fqdn",
+                "not a valid DNS name",
+            ),
+            (
+                json!({"name": "a", "fqdn": "192.0.2.1"}),
+                "targets[0].fqdn",
+                "not a host name",
+            ),
+            (json!({"name": "a", "fqdn": "."}), "targets[0].fqdn", ""),
+            (json!({"name": "a", "fqdn": 7}), "targets[0].fqdn", ""),
+            (
+                json!({"name": "a"}),
+                "targets[0].address",
+                "(or targets[0].fqdn) is required",
+            ),
+        ] {
+            let mut v = minimal();
+            v["targets"] = json!([target]);
+            let e = NameService::from_json(v.clone()).expect_err(&format!("accepted {v}"));
+            assert_eq!(e.field, field, "{v}: {e}");
+            assert!(e.message.contains(needle), "{v}: {e}");
+        }
     }
 
     #[test]

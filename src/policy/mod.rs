@@ -100,7 +100,13 @@ pub fn select(
     // (The feature exists for bench/dns.sh alone: it measures what counting costs.)
     if !cfg!(feature = "bench-no-answer-counts") {
         let targets = entry.family(v6);
-        for i in Bits(sel.chosen) {
+        // An fqdn target answered with several addresses counts once.
+        let chosen = if entry.grouped {
+            group_heads(targets, sel.chosen)
+        } else {
+            sel.chosen
+        };
+        for i in Bits(chosen) {
             entry.answers.bump(targets[i].index);
         }
     }
@@ -427,10 +433,23 @@ pub fn select_with<C: Chance, T: Trace>(
             sel.chosen = set;
         }
         Policy::Ratio => {
-            let (pick, step) = ratio(&mut cx, candidates, client);
+            // One draw per target: an fqdn target with several addresses takes part
+            // once (by its first candidate entry), then answers all its candidates.
+            let heads = if entry.grouped {
+                group_heads(targets, candidates)
+            } else {
+                candidates
+            };
+            let (pick, step) = ratio(&mut cx, heads, client);
             if let Some(i) = pick {
-                out.push(targets[i].address);
-                sel.chosen = 1 << i;
+                let set = candidates & targets[i].group;
+                if set == 1 << i {
+                    out.push(targets[i].address);
+                } else {
+                    let by = cx.chance.rotation(entry);
+                    push_rotated(targets, set, by, out);
+                }
+                sel.chosen = set;
             }
             if let Step::Sticky { prefix } = step {
                 sel.ecs_scope = prefix;
@@ -448,6 +467,20 @@ pub fn select_with<C: Chance, T: Trace>(
         }
     }
     sel
+}
+
+/// The lowest candidate of each target's entries in `set` (see
+/// [`crate::snapshot::TargetEntry::group`]).
+#[inline]
+fn group_heads(targets: &[TargetEntry], set: u64) -> u64 {
+    let mut heads = 0u64;
+    for i in Bits(set) {
+        let below = (1u64 << i) - 1;
+        if set & targets[i].group & below == 0 {
+            heads |= 1 << i;
+        }
+    }
+    heads
 }
 
 /// The Ratio policy: one candidate, drawn by ratio (times its slow-start weight), or

@@ -32,8 +32,9 @@
 //! no reader holds it any more and drops it itself, so the last reference to a big
 //! map never ends up in a DNS worker's hands (freeing it there would stall queries).
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -43,8 +44,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 use super::{Precondition, RegistryError, admissible, status};
-use crate::health::HealthHub;
-use crate::model::{NameService, Override, OverrideState, TargetOverrides};
+use crate::health::{HealthCell, HealthHub, Holder};
+use crate::model::{Endpoint, NameService, Override, OverrideState, TargetOverrides};
+use crate::resolver::Resolvers;
 use crate::snapshot::{ServiceEntry, Snapshot};
 use crate::store::{Change, Store};
 
@@ -155,6 +157,9 @@ pub(super) enum Request {
         reset: bool,
         reply: Option<oneshot::Sender<Result<(), RegistryError>>>,
     },
+    /// These fqdns resolved to other addresses (or failed): the services holding
+    /// them are compiled again and published; nothing is stored.
+    Resolved(Vec<Arc<str>>),
     /// New zones and topology (a reload): all or nothing. Refused when a served
     /// name could not stay (outside every zone, on a static CNAME, under a
     /// delegation, or breaking the address rules); parked names that fit now are
@@ -201,6 +206,11 @@ pub(super) struct Committer {
     pub override_revisions: HashMap<(Arc<str>, String), u64>,
     /// `[health] deny`: no target address may be in these ranges.
     pub deny: Arc<[ipnet::IpNet]>,
+    /// Resolves the fqdn targets of what is published; `None`: never resolved.
+    pub resolvers: Option<Resolvers>,
+    /// The served NameServices holding each fqdn, with how many versions of each
+    /// hold it (a replacement briefly holds both).
+    pub fqdn_index: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
 }
 
 /// One name touched by a batch.
@@ -367,6 +377,7 @@ impl Committer {
         let start_revision = self.revision.load(Ordering::Acquire);
         let mut revision = start_revision;
         let (mut store, mut durable) = (false, false);
+        let mut resolved: BTreeSet<Arc<str>> = BTreeSet::new();
         let mut override_ops = Vec::new();
         // Tombstones at or below this revision can go once the batch is applied.
         let mut watched_to = 0;
@@ -374,6 +385,7 @@ impl Committer {
 
         for request in batch {
             match request {
+                Request::Resolved(names) => resolved.extend(names),
                 Request::Override { op, reply } => override_ops.push((op, reply)),
                 Request::Write { op, reply } => {
                     store = true;
@@ -508,6 +520,9 @@ impl Committer {
         }
         if !changed.is_empty() || (loaded && current.unloaded) {
             self.publish(current, changed);
+        }
+        if !resolved.is_empty() {
+            self.recompile(&resolved);
         }
         if watched_to > 0 {
             self.tombstones.retain(|_, r| *r > watched_to);
@@ -721,17 +736,15 @@ impl Committer {
                 self.overrides.insert(name.clone(), ovr.clone());
             }
             if let Some(old) = current.service(&name) {
-                let cells = self.health.acquire_service(&old.spec);
-                let mut e = ServiceEntry::compile(old.spec.clone(), Some(&ovr), Some(old), |ep| {
-                    cells[ep].clone()
-                });
-                e.revision = old.revision;
-                entries.push((name, Some(Arc::new(e)), old.spec.clone()));
+                // Compiled with the overrides just recorded (and the addresses its
+                // fqdn targets resolved to).
+                let e = self.compile(&old.spec, old.revision, Some(old));
+                entries.push((name, Some(Arc::new(e)), old.clone()));
             }
         }
         if !entries.is_empty() {
-            let released: Vec<Arc<NameService>> =
-                entries.iter().map(|(_, _, spec)| spec.clone()).collect();
+            let released: Vec<Arc<ServiceEntry>> =
+                entries.iter().map(|(_, _, old)| old.clone()).collect();
             let next = Snapshot {
                 zones: current.zones.clone(),
                 services: current
@@ -742,8 +755,8 @@ impl Committer {
             };
             self.snapshot.store(Arc::new(next));
             self.retired.push(current);
-            for spec in released {
-                self.health.release_service(&spec);
+            for old in released {
+                self.release(&old);
             }
         }
         self.revision.store(revision, Ordering::Release);
@@ -799,16 +812,10 @@ impl Committer {
                 Some((spec, rev)) => match admissible(&current.zones, &self.deny, spec) {
                     Ok(()) => {
                         self.parked.remove(name);
-                        let cells = health.acquire_service(spec);
+                        self.hold_fqdns(spec);
                         // The entry it replaces hands over its answer counts.
                         let previous = current.services.get(name);
-                        let mut e = ServiceEntry::compile(
-                            spec.clone(),
-                            self.overrides.get(name),
-                            previous.map(|p| &**p),
-                            |ep| cells[ep].clone(),
-                        );
-                        e.revision = *rev;
+                        let e = self.compile(spec, *rev, previous.map(|p| &**p));
                         Some(Arc::new(e))
                     }
                     Err(why) => {
@@ -834,25 +841,172 @@ impl Committer {
         for (_, s) in &changed {
             if let Some(Known {
                 spec,
-                entry: Some(_),
+                entry: Some(old),
                 ..
             }) = &s.before
             {
-                self.health.release_service(spec);
+                self.release(old);
+                self.drop_fqdns(spec);
             }
         }
         let now = crate::timefmt::now_unix();
+        let published = self.snapshot.load();
         for ((name, s), served) in changed.iter().zip(served) {
+            let r = status::Resolved {
+                entry: published.service(name).map(|e| &**e),
+                resolvers: self.resolvers.as_ref(),
+            };
             match (&s.after, served) {
                 // Loaded with health restored from the store: the condition is
                 // dated by the verdicts' own changes.
                 (Some((spec, _)), true) if s.before.is_none() => {
-                    self.status.restore(spec, &health, now)
+                    self.status.restore(spec, &health, r, now)
                 }
                 // A new set of targets may change the reason right now.
-                (Some((spec, _)), true) => self.status.refresh(spec, &health, now),
+                (Some((spec, _)), true) => self.status.refresh(spec, &health, r, now),
                 _ => self.status.forget(name),
             }
+        }
+    }
+
+    /// Compiles `spec` (written at `rev`) for answering: acquires the health cells
+    /// of its address targets and of every address its fqdn targets resolved to
+    /// (those the address rules allow), which [`Committer::release`] gives back.
+    fn compile(
+        &self,
+        spec: &Arc<NameService>,
+        rev: u64,
+        previous: Option<&ServiceEntry>,
+    ) -> ServiceEntry {
+        let mut cells: HashMap<Endpoint, Arc<HealthCell>> = self.health.acquire_service(spec);
+        let mut addresses: Vec<Arc<[IpAddr]>> = vec![Arc::from([]); spec.targets.len()];
+        for (i, t) in spec.targets.iter().enumerate() {
+            let Some(fqdn) = &t.fqdn else { continue };
+            let Some(res) = self.resolvers.as_ref().and_then(|r| r.get(fqdn)) else {
+                continue;
+            };
+            let allowed: Vec<IpAddr> = res
+                .addresses
+                .iter()
+                .copied()
+                .filter(|a| match crate::model::address::refused(*a, &self.deny) {
+                    None => true,
+                    Some(why) => {
+                        tracing::debug!(nameservice = %spec.name, target = %t.name, fqdn = %fqdn, "resolved address not used: {why}");
+                        false
+                    }
+                })
+                .collect();
+            for a in &allowed {
+                if let Some(ep) = spec.endpoint_at(i, *a) {
+                    let cell = self.health.acquire(&ep, Holder::new(&spec.name, &t.name));
+                    cells.insert(ep, cell);
+                }
+            }
+            addresses[i] = allowed.into();
+        }
+        let mut e = ServiceEntry::compile_resolved(
+            spec.clone(),
+            self.overrides.get(spec.name.as_str()),
+            previous,
+            |ep| cells[ep].clone(),
+            &|i| addresses[i].clone(),
+        );
+        e.revision = rev;
+        e
+    }
+
+    /// Gives back the health cells [`Committer::compile`] acquired for `entry`.
+    fn release(&self, entry: &ServiceEntry) {
+        let spec = &entry.spec;
+        self.health.release_service(spec);
+        for x in entry.v4.iter().chain(&entry.v6) {
+            let t = &spec.targets[x.index];
+            if t.fqdn.is_some()
+                && let Some(ep) = spec.endpoint_at(x.index, x.address)
+            {
+                self.health.release(&ep, &Holder::new(&spec.name, &t.name));
+            }
+        }
+    }
+
+    /// Holds the fqdns of a NameService about to be served (and indexes them).
+    fn hold_fqdns(&mut self, spec: &NameService) {
+        for fqdn in fqdns(spec) {
+            if let Some(r) = &self.resolvers {
+                r.acquire(fqdn);
+            }
+            *self
+                .fqdn_index
+                .entry(fqdn.into())
+                .or_default()
+                .entry(spec.name.as_str().into())
+                .or_default() += 1;
+        }
+    }
+
+    /// Gives back what [`Committer::hold_fqdns`] took for a NameService no longer
+    /// served in that version.
+    fn drop_fqdns(&mut self, spec: &NameService) {
+        for fqdn in fqdns(spec) {
+            if let Some(r) = &self.resolvers {
+                r.release(fqdn);
+            }
+            if let Some(names) = self.fqdn_index.get_mut(fqdn) {
+                if let Some(n) = names.get_mut(spec.name.as_str()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        names.remove(spec.name.as_str());
+                    }
+                }
+                if names.is_empty() {
+                    self.fqdn_index.remove(fqdn);
+                }
+            }
+        }
+    }
+
+    /// Compiles again, with the addresses resolved now, every served NameService
+    /// holding one of `fqdns`, and publishes them (nothing is stored: the resource
+    /// did not change).
+    fn recompile(&mut self, fqdns: &BTreeSet<Arc<str>>) {
+        let current = self.snapshot.load_full();
+        let names: BTreeSet<Arc<str>> = fqdns
+            .iter()
+            .filter_map(|f| self.fqdn_index.get(f))
+            .flat_map(|names| names.keys())
+            .cloned()
+            .collect();
+        let mut old = Vec::with_capacity(names.len());
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(e) = current.service(&name) else {
+                continue;
+            };
+            let fresh = self.compile(&e.spec, e.revision, Some(e));
+            old.push(e.clone());
+            entries.push((name, Some(Arc::new(fresh))));
+        }
+        if entries.is_empty() {
+            return;
+        }
+        let next = Snapshot {
+            zones: current.zones.clone(),
+            services: current.services.with_changes(entries),
+            topology: current.topology.clone(),
+            unloaded: current.unloaded,
+        };
+        self.snapshot.store(Arc::new(next));
+        self.retired.push(current);
+        let now = crate::timefmt::now_unix();
+        let published = self.snapshot.load();
+        for e in &old {
+            self.release(e);
+            let r = status::Resolved {
+                entry: published.service(&e.spec.name).map(|e| &**e),
+                resolvers: self.resolvers.as_ref(),
+            };
+            self.status.refresh(&e.spec, &self.health, r, now);
         }
     }
 
@@ -860,6 +1014,14 @@ impl Committer {
     fn reap(&mut self) {
         self.retired.retain(|s| Arc::strong_count(s) > 1);
     }
+}
+
+/// The distinct fqdns of `spec`'s targets.
+fn fqdns(spec: &NameService) -> BTreeSet<&str> {
+    spec.targets
+        .iter()
+        .filter_map(|t| t.fqdn.as_deref())
+        .collect()
 }
 
 /// A write's outcome: now, or once the batch is durable.
@@ -888,24 +1050,34 @@ pub(super) fn check_drain(
         return Ok(());
     }
     let now = crate::timefmt::now_unix_ms();
-    let v6 = spec.targets[index].address.is_ipv6();
     let target = spec.targets[index].name.as_str();
-    let left = crate::policy::eligible_count(entry, v6, now, |t| {
-        let name = spec.targets[t.index].name.as_str();
-        let o = if name == target {
-            Some(drain)
-        } else {
-            mine.get(name)
-        };
-        o.filter(|o| o.active(now)).map(|o| o.state)
-    });
-    if left < min {
-        let family = if v6 { "IPv6" } else { "IPv4" };
-        return Err(RegistryError::UnsafeDrain(format!(
-            "draining {target:?} would leave {left} eligible {family} target{} of {:?}, fewer than its minEligibleTargets {min}; add ?force=true to drain it anyway",
-            if left == 1 { "" } else { "s" },
-            spec.name
-        )));
+    // The families the target answers in: its address's, or those its fqdn
+    // resolved to.
+    let families: Vec<bool> = match spec.targets[index].address {
+        Some(a) => vec![a.is_ipv6()],
+        None => [false, true]
+            .into_iter()
+            .filter(|v6| entry.family(*v6).iter().any(|t| t.index == index))
+            .collect(),
+    };
+    for v6 in families {
+        let left = crate::policy::eligible_count(entry, v6, now, |t| {
+            let name = spec.targets[t.index].name.as_str();
+            let o = if name == target {
+                Some(drain)
+            } else {
+                mine.get(name)
+            };
+            o.filter(|o| o.active(now)).map(|o| o.state)
+        });
+        if left < min {
+            let family = if v6 { "IPv6" } else { "IPv4" };
+            return Err(RegistryError::UnsafeDrain(format!(
+                "draining {target:?} would leave {left} eligible {family} target{} of {:?}, fewer than its minEligibleTargets {min}; add ?force=true to drain it anyway",
+                if left == 1 { "" } else { "s" },
+                spec.name
+            )));
+        }
     }
     Ok(())
 }

@@ -32,7 +32,8 @@ pub use status::{Condition, Status, TargetStatus};
 use crate::health::{HealthEvent, HealthHub};
 use crate::model::{NameService, Override, TargetOverrides, ValidationError};
 use crate::policy::Topology;
-use crate::snapshot::{ServiceMap, Snapshot};
+use crate::resolver::Resolvers;
+use crate::snapshot::{ServiceEntry, ServiceMap, Snapshot};
 use crate::store::{Store, StoreError};
 use crate::zone::{Collision, ZoneSet};
 
@@ -223,6 +224,17 @@ pub struct Registry {
     committer: Option<std::thread::JoinHandle<()>>,
     /// Ready condition per NameService: (status, reason, lastTransitionTime).
     status: Arc<status::Book>,
+    /// Resolution of fqdn targets; `None`: they are never resolved (tests).
+    resolvers: Option<Resolvers>,
+}
+
+/// What the registry checks and resolves besides the resource itself.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `[health] deny`: no target address (nor resolved address) may be in these.
+    pub deny: Vec<IpNet>,
+    /// Resolves fqdn targets; `None`: they have no addresses.
+    pub resolvers: Option<Resolvers>,
 }
 
 impl Registry {
@@ -236,9 +248,9 @@ impl Registry {
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
-        deny: Vec<IpNet>,
+        options: Options,
     ) -> Result<Self, RegistryError> {
-        Self::open_with(instance, store, zones, topology, health, deny, None)
+        Self::open_with(instance, store, zones, topology, health, options, None)
     }
 
     /// [`Registry::open`] with the etcd backend: the store is this instance's local
@@ -251,9 +263,10 @@ impl Registry {
         zones: Arc<ZoneSet>,
         topology: Arc<Topology>,
         health: Arc<HealthHub>,
-        deny: Vec<IpNet>,
+        options: Options,
         etcd: Option<Arc<etcd::EtcdSide>>,
     ) -> Result<Self, RegistryError> {
+        let Options { deny, resolvers } = options;
         let has_copy = matches!(store.origin(), crate::store::Origin::Etcd { .. });
         let unloaded = etcd.is_some() && !has_copy;
         if let Some(side) = &etcd {
@@ -299,6 +312,8 @@ impl Registry {
                 .collect(),
             override_revisions: HashMap::new(),
             deny: deny.clone().into(),
+            resolvers: resolvers.clone(),
+            fqdn_index: HashMap::new(),
         };
         let (done, mut loaded) = oneshot::channel();
         committer.commit(vec![commit::Request::Apply {
@@ -330,7 +345,40 @@ impl Registry {
             deny: deny.into(),
             committer: Some(committer),
             status: book,
+            resolvers,
         })
+    }
+
+    /// Follows the resolution of fqdn targets from now on: a name whose addresses
+    /// (or error) changed recompiles the NameServices holding it, through the
+    /// committer (published, not stored). Call inside the runtime; the task ends
+    /// with the registry.
+    pub fn follow_resolutions(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let resolvers = self.resolvers.clone()?;
+        let me = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            loop {
+                let names = resolvers.changed().await;
+                let Some(r) = me.upgrade() else { return };
+                let sent = r
+                    .commits
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|tx| tx.send(commit::Request::Resolved(names)).is_ok());
+                if !sent {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// What the status of an fqdn target needs from the published `entry`.
+    fn resolved<'a>(&'a self, entry: Option<&'a ServiceEntry>) -> status::Resolved<'a> {
+        status::Resolved {
+            entry,
+            resolvers: self.resolvers.as_ref(),
+        }
     }
 
     /// Follows the health events from now on: every verdict change refreshes the
@@ -351,7 +399,8 @@ impl Registry {
                             let snap = r.snapshot.load();
                             for name in c.nameservices() {
                                 if let Some(entry) = snap.service(name) {
-                                    r.status.refresh(&entry.spec, &r.health, c.at());
+                                    let rs = r.resolved(Some(entry));
+                                    r.status.refresh(&entry.spec, &r.health, rs, c.at());
                                 }
                             }
                         }
@@ -364,7 +413,8 @@ impl Registry {
                         );
                         let now = crate::timefmt::now_unix();
                         for (_, entry) in r.snapshot.load().services.iter() {
-                            r.status.refresh(&entry.spec, &r.health, now);
+                            let rs = r.resolved(Some(entry));
+                            r.status.refresh(&entry.spec, &r.health, rs, now);
                         }
                     }
                     Err(RecvError::Closed) => return,
@@ -869,7 +919,13 @@ impl Registry {
         let overrides = entry.and_then(|e| e.overrides.as_deref());
         View {
             spec: spec.clone(),
-            status: self.status.view(spec, &self.health, answers, overrides),
+            status: self.status.view(
+                spec,
+                &self.health,
+                self.resolved(entry.map(|e| &**e)),
+                answers,
+                overrides,
+            ),
             revision,
         }
     }

@@ -5,10 +5,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::health::{Health, HealthHub};
+use crate::health::{EndpointStatus, Health, HealthHub};
 use crate::model::{NameService, TargetOverrides};
-use crate::snapshot::AnswerCounts;
+use crate::resolver::Resolvers;
+use crate::snapshot::{AnswerCounts, ServiceEntry};
 use crate::timefmt::rfc3339;
+
+/// What the status of an fqdn target needs besides the resource: its published
+/// entry (the addresses it was compiled with) and the resolvers (the last error).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Resolved<'a> {
+    pub entry: Option<&'a ServiceEntry>,
+    pub resolvers: Option<&'a Resolvers>,
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -25,7 +34,16 @@ pub struct Condition {
 #[serde(rename_all = "camelCase")]
 pub struct TargetStatus {
     pub name: String,
-    pub address: String,
+    /// `null` for an fqdn target.
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
+    /// The addresses the target answers and the health of each: its address, or
+    /// what its fqdn resolved to (empty before the first resolution).
+    pub addresses: Vec<AddressStatus>,
+    /// Why the last resolution of the fqdn failed; `null` when it succeeded (and
+    /// for an address target).
+    pub resolve_error: Option<String>,
     pub health: Health,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
@@ -49,6 +67,12 @@ pub struct OverrideStatus {
     pub created_at: String,
     pub expires_at: String,
     pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AddressStatus {
+    pub address: String,
+    pub health: Health,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -91,8 +115,8 @@ impl Book {
 
     /// Records the Ready condition of `spec` now: a change of its reason is dated
     /// `at` (the time of the health change or of the write that caused it).
-    pub fn refresh(&self, spec: &NameService, health: &HealthHub, at: u64) {
-        let rows = rows(spec, health);
+    pub fn refresh(&self, spec: &NameService, health: &HealthHub, r: Resolved<'_>, at: u64) {
+        let rows = rows(spec, health, r);
         let (_, reason, _) = ready(&rows);
         let mut memos = self.lock();
         match memos.get_mut(spec.name.as_str()) {
@@ -111,11 +135,11 @@ impl Book {
     /// have been restored from the store: dated by the latest verdict change among
     /// its enabled targets (the change that set the current reason, as far as can be
     /// known without storing conditions), else `now`.
-    pub fn restore(&self, spec: &NameService, health: &HealthHub, now: u64) {
-        let rows = rows(spec, health);
+    pub fn restore(&self, spec: &NameService, health: &HealthHub, r: Resolved<'_>, now: u64) {
+        let rows = rows(spec, health, r);
         let since = latest_change(&rows).map_or(now, |t| t.min(now));
         self.lock().remove(spec.name.as_str());
-        self.refresh(spec, health, since);
+        self.refresh(spec, health, r, since);
     }
 
     /// Forgets a deleted NameService.
@@ -131,11 +155,12 @@ impl Book {
         &self,
         spec: &NameService,
         health: &HealthHub,
+        r: Resolved<'_>,
         answers: Option<&AnswerCounts>,
         overrides: Option<&TargetOverrides>,
     ) -> Status {
         let now_ms = crate::timefmt::now_unix_ms();
-        let rows = rows(spec, health);
+        let rows = rows(spec, health, r);
         let (status, reason, message) = ready(&rows);
         let memo = self.lock().get(spec.name.as_str()).cloned();
         let since = match memo {
@@ -181,45 +206,80 @@ fn latest_change(rows: &[Row]) -> Option<u64> {
         .max()
 }
 
-fn rows(spec: &NameService, health: &HealthHub) -> Vec<Row> {
+fn rows(spec: &NameService, health: &HealthHub, r: Resolved<'_>) -> Vec<Row> {
     spec.targets
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let st = spec.endpoint(i).and_then(|ep| health.status(&ep));
-            let blank = |health| TargetStatus {
+            // (address, its endpoint's status) for every address the target answers.
+            let addresses: Vec<(std::net::IpAddr, Option<EndpointStatus>)> = match t.address {
+                Some(a) => vec![(a, spec.endpoint(i).and_then(|ep| health.status(&ep)))],
+                None => r
+                    .entry
+                    .map(|e| {
+                        e.v4.iter()
+                            .chain(&e.v6)
+                            .filter(|x| x.index == i)
+                            .map(|x| {
+                                let st = spec
+                                    .endpoint_at(i, x.address)
+                                    .and_then(|ep| health.status(&ep));
+                                (x.address, st)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let resolve_error = t.fqdn.as_deref().and_then(|n| r.resolvers?.get(n)?.error);
+            let of = |st: &Option<EndpointStatus>| match st {
+                Some(s) => s.health,
+                None if spec.health_check.is_none() => Health::Unchecked,
+                None => Health::Pending,
+            };
+            // The target's verdict: its address's; for an fqdn target the best of its
+            // addresses' (Healthy, then Unchecked, then Pending), and with no address
+            // Pending while the first resolution is under way, Unhealthy once it
+            // failed.
+            let rank = |h: Health| match h {
+                Health::Healthy => 0,
+                Health::Unchecked => 1,
+                Health::Pending => 2,
+                Health::Unhealthy => 3,
+            };
+            let best = addresses.iter().min_by_key(|(_, st)| rank(of(st)));
+            let health = match best {
+                Some((_, st)) => of(st),
+                None if resolve_error.is_some() => Health::Unhealthy,
+                None => Health::Pending,
+            };
+            let decider = best.and_then(|(_, st)| st.clone());
+            let status = TargetStatus {
                 name: t.name.clone(),
-                address: t.address.to_string(),
+                address: t.address.map(|a| a.to_string()),
+                fqdn: t.fqdn.clone(),
+                addresses: addresses
+                    .iter()
+                    .map(|(a, st)| AddressStatus {
+                        address: a.to_string(),
+                        health: of(st),
+                    })
+                    .collect(),
+                resolve_error,
                 health,
-                consecutive_failures: 0,
-                consecutive_successes: 0,
-                last_probe_time: None,
-                last_error: None,
+                consecutive_failures: decider.as_ref().map_or(0, |s| s.consecutive_failures),
+                consecutive_successes: decider.as_ref().map_or(0, |s| s.consecutive_successes),
+                last_probe_time: decider
+                    .as_ref()
+                    .and_then(|s| s.last_probe_time)
+                    .map(rfc3339),
+                last_error: decider.as_ref().and_then(|s| s.last_error.clone()),
                 answers: 0,
                 override_: None,
-            };
-            let (status, last_change_time) = match st {
-                None if spec.health_check.is_none() => (blank(Health::Unchecked), None),
-                None => (blank(Health::Pending), None),
-                Some(s) => (
-                    TargetStatus {
-                        name: t.name.clone(),
-                        address: t.address.to_string(),
-                        health: s.health,
-                        consecutive_failures: s.consecutive_failures,
-                        consecutive_successes: s.consecutive_successes,
-                        last_probe_time: s.last_probe_time.map(rfc3339),
-                        last_error: s.last_error,
-                        answers: 0,
-                        override_: None,
-                    },
-                    s.last_change_time,
-                ),
             };
             Row {
                 status,
                 enabled: t.enabled,
-                last_change_time,
+                last_change_time: decider.and_then(|s| s.last_change_time),
             }
         })
         .collect()

@@ -45,7 +45,7 @@ fn fixture(tag: &str) -> Fixture {
             zones,
             Arc::new(Topology::default()),
             hub.clone(),
-            Vec::new(),
+            Default::default(),
         )
         .unwrap(),
     );
@@ -190,7 +190,7 @@ fn reopening_restores_verdicts_and_the_ready_date() {
         zones,
         Arc::new(Topology::default()),
         hub,
-        Vec::new(),
+        Default::default(),
     )
     .unwrap();
     assert_eq!(cell_of(&r, "a.hc.example", 0).get(), Health::Healthy);
@@ -231,7 +231,7 @@ fn startup_applies_the_same_placement_checks_as_a_write() {
         zones,
         Arc::new(Topology::default()),
         hub.clone(),
-        Vec::new(),
+        Default::default(),
     )
     .unwrap();
     assert!(r.get("ok.hc.example").is_some());
@@ -263,7 +263,7 @@ fn the_follower_dates_a_reason_by_the_change_that_set_it() {
     let mut a = ns("a.hc.example", 443, 1);
     a.targets.push(a.targets[1].clone());
     a.targets[2].name = "dc3".into();
-    a.targets[2].address = "127.0.0.3".parse().unwrap();
+    a.targets[2].address = Some("127.0.0.3".parse().unwrap());
     a.targets[2].probe_address = a.targets[2].address;
     let eps: Vec<Endpoint> = (0..3).map(|i| a.endpoint(i).unwrap()).collect();
     r.put(a).unwrap();

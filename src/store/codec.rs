@@ -51,6 +51,10 @@ pub(super) mod ext {
     pub const STICKINESS: u32 = 4;
     /// `minEligibleTargets`: one `var`.
     pub const MIN_ELIGIBLE_TARGETS: u32 = 5;
+    /// `targets[].fqdn`: `count:var × { index:var fqdn:str }`, the targets named by
+    /// a DNS name. In the core layout their `address` and `probe_address` are
+    /// `0.0.0.0`, an address no target may have.
+    pub const TARGET_FQDNS: u32 = 6;
     /// `healthCheck.tcpSocket` / `healthCheck.httpGet` (written when the probe is not
     /// spelled `port`): kind:u8 (1 tcpSocket, 2 httpGet), then for httpGet
     /// path:str scheme:u8 (0 HTTP, 1 HTTPS) host:(0 | 1 str)
@@ -100,6 +104,21 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
     if let Some(hc) = &ns.health_check {
         health_check_fields(hc, &mut fields);
     }
+    let fqdns: Vec<(usize, &str)> = ns
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t.fqdn.as_deref()?)))
+        .collect();
+    if !fqdns.is_empty() {
+        let mut value = Vec::new();
+        put_len(&mut value, fqdns.len());
+        for (i, fqdn) in fqdns {
+            put_len(&mut value, i);
+            put_str(&mut value, fqdn);
+        }
+        fields.push((ext::TARGET_FQDNS, value));
+    }
     put_len(out, fields.len());
     for (tag, value) in fields {
         put_var(out, tag);
@@ -107,6 +126,9 @@ pub(super) fn encode(ns: &NameService, out: &mut Vec<u8>) {
         out.extend_from_slice(&value);
     }
 }
+
+/// The core layout's address of an fqdn target (see [`ext::TARGET_FQDNS`]).
+const NO_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 /// The extension fields of a health check: its probe shape unless `port`, its
 /// initial delay unless 0.
@@ -212,6 +234,8 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
         let Target {
             name,
             address,
+            // In the extension section.
+            fqdn: _,
             locality,
             ratio,
             port,
@@ -219,7 +243,7 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
             enabled,
         } = t;
         put_str(out, name);
-        put_ip(out, address);
+        put_ip(out, &address.unwrap_or(NO_ADDRESS));
         match locality {
             None => out.push(0),
             Some(l) => {
@@ -235,7 +259,7 @@ fn encode_core(ns: &NameService, out: &mut Vec<u8>) {
                 out.extend_from_slice(&p.to_le_bytes());
             }
         }
-        put_ip(out, probe_address);
+        put_ip(out, &probe_address.unwrap_or(NO_ADDRESS));
         out.push(u8::from(*enabled));
     }
     put_len(out, failover.len());
@@ -311,6 +335,21 @@ pub(super) fn decode(buf: &[u8], layout: Layout) -> Result<NameService, String> 
     if r.pos != buf.len() {
         return Err(format!("{} unexpected bytes at the end", buf.len() - r.pos));
     }
+    if let Some(t) = ns
+        .targets
+        .iter()
+        .find(|t| t.address.is_none() == t.fqdn.is_none())
+    {
+        return Err(format!(
+            "target {:?} has {}",
+            t.name,
+            if t.fqdn.is_some() {
+                "both an address and an fqdn"
+            } else {
+                "neither an address nor an fqdn"
+            }
+        ));
+    }
     Ok(ns)
 }
 
@@ -353,6 +392,26 @@ impl<'a> Reader<'a> {
                 }
             }
             ext::MIN_ELIGIBLE_TARGETS => ns.min_eligible_targets = one_var("minEligibleTargets")?,
+            ext::TARGET_FQDNS => {
+                let mut r = Reader { buf: data, pos: 0 };
+                for _ in 0..r.len("targets[].fqdn count")? {
+                    let i = r.len("targets[].fqdn index")?;
+                    let fqdn = r.str("targets[].fqdn")?;
+                    let t = ns
+                        .targets
+                        .get_mut(i)
+                        .ok_or_else(|| format!("targets[].fqdn at offset {at}: no target {i}"))?;
+                    if t.fqdn.is_some() || t.address.is_some() || t.probe_address.is_some() {
+                        return Err(format!(
+                            "targets[{i}].fqdn at offset {at}: the target has an address or an fqdn already"
+                        ));
+                    }
+                    t.fqdn = Some(fqdn);
+                }
+                if r.pos != data.len() {
+                    return Err(format!("targets[].fqdn at offset {at}: trailing bytes"));
+                }
+            }
             ext::HC_PROBE => self.health_check_probe(ns, data, at)?,
             ext::HC_INITIAL_DELAY => {
                 let v = one_var("healthCheck.initialDelaySeconds")?;
@@ -458,7 +517,8 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             targets.push(Target {
                 name: self.str("targets[].name")?,
-                address: self.ip("targets[].address")?,
+                address: Some(self.ip("targets[].address")?).filter(|a| *a != NO_ADDRESS),
+                fqdn: None,
                 locality: match self.flag("targets[].locality")? {
                     false => None,
                     true => Some(self.str("targets[].locality")?),
@@ -468,7 +528,8 @@ impl<'a> Reader<'a> {
                     false => None,
                     true => Some(self.u16("targets[].port")?),
                 },
-                probe_address: self.ip("targets[].probeAddress")?,
+                probe_address: Some(self.ip("targets[].probeAddress")?)
+                    .filter(|a| *a != NO_ADDRESS),
                 enabled: self.flag("targets[].enabled")?,
             });
         }
@@ -709,6 +770,45 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn fqdn_targets_round_trip_in_the_extension_section() {
+        let ns = NameService::from_json(json!({
+            "name": "f.example", "policy": "Ratio",
+            "targets": [
+                {"name": "a", "address": "192.0.2.1", "ratio": 2},
+                {"name": "b", "fqdn": "gw.dc2.example", "locality": "r2", "port": 8443},
+                {"name": "c", "fqdn": "gw.dc3.example", "enabled": false}]}))
+        .unwrap();
+        let mut buf = Vec::new();
+        encode(&ns, &mut buf);
+        assert_eq!(decode(&buf, Layout::V3).unwrap(), ns);
+        // Without the extension section the fqdn targets have neither.
+        let mut core = Vec::new();
+        encode_core(&ns, &mut core);
+        let e = decode(&core, Layout::V2).unwrap_err();
+        assert!(
+            e.contains("target \"b\" has neither an address nor an fqdn"),
+            "{e}"
+        );
+        // An fqdn for a target that has an address, or that is not there: refused.
+        let tampered = |index: u8| {
+            let mut out = core.clone();
+            let mut value = vec![1, index];
+            put_str(&mut value, "x.example");
+            out.push(1);
+            put_var(&mut out, ext::TARGET_FQDNS);
+            put_len(&mut out, value.len());
+            out.extend_from_slice(&value);
+            decode(&out, Layout::V3).unwrap_err()
+        };
+        assert!(
+            tampered(0).contains("has an address or an fqdn already"),
+            "{}",
+            tampered(0)
+        );
+        assert!(tampered(9).contains("no target 9"), "{}", tampered(9));
     }
 
     #[test]

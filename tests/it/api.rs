@@ -94,6 +94,8 @@ fn put_get_list_delete() {
     let created = r.json();
     let target_status = |name: &str, address: &str| {
         json!({"name": name, "address": address, "health": "Unchecked",
+               "addresses": [{"address": address, "health": "Unchecked"}],
+               "resolveError": null,
                "consecutiveFailures": 0, "consecutiveSuccesses": 0,
                "lastProbeTime": null, "lastError": null, "override": null})
     };

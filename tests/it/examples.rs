@@ -54,6 +54,7 @@ fn deploy_configs_load() {
             assert_eq!(c.instance, d.instance);
             assert_eq!(format!("{:?}", c.registry), format!("{:?}", d.registry));
             assert_eq!(c.health, d.health);
+            assert_eq!(c.resolver, d.resolver);
             assert_eq!(c.rrl, d.rrl);
             assert_eq!(
                 (

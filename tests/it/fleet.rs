@@ -609,7 +609,7 @@ fn observations_travel_through_etcd_and_die_with_their_lease() {
             zones.clone(),
             Arc::new(Default::default()),
             Arc::new(HealthHub::new()),
-            Vec::new(),
+            Default::default(),
             Some(side),
         )
         .unwrap()

@@ -64,6 +64,7 @@ struct Gateway {
 impl Gateway {
     fn open(addr: SocketAddr) -> std::io::Result<Self> {
         let l = TcpListener::bind(addr)?;
+        let addr = l.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {

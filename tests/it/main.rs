@@ -13,6 +13,7 @@ mod dns_limits;
 mod etcd;
 mod examples;
 mod fleet;
+mod fqdn;
 mod health;
 mod httpvip;
 mod istio;

@@ -158,7 +158,7 @@ fn registry(store: Arc<MemStore>) -> Registry {
         Arc::new(zones),
         Arc::new(Topology::default()),
         Arc::new(HealthHub::new()),
-        Vec::new(),
+        Default::default(),
     )
     .unwrap()
 }
