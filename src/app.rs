@@ -320,7 +320,7 @@ pub async fn run(
     let etcd_tasks = registry.start_etcd(&stop_rx);
     if !etcd_tasks.is_empty() {
         let listed = registry
-            .wait_listed(crate::store::etcd::REQUEST_TIMEOUT + std::time::Duration::from_secs(1))
+            .wait_listed(std::time::Duration::from_millis(1500))
             .await;
         if !listed {
             if registry.is_loaded() {
