@@ -64,15 +64,31 @@ impl Browser {
         .arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(
+            File::create(profile.path().join("chromium.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
         let (r, w) = (
             std::os::fd::AsRawFd::as_raw_fd(&cmd_read),
             std::os::fd::AsRawFd::as_raw_fd(&ans_write),
         );
-        // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, close) between
+        // fork and exec. Both ends are first copied above fd 10: a pipe end
+        // that already is fd 3 or 4 would otherwise be clobbered (w == 3) or
+        // keep its close-on-exec flag (dup2(3, 3) is a no-op), and chromium
+        // would start without its pipe (seen as a broken pipe under load).
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
+                let r2 = libc::fcntl(r, libc::F_DUPFD, 10);
+                let w2 = libc::fcntl(w, libc::F_DUPFD, 10);
+                if r2 < 0
+                    || w2 < 0
+                    || libc::dup2(r2, 3) < 0
+                    || libc::dup2(w2, 4) < 0
+                    || libc::close(r2) < 0
+                    || libc::close(w2) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -140,7 +156,11 @@ impl Browser {
         }
         let mut bytes = serde_json::to_vec(&msg).unwrap();
         bytes.push(0);
-        self.commands.write_all(&bytes).unwrap();
+        if let Err(e) = self.commands.write_all(&bytes) {
+            let log = std::fs::read_to_string(self._profile.path().join("chromium.log"))
+                .unwrap_or_default();
+            panic!("chromium went away ({e}); its stderr:\n{log}");
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
