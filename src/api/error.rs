@@ -134,9 +134,15 @@ impl From<RegistryError> for ApiError {
             RegistryError::Invalid(v) => Self::invalid(v.field.clone(), v.message.clone()),
             RegistryError::Store(inner) if inner.is_full() => {
                 tracing::error!(error = %inner, "store write failed: disk full; change not applied");
+                let detail = match inner {
+                    crate::store::StoreError::Full => String::new(),
+                    other => format!(" ({other})"),
+                };
                 Self::new(
                     StatusCode::INSUFFICIENT_STORAGE,
-                    format!("the disk holding the store is full, nothing was changed: {inner}"),
+                    format!(
+                        "the disk holding the store is full: nothing was changed; free space on the data dir's file system{detail}"
+                    ),
                 )
             }
             RegistryError::Store(inner) => {

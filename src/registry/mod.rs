@@ -471,6 +471,8 @@ impl Registry {
             // Placement and address rules first: a write this instance could not
             // serve is refused before it reaches the shared registry.
             admissible(&self.snapshot.load().zones, &self.deny, &spec)?;
+            // A disk too full for the local copy refuses the write before etcd has it.
+            self.store.ensure_room(0).map_err(RegistryError::Store)?;
             let (created, changed, revision) = side
                 .put(&spec, &cond, async |inc| {
                     etcd::apply(&self.commits, vec![inc], 0, false).await
@@ -509,6 +511,7 @@ impl Registry {
     /// [`Registry::delete`] for async callers, under `cond`.
     pub async fn delete_async(&self, name: &str, cond: Precondition) -> Result<(), RegistryError> {
         if let Some(side) = &self.etcd {
+            self.store.ensure_room(0).map_err(RegistryError::Store)?;
             return side
                 .delete(name, &cond, async |inc| {
                     etcd::apply(&self.commits, vec![inc], 0, false).await
@@ -537,6 +540,7 @@ impl Registry {
             // Decided here against what this instance serves, then written through
             // etcd (which every instance watches) and applied here at once.
             let replaced = self.check_override(name, target, &ovr, force)?;
+            self.store.ensure_room(0).map_err(RegistryError::Store)?;
             let revision = side.put_override(name, target, &ovr).await?;
             overrides::apply(
                 &self.commits,
@@ -577,6 +581,7 @@ impl Registry {
                 .and_then(|o| o.get(target).cloned())
                 .filter(|o| o.active(now));
             let served = self.snapshot.load().service(name).is_some();
+            self.store.ensure_room(0).map_err(RegistryError::Store)?;
             let Some(revision) = side.delete_override(name, target).await? else {
                 return Err(if served {
                     RegistryError::NoOverride {

@@ -67,11 +67,17 @@ impl StoreError {
     pub fn is_full(&self) -> bool {
         match self {
             Self::Full => true,
-            Self::Io(sled::Error::Io(e)) => e.raw_os_error() == Some(libc::ENOSPC),
-            Self::File { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            // sled hands back a copy of the first I/O error it met (kind kept, OS
+            // code not), so the kind is what tells.
+            Self::Io(sled::Error::Io(e)) => is_enospc(e),
+            Self::File { source, .. } => is_enospc(source),
             _ => false,
         }
     }
+}
+
+fn is_enospc(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull
 }
 
 /// What a store holds NameServices for.
@@ -212,6 +218,14 @@ pub trait Store: Send + Sync + 'static {
     /// without, the batch reaches the disk with the next flush (sled's own, every
     /// half second) and a crash may lose it, but never half of it.
     fn apply(&self, changes: &[Change], revision: u64, durable: bool) -> Result<(), StoreError>;
+
+    /// `Err(StoreError::Full)` when the disk holding the store has no room for a
+    /// batch of about `bytes` (checked by [`Store::apply`] too; the etcd backend
+    /// asks before it writes to etcd, so that a full disk refuses a write before it
+    /// reaches the shared registry).
+    fn ensure_room(&self, _bytes: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Every persisted endpoint health record.
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError>;

@@ -168,12 +168,34 @@ pub struct SledStore {
     dir: PathBuf,
     /// sled's log file, to `fdatasync` it after sled's flush.
     log: File,
+    /// The blob files (`blobs/<lsn>`) already synced: sled writes a node too big
+    /// for its log (over 128 KiB) to a file of its own and never syncs it.
+    synced_blobs: Mutex<std::collections::HashSet<std::ffi::OsString>>,
     /// The record as last written and the acknowledgment file; only the writer (the
     /// registry's committer) changes them, under this lock.
     record: Mutex<(Record, AckFile)>,
     /// Makes the next NameService flush fail (tests of the failure path).
     #[cfg(test)]
     fail_flush: std::sync::atomic::AtomicBool,
+}
+
+/// The free space below which a write is refused (see [`SledStore::ensure_room`]).
+const ROOM: u64 = 2 * 1024 * 1024;
+
+/// Bytes an unprivileged process may still write on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `st` points to writable memory of the
+    // right type; statvfs fills it when it returns 0.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -454,6 +476,7 @@ impl SledStore {
             health,
             dir: dir.to_path_buf(),
             log,
+            synced_blobs: Mutex::default(),
             record: Mutex::new((record, ack)),
             #[cfg(test)]
             fail_flush: Default::default(),
@@ -465,17 +488,58 @@ impl SledStore {
     }
 
     /// Makes everything written so far durable and acknowledges `record`: sled's
-    /// flush, `fdatasync` of its log, then `store-ack`.
+    /// flush, `fdatasync` of its log and of any new blob file, then `store-ack`.
     fn sync_and_ack(&self, record: &Record, ack: &mut AckFile) -> Result<(), StoreError> {
         self.flush_nameservices()?;
         self.log.sync_data().map_err(|e| StoreError::File {
             path: self.dir.join("db").display().to_string(),
             source: e.into(),
         })?;
+        self.sync_blobs()?;
         ack.write(record.ack()).map_err(|e| StoreError::File {
             path: ack.display(),
             source: e.into(),
         })
+    }
+
+    /// `fdatasync` of every blob file not synced yet, then of the `blobs` directory
+    /// (their names). Usually the directory is empty: one `readdir`.
+    fn sync_blobs(&self) -> Result<(), StoreError> {
+        let dir = self.dir.join("blobs");
+        let err = |path: &Path, e: std::io::Error| StoreError::File {
+            path: path.display().to_string(),
+            source: e.into(),
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err(&dir, e)),
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut present = std::collections::HashSet::new();
+        let mut new = false;
+        for entry in entries {
+            let name = entry.map_err(|e| err(&dir, e))?.file_name();
+            if !synced.contains(&name) {
+                let path = dir.join(&name);
+                match File::open(&path) {
+                    Ok(f) => f.sync_data().map_err(|e| err(&path, e))?,
+                    // Removed by sled's blob collection meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(err(&path, e)),
+                }
+                new = true;
+            }
+            present.insert(name);
+        }
+        if new {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| err(&dir, e))?;
+        }
+        // Forget the blobs sled removed.
+        *synced = present;
+        Ok(())
     }
 
     fn flush_nameservices(&self) -> Result<(), StoreError> {
@@ -624,6 +688,14 @@ impl Store for SledStore {
             written.insert(key.to_vec(), new);
         }
         batch.insert(META_KEY, next.encode());
+        // A write sled meets ENOSPC on fails, and sled then refuses every later write
+        // until the process restarts. Refuse the batch before it reaches sled while
+        // that could happen: writes come back by themselves once there is room.
+        let bytes: u64 = written
+            .iter()
+            .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
+            .sum();
+        self.ensure_room(bytes)?;
         self.nameservices.apply_batch(batch)?;
         if durable && let Err(e) = self.sync_and_ack(&next, ack) {
             // The batch sits in sled's memory: take it out again, so that no later
@@ -636,6 +708,25 @@ impl Store for SledStore {
         }
         *record = next;
         Ok(())
+    }
+
+    /// Refuses (`StoreError::Full`) a batch of about `bytes` when the file system
+    /// holding the store has less than [`ROOM`] plus twice that free: sled may have
+    /// to start a new log segment (512 KiB) or write a node as a blob of its own.
+    fn ensure_room(&self, bytes: u64) -> Result<(), StoreError> {
+        match free_bytes(&self.dir) {
+            Some(free) if free < ROOM + 2 * bytes => {
+                tracing::error!(
+                    store = %self.dir.display(),
+                    free_bytes = free,
+                    needed_bytes = ROOM + 2 * bytes,
+                    "the disk holding the store is (nearly) full: write refused"
+                );
+                Err(StoreError::Full)
+            }
+            // Unknown (statvfs failed): let the write try.
+            _ => Ok(()),
+        }
     }
 
     fn load_health(&self) -> Result<Vec<StoredHealth>, StoreError> {
@@ -710,6 +801,46 @@ mod tests {
         let d = std::env::temp_dir().join(format!("gslb-store-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// A NameService as big as validation lets it be: 16 headers of 4 KiB.
+    fn big(name: &str) -> NameService {
+        let headers: Vec<_> = (0..16)
+            .map(|i| serde_json::json!({"name": format!("X-H{i}"), "value": "v".repeat(4096)}))
+            .collect();
+        NameService::from_json(serde_json::json!({
+            "name": name, "policy": "RoundRobin",
+            "healthCheck": {"httpGet": {"path": "/", "port": 80, "httpHeaders": headers}},
+            "targets": [{"name": "a", "address": "192.0.2.1"}]
+        }))
+        .unwrap()
+    }
+
+    /// sled writes a node too big for its log to a blob file of its own, and never
+    /// syncs it: an acknowledged batch has every blob synced.
+    #[test]
+    fn blobs_are_synced_before_a_batch_is_acknowledged() {
+        let dir = tmpdir("blobs");
+        let s = SledStore::open(&dir).unwrap();
+        let changes: Vec<Change> = (0..12)
+            .map(|i| Change::Put(big(&format!("n{i:02}.example")).into(), i + 1))
+            .collect();
+        s.apply(&changes, 12, true).unwrap();
+        let blobs: std::collections::HashSet<_> = std::fs::read_dir(dir.join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            !blobs.is_empty(),
+            "no blob written: the test proves nothing"
+        );
+        let synced = s.synced_blobs.lock().unwrap().clone();
+        assert!(blobs.is_subset(&synced), "{blobs:?} not all in {synced:?}");
+        drop(s);
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.load_all().unwrap().len(), 12);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -573,6 +573,36 @@ fn the_documented_move_into_etcd_works() {
     assert_eq!(a(&target, "app.gslb.example"), ["192.0.2.10"]);
 }
 
+/// A full disk under an instance's local copy refuses writes made on it (507)
+/// before etcd has them: nothing changes anywhere.
+#[test]
+fn a_full_disk_refuses_writes_before_etcd_has_them() {
+    let etcd = Etcd::start(1);
+    let disk = crate::registry::Tmpfs::mount("24m");
+    let mut s = Server::start_on(etcd.server_opts("a"), disk.dir.path().join("data"));
+    assert_eq!(
+        put(&s, &ns("app.gslb.example", "192.0.2.10"), &[]).status,
+        201
+    );
+    let filler = crate::registry::fill(disk.dir.path());
+    let r = put(&s, &ns("new.gslb.example", "192.0.2.11"), &[]);
+    assert_eq!(r.status, 507, "{}", r.body);
+    assert_eq!(s.delete(&format!("{NS}/app.gslb.example")).status, 507);
+    assert!(
+        etcd.ctl(&["get", "--keys-only", "/gslb/nameservices/new.gslb.example"])
+            .trim()
+            .is_empty()
+    );
+    assert_eq!(a(&s, "app.gslb.example"), ["192.0.2.10"]);
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(
+        put(&s, &ns("new.gslb.example", "192.0.2.11"), &[]).status,
+        201
+    );
+    assert_eq!(a(&s, "new.gslb.example"), ["192.0.2.11"]);
+    s.kill9();
+}
+
 /// The fleet layer HEALTH builds the quorum on: observations published under a
 /// lease, seen by every instance, withdrawn when the lease runs out; live
 /// instances; the cut-off flag.

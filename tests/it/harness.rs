@@ -118,6 +118,16 @@ impl Server {
         self.wait_ready();
     }
 
+    /// Starts a server on fresh ports with `data` as its data dir (which the caller
+    /// keeps; the log goes elsewhere) and waits for /healthz.
+    pub fn start_on(opts: ServerOpts, data: PathBuf) -> Self {
+        let tmp = TempDir::new("srv");
+        let mut s = Self::spawn(opts, data, tmp.path().join("gslb.log"));
+        s._tmp = Some(tmp);
+        s.wait_ready_or_rebind();
+        s
+    }
+
     /// Starts a server without waiting for /healthz (one that is expected to stay
     /// unready, say).
     pub fn start_unready(opts: ServerOpts) -> Self {

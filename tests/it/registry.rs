@@ -271,3 +271,114 @@ fn a_flipped_byte_or_a_truncated_store_is_refused_at_startup() {
     // Truncating to nothing can never be served as complete.
     assert!(refused >= 1, "nothing refused");
 }
+
+/// A small tmpfs mounted for one test (the machine's root may mount; tests run as
+/// root in CI), unmounted on drop.
+pub struct Tmpfs {
+    pub dir: crate::harness::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Self {
+        let dir = crate::harness::TempDir::new("tmpfs");
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            st.success(),
+            "mounting a tmpfs needs root (the full-disk test makes a small disk)"
+        );
+        Self { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the file system holding `dir` to the last byte; returns the filler file.
+pub fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for chunk in [1 << 20, 4096, 1] {
+        let buf = vec![0x55u8; chunk];
+        while f.write_all(&buf).is_ok() {}
+    }
+    let _ = f.sync_all();
+    path
+}
+
+/// CONTRACT §8: a full disk answers 507 and changes nothing; what was acknowledged
+/// before stays, and writes work again once there is room.
+#[test]
+fn a_full_disk_answers_507_and_loses_nothing() {
+    let disk = Tmpfs::mount("24m");
+    let data = disk.dir.path().join("data");
+    let mut s = Server::start_on(ServerOpts::default(), data.clone());
+    for i in 0..20 {
+        s.put_ns(&minimal(&format!("n{i}.gslb.example")));
+    }
+    let filler = fill(disk.dir.path());
+    let mut refused = 0;
+    for i in 0..5 {
+        let name = format!("full{i}.gslb.example");
+        let r = s.put_json(&format!("/api/v1/nameservices/{name}"), &minimal(&name));
+        assert_eq!(r.status, 507, "a write on a full disk: {}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains("full"),
+            "{}",
+            r.body
+        );
+        assert_eq!(s.get(&format!("/api/v1/nameservices/{name}")).status, 404);
+        refused += 1;
+    }
+    let r = s.delete("/api/v1/nameservices/n0.gslb.example");
+    assert_eq!(r.status, 507, "{}", r.body);
+    assert!(refused > 0, "nothing refused on a full disk");
+    // DNS and reads go on.
+    assert_eq!(s.get("/api/v1/nameservices/n3.gslb.example").status, 200);
+    assert_eq!(
+        crate::harness::addrs(&s.udp("n3.gslb.example", hickory_proto::rr::RecordType::A)).len(),
+        1
+    );
+
+    // Room again: writes work again, without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        crate::harness::wait_until(std::time::Duration::from_secs(10), || {
+            s.put_json(
+                "/api/v1/nameservices/after.gslb.example",
+                &minimal("after.gslb.example"),
+            )
+            .status
+                == 201
+        }),
+        "writes do not come back once the disk has room"
+    );
+    let acknowledged: Vec<String> = s.get("/api/v1/nameservices").json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(s.terminate(), Some(0));
+    s.restart_same_data();
+    let after: Vec<String> = s.get("/api/v1/nameservices").json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(after, acknowledged);
+    assert!(after.contains(&"after.gslb.example".to_string()));
+    // The server is gone before the disk is unmounted.
+    drop(s);
+}
