@@ -700,7 +700,11 @@ spec:
         let i = one(&text(warmup));
         assert!(i.errors.is_empty(), "{:?}", notes(&i.errors));
         assert_eq!(services(&i)[0]["slowStartSeconds"], secs, "{warmup}");
-        assert!(!has(&i.left_out, "warmupDurationSecs"), "{:?}", notes(&i.left_out));
+        assert!(
+            !has(&i.left_out, "warmupDurationSecs"),
+            "{:?}",
+            notes(&i.left_out)
+        );
     }
     let i = one(&text("2h"));
     assert!(
