@@ -122,6 +122,17 @@ fn writes_on_one_instance_are_served_by_every_instance() {
         Duration::from_secs(1),
     );
     let etag = r.header("etag").unwrap().to_string();
+    // Each instance says which revision it has applied and how far behind etcd it is.
+    let rev: f64 = etag.trim_matches('"').parse().unwrap();
+    for s in &servers {
+        eventually(|| {
+            metric(s, "gslb_registry_revision") >= rev
+                && metric(s, "gslb_registry_etcd_revision") >= rev
+                && metric(s, "gslb_registry_apply_lag_revisions") == 0.0
+        });
+        assert_eq!(metric(s, "gslb_registry_etcd_connected"), 1.0);
+        assert_eq!(metric(s, "gslb_registry_skipped_values_total"), 0.0);
+    }
     // The same resource and revision everywhere.
     for s in &servers {
         let g = s.get(&format!("{NS}/app.gslb.example"));
@@ -245,10 +256,15 @@ fn writes_on_one_instance_are_served_by_every_instance() {
         &["192.0.2.30"],
         Duration::from_secs(1),
     );
-    assert!(
+    // Logged once per key and revision, however many batches come after it.
+    let logged = |key: &str| {
         a1.log_text()
-            .contains("invalid NameService value in etcd skipped")
-    );
+            .lines()
+            .filter(|l| l.contains("invalid NameService value in etcd skipped") && l.contains(key))
+            .count()
+    };
+    assert_eq!(logged("bad.gslb.example"), 1);
+    assert_eq!(logged("race.gslb.example"), 1);
     // A restarted instance lists the bad keys again without stopping.
     let mut servers = servers;
     servers[2].kill9_and_restart();
@@ -261,6 +277,56 @@ fn writes_on_one_instance_are_served_by_every_instance() {
 
 fn eventually(f: impl FnMut() -> bool) {
     assert!(wait_until(Duration::from_secs(5), f));
+}
+
+/// Queries `name` at `dns` every 50 ms on a thread of its own until stopped;
+/// returns how many answers came and every one that was not `want` (a timeout, an
+/// error, other addresses).
+struct Watcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Watcher {
+    fn start(dns: std::net::SocketAddr, name: &str, want: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (name, want, flag) = (name.to_string(), want.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let (mut answered, mut wrong) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let q = crate::harness::query(&name, RecordType::A, None);
+                let got = crate::harness::dns_udp_raw(dns, &q.to_vec().unwrap())
+                    .and_then(|raw| hickory_proto::op::Message::from_vec(&raw).ok());
+                match got {
+                    Some(m) if m.metadata.response_code == ResponseCode::NoError => {
+                        let got: Vec<String> = addrs(&m).iter().map(|a| a.to_string()).collect();
+                        if got == [want.clone()] {
+                            answered += 1;
+                        } else {
+                            wrong.push(format!("{got:?}"));
+                        }
+                    }
+                    Some(m) => wrong.push(format!("{:?}", m.metadata.response_code)),
+                    None => wrong.push("no answer within 2 s".into()),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (answered, wrong)
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops and asserts that every query was answered with `want`.
+    fn check(self, what: &str) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (answered, wrong) = self.thread.join().unwrap();
+        assert!(
+            wrong.is_empty(),
+            "{what}: {} bad answers: {wrong:?}",
+            wrong.len()
+        );
+        assert!(answered >= 10, "{what}: only {answered} answers");
+    }
 }
 
 #[test]
@@ -280,6 +346,8 @@ fn an_etcd_outage_keeps_dns_answering_and_refuses_writes() {
 
     let mut served = "192.0.2.10";
     for outage in ["black hole", "crash"] {
+        // DNS answers throughout the outage, on an instance that stays up.
+        let watcher = Watcher::start(servers[0].dns, "app.gslb.example", served);
         match outage {
             "black hole" => etcd.freeze_all(),
             _ => etcd.crash_all(),
@@ -322,6 +390,7 @@ fn an_etcd_outage_keeps_dns_answering_and_refuses_writes() {
             _ => etcd.restart_all(),
         }
         etcd.wait_healthy(Duration::from_secs(30));
+        watcher.check(outage);
         // Back within 5 s: writes work and reach every instance.
         for s in &servers {
             assert!(
@@ -516,6 +585,16 @@ fn a_standalone_store_is_not_opened_as_an_etcd_local_copy() {
     );
 }
 
+/// `PATH` with the directory of the gslb under test first.
+fn path_with_gslb() -> std::ffi::OsString {
+    let bin = std::path::Path::new(crate::harness::BIN).parent().unwrap();
+    let mut paths = vec![bin.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
 /// The procedure docs/fleet.md gives to move a standalone instance's NameServices
 /// into etcd, run as written.
 #[test]
@@ -546,7 +625,8 @@ fn the_documented_move_into_etcd_works() {
         .arg(script)
         .env("OLD", format!("http://{}", standalone.api))
         .env("NEW", format!("http://{}", target.api))
-        .env_remove("TOKEN")
+        .env("PATH", path_with_gslb())
+        .env_remove("GSLB_API_TOKEN")
         .output()
         .unwrap();
     assert!(
@@ -555,6 +635,13 @@ fn the_documented_move_into_etcd_works() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    for n in ["app", "api", "web"] {
+        assert!(
+            printed.contains(&format!("nameservice/{n}.gslb.example created")),
+            "{printed}"
+        );
+    }
     let old = standalone.get(NS).json()["items"].clone();
     let new = target.get(NS).json()["items"].clone();
     let strip = |v: &Value| -> Vec<Value> {
