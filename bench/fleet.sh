@@ -21,7 +21,11 @@ if ! command -v etcd >/dev/null; then
     # Debian starts the packaged etcd on install; the benchmark starts its own members.
     systemctl stop etcd 2>/dev/null || true
 fi
-args=(--gslb "$(build_gslb)")
+# A plain assignment, so that a failed build stops the script (set -e does not see
+# a failure inside an array assignment's command substitution).
+gslb=$(build_gslb)
+[[ -x "$gslb" ]] || { echo "bench: no gslb binary at $gslb" >&2; exit 1; }
+args=(--gslb "$gslb")
 if [[ -n "${QUICK:-}" ]]; then
     args+=(--writes 100 --put-seconds 3 --names 5000 --put-deadline 120 --restarts 1
            --dns-seconds 3 --dns-rounds 1 --qps 5000)
