@@ -121,6 +121,24 @@
     return { state: o.state, reason: o.reason, until, by: o.by };
   }
 
+  // An fqdn target answers what its name resolved to: each address with its own
+  // health (status.targets[].addresses). An address target has one, shown above.
+  function addressList(t, ts) {
+    const list = ts.addresses || [];
+    if (t.address && list.length <= 1) return null;
+    const box = el("ul", { class: "addrs", "data-addresses": String(list.length) });
+    if (!list.length) {
+      box.append(el("li", { class: "addr" }, t.fqdn ? "not resolved yet" : "no address"));
+    }
+    for (const a of list) {
+      box.append(el("li", { "data-address": a.address },
+        el("span", { class: "addr" }, a.address), " ",
+        el("span", { class: "badge h-" + (a.health || "unknown"), "data-address-health": a.health || "unknown" },
+          a.health || "unknown")));
+    }
+    return box;
+  }
+
   function renderService(svc, now, record) {
     const st = svc.status || {};
     const ready = (st.conditions || []).find((c) => c.type === "Ready") || {};
@@ -155,7 +173,16 @@
         }
         health.append(box);
       }
+      if (ts.damping) {
+        const d = ts.damping;
+        health.append(el("div", { class: "damping", "data-damping": d.reason || "", title: d.message || null },
+          el("span", { class: "badge h-Pending" }, "damped"), " ", d.message || d.reason || "",
+          d.until ? " (until " + new Date(d.until).toLocaleTimeString() + ")" : ""));
+      }
       if (ts.lastError) health.append(el("div", { class: "lasterr" }, ts.lastError));
+      if (ts.resolveError) {
+        health.append(el("div", { class: "lasterr", "data-resolve-error": "" }, "resolving " + (t.fqdn || "") + ": " + ts.resolveError));
+      }
       const sh = share.get(t.name);
       const shareCell = el("td", { class: "share", "data-label": "Answers (1 min)" });
       if (!sh) {
@@ -183,6 +210,7 @@
       body.append(el("tr", { "data-target": t.name },
         el("td", { "data-label": "Target" }, el("div", {}, el("b", {}, t.name)),
            el("div", { class: "addr" }, where + (t.port ? ":" + t.port : "")),
+           addressList(t, ts),
            t.locality ? el("div", { class: "loc" }, t.locality) : null,
            svc.policy === "Ratio" ? el("div", { class: "loc" }, "ratio " + t.ratio) : null),
         health, shareCell, ovCell));

@@ -84,6 +84,11 @@ impl Fields {
         self.map.remove(key).filter(|v| !v.is_null())
     }
 
+    /// Removes `key` and returns its value, of any type (null counts as absent).
+    pub fn value(&mut self, key: &str) -> Option<Value> {
+        self.take(key)
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.map.get(key).is_some_and(|v| !v.is_null())
     }

@@ -5,7 +5,8 @@
 //!   labels include every label of its `workloadSelector`; address, locality and
 //!   weight (as ratio; Istio's default weight is 1);
 //! - healthCheck: the probe of the WorkloadGroups whose workloads the selector
-//!   selects, with Kubernetes' probe defaults for what it leaves out;
+//!   selects (`tcpSocket` or `httpGet`, in the same shape), with Kubernetes' probe
+//!   defaults for what it leaves out;
 //! - policy: `Locality` when the host's DestinationRule has `localityLbSetting`
 //!   rules, or outlier detection and targets with localities (Istio then fails over
 //!   by locality); else `Ratio` when the weights differ; else `RoundRobin`;
@@ -22,7 +23,8 @@ use serde_json::{Value, json};
 
 use super::Note;
 use super::objects::{
-    DestinationRule, Object, Parsed, Probe, ServiceEntry, Source, Workload, WorkloadGroup,
+    DestinationRule, Object, Parsed, PortRef, Probe, ProbeAction, ServiceEntry, Source, Workload,
+    WorkloadGroup,
 };
 use crate::model::{Locality, MAX_RATIO, MAX_TARGETS, NameService, normalize_name};
 
@@ -453,20 +455,77 @@ fn health_of(
         source: wg.source.clone(),
         path: "spec.probe".into(),
     };
-    // Only tcpSocket is a probe gslb runs; the other shapes are named by the parser.
-    let Some(port) = probe.tcp_port else {
+    // exec and grpc are named by the parser: no probe gslb can run.
+    let Some(action) = &probe.action else {
         return Ok(None);
     };
-    Ok(Some((
-        json!({
-            "port": port,
-            "periodSeconds": probe.period_seconds.unwrap_or(K8S_PERIOD_SECONDS),
-            "timeoutSeconds": probe.timeout_seconds.unwrap_or(K8S_TIMEOUT_SECONDS),
-            "successThreshold": probe.success_threshold.unwrap_or(K8S_SUCCESS_THRESHOLD),
-            "failureThreshold": probe.failure_threshold.unwrap_or(K8S_FAILURE_THRESHOLD),
-        }),
-        origin,
-    )))
+    let port = |at: &str, p: &Option<PortRef>| -> Result<Value, Note> {
+        match p {
+            // The model names a missing port.
+            None => Ok(Value::Null),
+            Some(PortRef::Number(n)) => Ok(json!(n)),
+            Some(PortRef::Name(name)) => Err(origin.note(
+                at,
+                format!(
+                    "the named port {name:?} cannot be resolved: gslb probes each target's address, which has no port names; give the port number"
+                ),
+            )),
+        }
+    };
+    let mut hc = serde_json::Map::new();
+    let shape = match action {
+        ProbeAction::Tcp { port: p } => {
+            let p = port("tcpSocket.port", p).map_err(|n| out.errors.push(n))?;
+            ("tcpSocket", json!({ "port": p }))
+        }
+        ProbeAction::Http(h) => {
+            let p = port("httpGet.port", &h.port).map_err(|n| out.errors.push(n))?;
+            let mut get = serde_json::Map::new();
+            get.insert("port".into(), p);
+            if let Some(path) = &h.path {
+                get.insert("path".into(), json!(path));
+            }
+            if let Some(scheme) = &h.scheme {
+                get.insert("scheme".into(), json!(scheme));
+            }
+            if let Some(host) = &h.host {
+                get.insert("host".into(), json!(host));
+            }
+            let headers: Vec<Value> = h
+                .headers
+                .iter()
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect();
+            get.insert("httpHeaders".into(), Value::Array(headers));
+            ("httpGet", Value::Object(get))
+        }
+    };
+    hc.insert(shape.0.into(), shape.1);
+    for (key, value) in [
+        (
+            "initialDelaySeconds",
+            probe.initial_delay_seconds.unwrap_or(0),
+        ),
+        (
+            "periodSeconds",
+            probe.period_seconds.unwrap_or(K8S_PERIOD_SECONDS),
+        ),
+        (
+            "timeoutSeconds",
+            probe.timeout_seconds.unwrap_or(K8S_TIMEOUT_SECONDS),
+        ),
+        (
+            "successThreshold",
+            probe.success_threshold.unwrap_or(K8S_SUCCESS_THRESHOLD),
+        ),
+        (
+            "failureThreshold",
+            probe.failure_threshold.unwrap_or(K8S_FAILURE_THRESHOLD),
+        ),
+    ] {
+        hc.insert(key.into(), json!(value));
+    }
+    Ok(Some((Value::Object(hc), origin)))
 }
 
 /// The DestinationRule of `host`: the one naming it exactly (in the entry's

@@ -67,12 +67,42 @@ pub struct WorkloadEntry {
 /// A Kubernetes probe as a WorkloadGroup carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
+    pub initial_delay_seconds: Option<u32>,
     pub period_seconds: Option<u32>,
     pub timeout_seconds: Option<u32>,
     pub success_threshold: Option<u32>,
     pub failure_threshold: Option<u32>,
-    /// `tcpSocket.port`, the one probe shape the model takes today.
-    pub tcp_port: Option<u32>,
+    /// `tcpSocket` or `httpGet`; `None` when the probe has neither (an `exec` or
+    /// `grpc` probe, named as not mapped).
+    pub action: Option<ProbeAction>,
+}
+
+/// A probe port: Kubernetes' IntOrString, a number or the name of a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortRef {
+    Number(u32),
+    Name(String),
+}
+
+/// What a probe does, in the two shapes gslb runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAction {
+    /// `tcpSocket`.
+    Tcp { port: Option<PortRef> },
+    /// `httpGet`.
+    Http(HttpProbe),
+}
+
+/// `probe.httpGet`, already in gslb's terms: `host` is the Host header (and TLS
+/// server name) gslb sends, taken from a `Host` entry of `httpHeaders` or from
+/// `host` when it is a name; `headers` are the other headers gslb can send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProbe {
+    pub path: Option<String>,
+    pub port: Option<PortRef>,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +111,9 @@ pub struct WorkloadGroup {
     /// `spec.metadata.labels`: the labels of the group's workloads.
     pub labels: BTreeMap<String, String>,
     pub probe: Option<Probe>,
+    /// Fields of the probe left out for a reason of their own (a header gslb sets
+    /// itself, a probe host that cannot be per target): (field path, reason).
+    pub left_out: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,8 +324,18 @@ fn parse_object(mut source: Source, value: Value, namespace: &str, out: &mut Par
     };
     match parsed {
         Ok(o) => {
-            for field in rest {
-                let reason = reason(&kind, &field);
+            let mut notes: Vec<(String, String)> = rest
+                .into_iter()
+                .map(|field| {
+                    let reason = reason(&kind, &field);
+                    (field, reason)
+                })
+                .collect();
+            if let Object::WorkloadGroup(g) = &o {
+                notes.extend(g.left_out.iter().cloned());
+                notes.sort();
+            }
+            for (field, reason) in notes {
                 out.left_out.push(Note::new(source.clone(), field, reason));
             }
             out.objects.push(o);
@@ -344,11 +387,8 @@ pub fn reason(kind: &str, field: &str) -> String {
         ("WorkloadGroup", "spec.probe.tcpSocket.host") => {
             "one probe host for every workload cannot be a per-target probe address"
         }
-        ("WorkloadGroup", "spec.probe.httpGet") => {
-            "HTTP probes are not supported yet; without a tcpSocket the targets are not health-checked"
-        }
-        ("WorkloadGroup", "spec.probe.initialDelaySeconds") => {
-            "gslb's first probe goes out within a second; a new target is Pending until it passes"
+        ("WorkloadGroup", "spec.probe.terminationGracePeriodSeconds") => {
+            "a pod setting; gslb restarts nothing"
         }
         ("DestinationRule", "spec.trafficPolicy.outlierDetection") => {
             "passive outlier detection; gslb's active healthCheck decides eligibility"
@@ -451,33 +491,154 @@ fn workload_group(
             labels
         }
     };
+    let mut left_out = Vec::new();
     let probe = match spec.mapping("probe")? {
         None => None,
-        Some(mut p) => {
-            let tcp_port = match p.mapping("tcpSocket")? {
-                None => None,
-                Some(mut t) => {
-                    let port = t.uint("port")?;
-                    rest.extend(t.rest());
-                    port
-                }
-            };
-            let probe = Probe {
-                period_seconds: p.uint("periodSeconds")?,
-                timeout_seconds: p.uint("timeoutSeconds")?,
-                success_threshold: p.uint("successThreshold")?,
-                failure_threshold: p.uint("failureThreshold")?,
-                tcp_port,
-            };
-            rest.extend(p.rest());
-            Some(probe)
-        }
+        Some(p) => Some(probe(p, rest, &mut left_out)?),
     };
     rest.extend(spec.rest());
     Ok(WorkloadGroup {
         source,
         labels,
         probe,
+        left_out,
+    })
+}
+
+/// The handlers of a Kubernetes probe, of which it takes exactly one.
+const HANDLERS: [&str; 4] = ["tcpSocket", "httpGet", "exec", "grpc"];
+
+/// Headers gslb sets itself or that belong to the connection: named as not mapped.
+fn reserved_header(lower: &str) -> Option<&'static str> {
+    match lower {
+        "user-agent" => Some("gslb sends its own User-Agent, gslb/<version> (<instance>)"),
+        "content-length" | "transfer-encoding" | "connection" | "te" | "upgrade" | "trailer"
+        | "keep-alive" | "proxy-connection" => {
+            Some("gslb manages the probe's connection and sends no body")
+        }
+        _ => None,
+    }
+}
+
+fn probe(
+    mut p: Fields,
+    rest: &mut Vec<String>,
+    left_out: &mut Vec<(String, String)>,
+) -> Result<Probe, FieldError> {
+    let given: Vec<&str> = HANDLERS.into_iter().filter(|h| p.has(h)).collect();
+    if given.len() > 1 {
+        return Err(FieldError::new(
+            p.path(),
+            format!(
+                "{} takes exactly one of tcpSocket, httpGet, exec, grpc; got {}",
+                p.path(),
+                given.join(" and ")
+            ),
+        ));
+    }
+    let mut action = None;
+    if let Some(mut t) = p.mapping("tcpSocket")? {
+        let port = port_ref(&mut t, "port")?;
+        rest.extend(t.rest());
+        action = Some(ProbeAction::Tcp { port });
+    }
+    if let Some(h) = p.mapping("httpGet")? {
+        action = Some(ProbeAction::Http(http_get(h, rest, left_out)?));
+    }
+    let probe = Probe {
+        initial_delay_seconds: p.uint("initialDelaySeconds")?,
+        period_seconds: p.uint("periodSeconds")?,
+        timeout_seconds: p.uint("timeoutSeconds")?,
+        success_threshold: p.uint("successThreshold")?,
+        failure_threshold: p.uint("failureThreshold")?,
+        action,
+    };
+    rest.extend(p.rest());
+    Ok(probe)
+}
+
+/// A port as Kubernetes writes it: a number, or the name of a port.
+fn port_ref(f: &mut Fields, key: &str) -> Result<Option<PortRef>, FieldError> {
+    let field = super::fields::join(f.path(), key);
+    match f.value(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(PortRef::Name(s))),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(|n| Some(PortRef::Number(n)))
+            .ok_or_else(|| {
+                FieldError::new(
+                    &field,
+                    format!("{field} must be a port number or a port name, got {v}"),
+                )
+            }),
+    }
+}
+
+/// `probe.httpGet` in gslb's terms (see [`HttpProbe`]).
+fn http_get(
+    mut h: Fields,
+    rest: &mut Vec<String>,
+    left_out: &mut Vec<(String, String)>,
+) -> Result<HttpProbe, FieldError> {
+    let path = h.string("path")?;
+    let port = port_ref(&mut h, "port")?;
+    let scheme = h.string("scheme")?;
+    let k8s_host = h.string("host")?;
+    let host_field = super::fields::join(h.path(), "host");
+    let mut host_header: Option<String> = None;
+    let mut headers = Vec::new();
+    for (path, v) in h.list("httpHeaders")? {
+        let mut e = Fields::new(path, v)?;
+        let name = e.string("name")?.unwrap_or_default();
+        let value = e.string("value")?.unwrap_or_default();
+        let here = e.path().to_string();
+        rest.extend(e.rest());
+        let lower = name.to_ascii_lowercase();
+        if lower == "host" {
+            if host_header.is_some() {
+                left_out.push((
+                    here,
+                    "not mapped: a second Host header; the first one is gslb's httpGet.host".into(),
+                ));
+            } else {
+                host_header = Some(value);
+            }
+        } else if let Some(why) = reserved_header(&lower) {
+            left_out.push((here, format!("not mapped: {why}")));
+        } else {
+            headers.push((name, value));
+        }
+    }
+    rest.extend(h.rest());
+    // Kubernetes' `host` is where the kubelet connects (and so the Host header when
+    // no Host header is given); gslb connects to each target's probe address and
+    // sends `httpGet.host` as Host header and TLS server name.
+    let host = match (host_header, k8s_host) {
+        (Some(header), Some(_)) => {
+            left_out.push((
+                host_field,
+                "not mapped: the address the kubelet connects to; gslb connects to each target's address, and the Host header gives the name it sends".into(),
+            ));
+            Some(header)
+        }
+        (Some(header), None) => Some(header),
+        (None, Some(host)) if host.parse::<std::net::IpAddr>().is_ok() => {
+            left_out.push((
+                host_field,
+                "not mapped: one address for every workload cannot be a per-target probe address; gslb connects to each target's address".into(),
+            ));
+            None
+        }
+        (None, host) => host,
+    };
+    Ok(HttpProbe {
+        path,
+        port,
+        scheme,
+        host,
+        headers,
     })
 }
 

@@ -56,7 +56,7 @@ fn seed_distribute_example() {
     );
     assert_eq!(
         ns["healthCheck"],
-        json!({"port": 80, "initialDelaySeconds": 0, "flapDamping": false, "periodSeconds": 4, "timeoutSeconds": 3,
+        json!({"tcpSocket": {"port": 80}, "initialDelaySeconds": 5, "flapDamping": false, "periodSeconds": 4, "timeoutSeconds": 3,
                "failureThreshold": 3, "successThreshold": 1})
     );
     assert_eq!(
@@ -66,7 +66,6 @@ fn seed_distribute_example() {
     assert_eq!(ns["failover"], json!([]));
     // Every field without an equivalent is named, with its object.
     for needle in [
-        "(WorkloadGroup default/foo): spec.probe.initialDelaySeconds: not mapped",
         "(WorkloadGroup default/foo): spec.template: not mapped",
         "(ServiceEntry default/foo): spec.ports: not mapped",
         "(DestinationRule default/foo): spec.trafficPolicy.outlierDetection: not mapped",
@@ -78,7 +77,7 @@ fn seed_distribute_example() {
             notes(&i.left_out)
         );
     }
-    assert_eq!(i.left_out.len(), 5, "{:#?}", notes(&i.left_out));
+    assert_eq!(i.left_out.len(), 4, "{:#?}", notes(&i.left_out));
     assert!(
         i.left_out[0]
             .to_string()
@@ -389,7 +388,7 @@ spec:
     assert_eq!(ns["targets"][0]["address"], "192.0.2.1");
     assert_eq!(
         ns["healthCheck"],
-        json!({"port": 8443, "initialDelaySeconds": 0, "flapDamping": false, "periodSeconds": 10, "timeoutSeconds": 1,
+        json!({"tcpSocket": {"port": 8443}, "initialDelaySeconds": 0, "flapDamping": false, "periodSeconds": 10, "timeoutSeconds": 1,
                "failureThreshold": 3, "successThreshold": 1})
     );
     assert!(has(&i.left_out, "(WorkloadEntry two/b): not imported"));
@@ -532,6 +531,147 @@ spec: {host: "*.gslb.example"}
         "(ServiceEntry default/t): spec.hosts[0]: host \"s.gslb.example\" is also a host of the ServiceEntry at in.yaml: document 4",
         "(ServiceEntry default/u): spec.hosts: several DestinationRules apply to host \"u.gslb.example\"",
     ] {
+        assert!(has(&i.errors, needle), "{needle}: {:#?}", notes(&i.errors));
+    }
+}
+
+/// A WorkloadEntry, a ServiceEntry selecting it and a WorkloadGroup with `probe`
+/// (YAML flow mapping).
+fn with_probe(probe: &str) -> String {
+    format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: a}}
+spec: {{address: 192.0.2.1, labels: {{app: x}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {{name: g}}
+spec: {{metadata: {{labels: {{app: x}}}}, probe: {probe}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: s}}
+spec:
+  hosts: [s.gslb.example]
+  workloadSelector: {{labels: {{app: x}}}}
+"#
+    )
+}
+
+#[test]
+fn http_probes_map_field_by_field() {
+    let i = one(&with_probe(
+        r#"{initialDelaySeconds: 15, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 2, successThreshold: 2,
+            httpGet: {path: /healthz/ready, port: 15021, scheme: HTTPS,
+                      httpHeaders: [{name: Host, value: foo.com}, {name: X-Probe, value: gslb},
+                                    {name: User-Agent, value: kube-probe/1.29}, {name: Connection, value: close}]}}"#,
+    ));
+    assert!(i.errors.is_empty(), "{:?}", notes(&i.errors));
+    let ns = &services(&i)[0];
+    assert_eq!(
+        ns["healthCheck"],
+        json!({"httpGet": {"path": "/healthz/ready", "port": 15021, "scheme": "HTTPS", "host": "foo.com",
+                           "httpHeaders": [{"name": "X-Probe", "value": "gslb"}]},
+               "initialDelaySeconds": 15, "flapDamping": false, "periodSeconds": 5, "timeoutSeconds": 2,
+               "failureThreshold": 2, "successThreshold": 2})
+    );
+    // The Host header became httpGet.host; what gslb sets itself is named.
+    assert_eq!(
+        notes(&i.left_out),
+        [
+            "in.yaml: document 2 (WorkloadGroup default/g): spec.probe.httpGet.httpHeaders[2]: not mapped: gslb sends its own User-Agent, gslb/<version> (<instance>)",
+            "in.yaml: document 2 (WorkloadGroup default/g): spec.probe.httpGet.httpHeaders[3]: not mapped: gslb manages the probe's connection and sends no body",
+        ]
+    );
+
+    // Kubernetes' defaults: path /, scheme HTTP; a host name is the Host header.
+    let i = one(&with_probe("{httpGet: {port: 8080, host: gw.example}}"));
+    assert!(i.errors.is_empty(), "{:?}", notes(&i.errors));
+    assert!(i.left_out.is_empty(), "{:?}", notes(&i.left_out));
+    assert_eq!(
+        services(&i)[0]["healthCheck"]["httpGet"],
+        json!({"path": "/", "port": 8080, "scheme": "HTTP", "host": "gw.example", "httpHeaders": []})
+    );
+
+    // An address as host is where the kubelet connects: one for every workload,
+    // not a per-target probe; named. With a Host header, host is named too.
+    for probe in [
+        "{httpGet: {port: 8080, host: 10.0.0.1}}",
+        "{httpGet: {port: 8080, host: gw.example, httpHeaders: [{name: host, value: foo.com}]}}",
+    ] {
+        let i = one(&with_probe(probe));
+        assert!(i.errors.is_empty(), "{:?}", notes(&i.errors));
+        assert!(
+            has(
+                &i.left_out,
+                "(WorkloadGroup default/g): spec.probe.httpGet.host: not mapped"
+            ),
+            "{probe}: {:?}",
+            notes(&i.left_out)
+        );
+        let host = &services(&i)[0]["healthCheck"]["httpGet"]["host"];
+        assert!(host.is_null() || host == "foo.com", "{probe}: {host}");
+    }
+}
+
+#[test]
+fn probes_gslb_cannot_run_or_map() {
+    // exec and grpc: named, and no healthCheck (the targets are Unchecked).
+    for (probe, field) in [
+        (
+            "{exec: {command: [cat, /ready]}}",
+            "spec.probe.exec: not mapped",
+        ),
+        ("{grpc: {port: 9000}}", "spec.probe.grpc: not mapped"),
+        (
+            "{tcpSocket: {port: 80, host: 10.0.0.1}}",
+            "spec.probe.tcpSocket.host: not mapped",
+        ),
+    ] {
+        let i = one(&with_probe(probe));
+        assert!(i.errors.is_empty(), "{:?}", notes(&i.errors));
+        assert!(has(&i.left_out, field), "{field}: {:?}", notes(&i.left_out));
+        let hc = &services(&i)[0]["healthCheck"];
+        assert!(
+            hc.is_null() || hc["tcpSocket"]["port"] == 80,
+            "{probe}: {hc}"
+        );
+    }
+    // Errors, each on its field: two handlers, a named port, values the model refuses.
+    for (probe, needle) in [
+        (
+            "{tcpSocket: {port: 80}, httpGet: {port: 80}}",
+            "(WorkloadGroup default/g): spec.probe: spec.probe takes exactly one of tcpSocket, httpGet, exec, grpc; got tcpSocket and httpGet",
+        ),
+        (
+            "{httpGet: {port: http}}",
+            "(WorkloadGroup default/g): spec.probe.httpGet.port: the named port \"http\" cannot be resolved",
+        ),
+        (
+            "{tcpSocket: {port: -1}}",
+            "spec.probe.tcpSocket.port: spec.probe.tcpSocket.port must be a port number or a port name",
+        ),
+        (
+            "{httpGet: {port: 80, scheme: GOPHER}}",
+            "(WorkloadGroup default/g): spec.probe: ",
+        ),
+        (
+            "{httpGet: {port: 80, path: no-slash}}",
+            "(NameService field healthCheck.httpGet.path)",
+        ),
+        (
+            "{tcpSocket: {port: 80}, initialDelaySeconds: 4000}",
+            "healthCheck.initialDelaySeconds must be between 0 and 3600, got 4000",
+        ),
+        (
+            "{httpGet: {path: /}}",
+            "healthCheck.httpGet.port is required",
+        ),
+    ] {
+        // Any error: `gslb import istio` prints nothing and exits 1.
+        let i = one(&with_probe(probe));
         assert!(has(&i.errors, needle), "{needle}: {:#?}", notes(&i.errors));
     }
 }

@@ -302,3 +302,121 @@ fn explain_prints_the_decision_as_yaml_or_json() {
         err(&o)
     );
 }
+
+/// `gslb drain` / `gslb undrain`: the target leaves and rejoins the answers, the
+/// output says until when, the API's 409 (the last eligible target) and 404 come
+/// through with their message, and `--force` drains anyway.
+#[test]
+fn drain_and_undrain_steer_the_answers() {
+    use hickory_proto::rr::RecordType;
+    let s = Server::start_with(ServerOpts {
+        config: Some(
+            "[[api_tokens]]\nname = \"oncall\"\ntoken = \"w-secret-2\"\nrole = \"write\"\n".into(),
+        ),
+        ..ServerOpts::default()
+    });
+    let tok = Some("w-secret-2");
+    let one = r#"{"name": "d.gslb.example", "policy": "RoundRobin", "targets": [{"name": "dc1", "address": "192.0.2.10"}, {"name": "dc2", "address": "198.51.100.10"}]}"#;
+    let o = gslb(&s, &["apply", "-f", "-"], tok, Some(one));
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let answers = || {
+        let mut a: Vec<String> = crate::harness::addrs(&s.udp("d.gslb.example.", RecordType::A))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        a.sort();
+        a
+    };
+    assert_eq!(answers(), ["192.0.2.10", "198.51.100.10"]);
+
+    let o = gslb(
+        &s,
+        &[
+            "drain",
+            "d.gslb.example",
+            "dc1",
+            "--reason",
+            "kernel upgrade",
+            "--for",
+            "30m",
+        ],
+        tok,
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let line = out(&o);
+    assert!(
+        line.starts_with("nameservice/d.gslb.example target dc1 drained until 20"),
+        "{line}"
+    );
+    assert_eq!(answers(), ["198.51.100.10"]);
+    let status = crate::harness::http(
+        s.api,
+        "GET",
+        "/api/v1/nameservices/d.gslb.example",
+        None,
+        tok,
+        None,
+    )
+    .unwrap()
+    .json();
+    let ov = &status["status"]["targets"][0]["override"];
+    assert_eq!(
+        (&ov["state"], &ov["reason"], &ov["by"]),
+        (&"Drain".into(), &"kernel upgrade".into(), &"oncall".into()),
+        "{ov}"
+    );
+    // The line's end is the override's end, 30 minutes from now.
+    assert!(
+        line.trim_end().ends_with(ov["expiresAt"].as_str().unwrap()),
+        "{line}"
+    );
+
+    // The last eligible target: the API refuses (409) unless forced.
+    let o = gslb(
+        &s,
+        &["drain", "d.gslb.example", "dc2", "--reason", "x"],
+        tok,
+        None,
+    );
+    assert_eq!(code(&o), 1, "{}", out(&o));
+    assert!(err(&o).contains("409"), "{}", err(&o));
+    assert_eq!(answers(), ["198.51.100.10"]);
+    let o = gslb(
+        &s,
+        &["drain", "d.gslb.example", "dc2", "--reason", "x", "--force"],
+        tok,
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = gslb(&s, &["undrain", "d.gslb.example", "dc2"], tok, None);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+
+    let o = gslb(&s, &["undrain", "d.gslb.example", "dc1"], tok, None);
+    assert_eq!(
+        (code(&o), out(&o)),
+        (
+            0,
+            "nameservice/d.gslb.example target dc1 undrained\n".into()
+        ),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(answers(), ["192.0.2.10", "198.51.100.10"]);
+    // Nothing left to undrain, and no such target: the API's 404 and message.
+    let o = gslb(&s, &["undrain", "d.gslb.example", "dc1"], tok, None);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("404"), "{}", err(&o));
+    let o = gslb(
+        &s,
+        &["drain", "d.gslb.example", "dc9", "--reason", "x"],
+        tok,
+        None,
+    );
+    assert_eq!(code(&o), 1);
+    assert!(
+        err(&o).contains("404") && err(&o).contains("dc9"),
+        "{}",
+        err(&o)
+    );
+}

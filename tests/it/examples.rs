@@ -282,3 +282,83 @@ fn systemd_unit_is_hardened() {
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(text.contains("User=gslb") && text.contains("ExecReload="));
 }
+
+/// docs/policies.md's Locality example, as written, against the demo config the
+/// README starts: every `dig ... +subnet=` shown there gets the documented answer
+/// and ECS scope. The example's healthCheck is left out: its addresses are
+/// documentation addresses, never probed from here (unchecked targets are
+/// eligible, as a passing check would make them).
+#[test]
+fn docs_locality_example_answers_as_written_with_the_demo_config() {
+    use crate::harness::{Server, ServerOpts, http};
+    let doc = std::fs::read_to_string(Path::new(REPO).join("docs/policies.md")).unwrap();
+    let start = doc
+        .find("\"policy\": \"Locality\"")
+        .expect("the Locality example");
+    let section = &doc[doc[..start].rfind("-d '").unwrap() + 4..];
+    let section = &section[..section.find("**When targets fail**").unwrap()];
+    let mut body: serde_json::Value =
+        serde_json::from_str(&section[..section.find("}'").unwrap() + 1]).unwrap();
+    body.as_object_mut().unwrap().remove("healthCheck");
+    let name = body["name"].as_str().unwrap().to_string();
+
+    let demo = std::fs::read_to_string(Path::new(REPO).join("deploy/demo.toml")).unwrap();
+    let s = Server::start_with(ServerOpts {
+        config: Some(demo),
+        ..ServerOpts::default()
+    });
+    let r = http(
+        s.api,
+        "PUT",
+        &format!("/api/v1/nameservices/{name}"),
+        Some(body.to_string().as_bytes()),
+        None,
+        Some("application/json"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // Each "$ dig @127.0.0.1 -p 1053 NAME A +subnet=X" block: the CLIENT-SUBNET line
+    // and the answer lines that follow it, up to the end of the block.
+    let mut checked = 0;
+    for block in section.split("$ dig @127.0.0.1 -p 1053 ").skip(1) {
+        let block = &block[..block.find("```").unwrap()];
+        let mut lines = block.lines();
+        let args: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        let want_scope = lines
+            .clone()
+            .find_map(|l| l.strip_prefix("; CLIENT-SUBNET: "))
+            .expect("the block shows the ECS option")
+            .to_string();
+        let mut want: Vec<String> = lines
+            .filter(|l| l.starts_with(&format!("{name}.")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        want.sort();
+        let o = std::process::Command::new("dig")
+            .arg(format!("@{}", s.dns.ip()))
+            .args(["-p", &s.dns.port().to_string(), "+tries=1", "+time=2"])
+            .args(&args)
+            .output()
+            .expect("dig (dnsutils) is installed: .ci/run installs it");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let scope = out
+            .lines()
+            .find_map(|l| l.strip_prefix("; CLIENT-SUBNET: "))
+            .unwrap_or_else(|| panic!("{args:?}: no ECS in the answer:\n{out}"));
+        assert_eq!(scope, want_scope, "{args:?}:\n{out}");
+        let answer = out
+            .split(";; ANSWER SECTION:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{args:?}: no answer:\n{out}"));
+        let mut got: Vec<String> = answer
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{args:?}:\n{out}");
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "every dig of the example");
+}

@@ -27,7 +27,7 @@ meta  IN A   127.0.0.45
 
 /// The upstream gslb serving `up.example`, with `backend.up.example` answering
 /// `targets` (RoundRobin, TTL 1).
-fn upstream(targets: &[&str]) -> (Server, TempDir) {
+pub(crate) fn upstream(targets: &[&str]) -> (Server, TempDir) {
     let zones = TempDir::new("fqdn-up");
     std::fs::write(zones.path().join("up.example.zone"), UP_ZONE).unwrap();
     let s = Server::start_with(ServerOpts {
@@ -230,14 +230,14 @@ fn stale_addresses_go_and_never_resolved_targets_are_not_answered() {
 }
 
 /// A gateway: accepts (and closes) connections until dropped.
-struct Gateway {
-    addr: SocketAddr,
+pub(crate) struct Gateway {
+    pub(crate) addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Gateway {
-    fn open(addr: SocketAddr) -> std::io::Result<Self> {
+    pub(crate) fn open(addr: SocketAddr) -> std::io::Result<Self> {
         let l = TcpListener::bind(addr)?;
         let addr = l.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -54,7 +54,7 @@ pub struct HttpVip {
 impl HttpVip {
     /// An HTTP gateway on `ip` (port 0: any free one) answering `handler`.
     pub fn http(ip: &str, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
-        Self::start(ip, None, Arc::new(handler))
+        Self::start(&format!("{ip}:0"), None, Arc::new(handler)).unwrap()
     }
 
     /// An HTTPS gateway with a fresh self-signed certificate for `names`.
@@ -63,29 +63,36 @@ impl HttpVip {
         names: &[&str],
         handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let ck = rcgen::generate_simple_self_signed(
-            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        Self::start(
+            &format!("{ip}:0"),
+            Some(self_signed(names)),
+            Arc::new(handler),
         )
-        .unwrap();
-        let cert = ck.cert.der().clone();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-            rustls::pki_types::PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()),
-        );
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .unwrap();
-        Self::start(ip, Some(Arc::new(config)), Arc::new(handler))
+        .unwrap()
     }
 
-    fn start(ip: &str, tls: Option<Arc<rustls::ServerConfig>>, handler: Handler) -> Self {
-        let l = TcpListener::bind(format!("{ip}:0")).unwrap();
-        l.set_nonblocking(true).unwrap();
-        let addr = l.local_addr().unwrap();
+    /// An HTTPS gateway on exactly `addr` (several gateways on one port, as one
+    /// probe of a WorkloadGroup reaches them all); an error when `addr` is taken.
+    pub fn https_at(
+        addr: SocketAddr,
+        names: &[&str],
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
+        Self::start(
+            &addr.to_string(),
+            Some(self_signed(names)),
+            Arc::new(handler),
+        )
+    }
+
+    fn start(
+        bind: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: Handler,
+    ) -> std::io::Result<Self> {
+        let l = TcpListener::bind(bind)?;
+        l.set_nonblocking(true)?;
+        let addr = l.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(Mutex::new(handler));
         let stop = Arc::new(AtomicBool::new(false));
@@ -103,13 +110,13 @@ impl HttpVip {
                 }
             }
         });
-        Self {
+        Ok(Self {
             addr,
             requests,
             handler,
             stop,
             thread: Some(thread),
-        }
+        })
     }
 
     pub fn ip(&self) -> String {
@@ -152,6 +159,26 @@ impl Drop for HttpVip {
             let _ = t.join();
         }
     }
+}
+
+/// A server configuration with a fresh self-signed certificate for `names`.
+fn self_signed(names: &[&str]) -> Arc<rustls::ServerConfig> {
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    Arc::new(config)
 }
 
 trait Conn: Read + Write {}

@@ -406,3 +406,115 @@ spec:
     let out = import(&[], &[], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Two data centers whose gateways answer HTTPS (self-signed) on one port, and a
+/// WorkloadGroup probing them with `httpGet` as a Kubernetes readiness probe does.
+fn http_probe_objects(port: u16) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: gw-east}}
+spec: {{address: 127.0.12.1, labels: {{run: web}}, locality: region1/zone1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: gw-west}}
+spec: {{address: 127.0.12.2, labels: {{run: web}}, locality: region2/zone2}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {{name: web}}
+spec:
+  metadata:
+    labels: {{run: web}}
+  probe:
+    initialDelaySeconds: 1
+    periodSeconds: 1
+    timeoutSeconds: 1
+    failureThreshold: 1
+    httpGet:
+      path: /healthz/ready
+      port: {port}
+      scheme: HTTPS
+      httpHeaders:
+      - name: Host
+        value: foo.com
+      - name: X-Probe
+        value: gslb
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: web}}
+spec:
+  hosts: [foo.com]
+  resolution: STATIC
+  workloadSelector: {{labels: {{run: web}}}}
+"
+    )
+}
+
+#[test]
+fn workload_group_http_probe_is_imported_and_routes_around_a_503() {
+    use crate::httpvip::{HttpVip, Reply};
+    // Both gateways on one port: the WorkloadGroup's probe names one.
+    let (port, east, west) = loop {
+        let port = TcpListener::bind("127.0.12.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ok = |_: &crate::httpvip::Request| Reply::Status(200, None);
+        let east = HttpVip::https_at(
+            format!("127.0.12.1:{port}").parse().unwrap(),
+            &["foo.com"],
+            ok,
+        );
+        let west = HttpVip::https_at(
+            format!("127.0.12.2:{port}").parse().unwrap(),
+            &["foo.com"],
+            ok,
+        );
+        if let (Ok(e), Ok(w)) = (east, west) {
+            break (port, e, w);
+        }
+    };
+    let (s, _z) = start("region9/zone9", None);
+    let dir = TempDir::new("istio-yaml");
+    let out = apply(&s, &dir, &[("web.yaml", &http_probe_objects(port))]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "nameservice/foo.com created\n");
+    let ns = s.get("/api/v1/nameservices/foo.com").json();
+    assert_eq!(
+        ns["healthCheck"],
+        serde_json::json!({"httpGet": {"path": "/healthz/ready", "port": port, "scheme": "HTTPS",
+                                       "host": "foo.com", "httpHeaders": [{"name": "X-Probe", "value": "gslb"}]},
+                           "initialDelaySeconds": 1, "flapDamping": false, "periodSeconds": 1,
+                           "timeoutSeconds": 1, "failureThreshold": 1, "successThreshold": 1})
+    );
+    // Equal weights and no DestinationRule: every healthy gateway in each answer.
+    wait_healthy(&s, "foo.com", 2);
+    assert_eq!(answers(&s), ["127.0.12.1", "127.0.12.2"]);
+    // Each gateway saw the probe as the WorkloadGroup describes it.
+    let ua = format!("gslb/{} (", env!("CARGO_PKG_VERSION"));
+    for gw in [&east, &west] {
+        let r = &gw.requests()[0];
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str()),
+            ("GET", "/healthz/ready")
+        );
+        assert_eq!(r.header("Host"), Some(format!("foo.com:{port}").as_str()));
+        assert_eq!(r.sni.as_deref(), Some("foo.com"));
+        assert_eq!(r.header("X-Probe"), Some("gslb"));
+        assert!(
+            r.header("User-Agent").is_some_and(|u| u.starts_with(&ua)),
+            "{r:?}"
+        );
+    }
+    // The west gateway answers 503: out of the answers, as Istio's readiness would take it out.
+    west.set(|_| Reply::Status(503, None));
+    let out_of_answers = wait_until(Duration::from_secs(10), || answers(&s) == ["127.0.12.1"]);
+    assert!(out_of_answers, "answers stayed {:?}", answers(&s));
+    west.set(|_| Reply::Status(200, None));
+    let back = wait_until(Duration::from_secs(10), || answers(&s).len() == 2);
+    assert!(back, "answers stayed {:?}", answers(&s));
+}

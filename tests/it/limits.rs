@@ -93,6 +93,24 @@ fn header_and_idle_timeouts_close_connections() {
         "{took:?}"
     );
 
+    // A body that stops coming (with the token, so the request reaches the
+    // handler): closed after the idle timeout, and nothing is written.
+    let mut c = TcpStream::connect(s.api).unwrap();
+    c.write_all(
+        b"PUT /api/v1/nameservices/stall.gslb.example HTTP/1.1\r\nHost: x\r\n\
+          Authorization: Bearer limits-0123456789\r\nContent-Type: application/json\r\n\
+          Content-Length: 200\r\n\r\n{\"name\": \"stall.gslb.example\",",
+    )
+    .unwrap();
+    let (got, took) = until_closed(&mut c, Duration::from_secs(10));
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
+        "{took:?} {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(!String::from_utf8_lossy(&got).starts_with("HTTP/1.1 2"));
+    assert_eq!(s.get("/api/v1/nameservices/stall.gslb.example").status, 404);
+
     // A slow but steady client is served: headers within the timeout.
     let r = http_get(s.api, "/healthz", None).unwrap();
     assert_eq!(r.status, 200);

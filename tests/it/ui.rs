@@ -278,3 +278,184 @@ fn status_page_shows_names_health_shares_and_follows_a_health_change() {
     std::fs::write(dir.join("status-page-phone.png"), b.screenshot()).unwrap();
     drop(v2);
 }
+
+/// An fqdn target shows what its name resolved to, each address with its health;
+/// an override shows its state, reason, token and end; in a fleet, each instance's
+/// observation shows as a badge. The observations are the fleet's
+/// (`status.targets[].observations`, CONTRACT §7) and damping needs a flapping
+/// target: this single, steady instance has neither, so the page's fetch is wrapped
+/// to add them to the API's answer, which exercises the page's rendering of those
+/// fields.
+#[test]
+fn status_page_shows_fqdn_addresses_overrides_and_observations() {
+    if crate::browser::chromium().is_none() {
+        panic!("chromium is not installed: .ci/run installs it (apt-get install chromium)");
+    }
+    // Only 127.0.0.52 listens on the port; 127.0.0.53 refuses.
+    let gw = crate::fqdn::Gateway::open("127.0.0.52:0".parse().unwrap()).unwrap();
+    let port = gw.addr.port();
+    let (mut up, _zones) = crate::fqdn::upstream(&["127.0.0.52", "127.0.0.53"]);
+    const WRITE: &str = "ui-admin-0123456789";
+    let s = Server::start_with(ServerOpts {
+        config: Some(format!(
+            "[resolver]\nservers = [\"{}\"]\nstale_seconds = 1\n\
+             [[api_tokens]]\nname = \"oncall\"\ntoken = \"{WRITE}\"\nrole = \"write\"\n\
+             [[api_tokens]]\nname = \"wall\"\ntoken = \"{READ_TOKEN}\"\nrole = \"read\"\n",
+            up.dns
+        )),
+        ..ServerOpts::default()
+    });
+    let call = |method: &str, path: &str, v: Value| {
+        let r = http(
+            s.api,
+            method,
+            path,
+            Some(v.to_string().as_bytes()),
+            Some(WRITE),
+            Some("application/json"),
+        )
+        .unwrap();
+        assert!(r.status == 200 || r.status == 201, "{path}: {}", r.body);
+    };
+    call(
+        "PUT",
+        "/api/v1/nameservices/pool.gslb.example",
+        json!({"name": "pool.gslb.example", "policy": "RoundRobin", "ttl": 5,
+            "healthCheck": {"port": port, "periodSeconds": 1, "timeoutSeconds": 1,
+                            "failureThreshold": 1, "successThreshold": 1},
+            "targets": [{"name": "be", "fqdn": "backend.up.example"},
+                        {"name": "dc2", "address": "127.0.0.52"}]}),
+    );
+    let status = |t: usize| -> Value {
+        http(
+            s.api,
+            "GET",
+            "/api/v1/nameservices/pool.gslb.example",
+            None,
+            Some(READ_TOKEN),
+            None,
+        )
+        .unwrap()
+        .json()["status"]["targets"][t]
+            .clone()
+    };
+    let settled = json!([{"address": "127.0.0.52", "health": "Healthy"},
+                         {"address": "127.0.0.53", "health": "Unhealthy"}]);
+    assert!(
+        crate::harness::wait_until(Duration::from_secs(10), || {
+            status(0)["addresses"] == settled && status(1)["health"] == "Healthy"
+        }),
+        "{} {}",
+        status(0),
+        status(1)
+    );
+    call(
+        "PUT",
+        "/api/v1/nameservices/pool.gslb.example/targets/dc2/override",
+        json!({"state": "Drain", "reason": "kernel upgrade", "ttlSeconds": 3600}),
+    );
+
+    let url = format!("http://{}/ui/?refresh=1", s.api);
+    let mut b = Browser::open(&url, 1280, 900);
+    assert!(
+        b.wait_for(
+            "!document.getElementById('login').hidden",
+            Duration::from_secs(15)
+        ),
+        "the page did not ask for a token"
+    );
+    // Two instances' observations on every target, as a fleet's status carries them.
+    b.eval(
+        "const realFetch = window.fetch; \
+         window.fetch = async (...args) => { \
+           const r = await realFetch(...args); \
+           if (!String(args[0]).startsWith('/api/v1/nameservices')) return r; \
+           const body = await r.clone().json(); \
+           for (const svc of body.items || [body]) \
+             for (const t of (svc.status && svc.status.targets) || []) { \
+               t.observations = t.observations || [ \
+                 {instance: 'dc-a', health: t.health, lastProbeTime: t.lastProbeTime}, \
+                 {instance: 'dc-b', health: 'Unhealthy', lastProbeTime: null}]; \
+               if (t.name === 'dc2' && !t.damping) t.damping = {reason: 'Flapping', \
+                 message: 'changed 4 times within 120 s', until: null}; } \
+           return new Response(JSON.stringify(body), {status: r.status, headers: r.headers}); \
+         }; true",
+    );
+    b.eval(&format!(
+        "document.getElementById('token').value = '{READ_TOKEN}'; \
+         document.getElementById('login').requestSubmit(); true"
+    ));
+    let row = "document.querySelector('[data-service=\"pool.gslb.example\"] [data-target=\"be\"]')";
+    assert!(
+        b.wait_for(&format!("{row} !== null"), Duration::from_secs(15)),
+        "the NameService did not appear"
+    );
+    // The fqdn target: its name, and each resolved address with its own health.
+    assert_eq!(
+        b.eval(&format!(
+            "{row}.querySelector('[data-addresses]').dataset.addresses"
+        )),
+        "2"
+    );
+    let addr_health = |a: &str| {
+        format!(
+            "{row}.querySelector('[data-address=\"{a}\"] [data-address-health]').dataset.addressHealth"
+        )
+    };
+    assert_eq!(b.eval(&addr_health("127.0.0.52")), "Healthy");
+    assert_eq!(b.eval(&addr_health("127.0.0.53")), "Unhealthy");
+    assert_eq!(
+        b.eval(&format!(
+            "{row}.querySelector('[data-health]').dataset.health"
+        )),
+        "Healthy"
+    );
+    let text = b.eval(&format!("{row}.innerText"));
+    assert!(
+        text.as_str().unwrap().contains("backend.up.example"),
+        "{text}"
+    );
+    // Each instance's observation.
+    let obs = b.eval(&format!(
+        "Array.from({row}.querySelectorAll('[data-instance]')).map(e => e.dataset.instance + '=' + e.textContent)"
+    ));
+    assert_eq!(obs, json!(["dc-a=dc-a: Healthy", "dc-b=dc-b: Unhealthy"]));
+    // Flap damping (as the fleet's status says it): shown with its reason.
+    let damp = "document.querySelector('[data-service=\"pool.gslb.example\"] [data-target=\"dc2\"] [data-damping]')";
+    assert_eq!(b.eval(&format!("{damp}.dataset.damping")), "Flapping");
+    let t = b.eval(&format!("{damp}.innerText"));
+    assert!(t.as_str().unwrap().contains("changed 4 times"), "{t}");
+    // The drained target: the override, who set it and until when; and the event.
+    let dc2 =
+        "document.querySelector('[data-service=\"pool.gslb.example\"] [data-target=\"dc2\"]')";
+    assert_eq!(
+        b.eval(&format!(
+            "{dc2}.querySelector('[data-override]').dataset.override"
+        )),
+        "Drain"
+    );
+    let ov = b.eval(&format!("{dc2}.querySelector('[data-override]').innerText"));
+    let ov = ov.as_str().unwrap();
+    assert!(
+        ov.contains("kernel upgrade") && ov.contains("by oncall") && ov.contains("until"),
+        "{ov}"
+    );
+    assert!(b.wait_for(
+        "Array.from(document.querySelectorAll('#events [data-kind=\"OverrideSet\"]')).some(e => e.innerText.includes('by oncall'))",
+        Duration::from_secs(10)
+    ));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(dir.join("status-page-fqdn.png"), b.screenshot()).unwrap();
+
+    // The name stops resolving: the page says why, after its next refresh.
+    assert_eq!(up.terminate(), Some(0));
+    assert!(
+        b.wait_for(
+            &format!("{row}.querySelector('[data-resolve-error]') !== null"),
+            Duration::from_secs(25)
+        ),
+        "the resolution error did not show up: {}",
+        status(0)
+    );
+    drop(gw);
+}
