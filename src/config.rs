@@ -438,13 +438,15 @@ impl Config {
         }
     }
 
-    /// The TCP listener's limits.
+    /// The TCP listener's limits. A connection stalled inside a message or on
+    /// an answer the client does not read is given as long as an idle one.
     pub fn tcp_limits(&self) -> crate::dns::TcpLimits {
+        let idle = std::time::Duration::from_secs(self.tcp_idle_timeout_seconds);
         crate::dns::TcpLimits {
-            idle: std::time::Duration::from_secs(self.tcp_idle_timeout_seconds),
+            idle,
+            io: idle,
             max_connections: self.tcp_max_clients,
             max_per_source: self.tcp_max_per_source,
-            ..Default::default()
         }
     }
 }
@@ -1486,6 +1488,7 @@ mod tests {
         // The per-source default never exceeds a smaller global cap.
         assert_eq!((c.tcp_max_clients, c.tcp_max_per_source), (8, 8));
         assert_eq!(c.tcp_limits().idle, std::time::Duration::from_secs(3));
+        assert_eq!(c.tcp_limits().io, std::time::Duration::from_secs(3));
         assert!(!c.rrl.enabled && c.rrl.limits.exempt.is_empty());
         assert_eq!(c.rrl.limits.responses_per_second, 5);
         let s = c.dns_settings();

@@ -3,8 +3,10 @@
 //! that keep one client from holding the listener (CONTRACT §8):
 //!
 //! - a connection with no query for `idle` is closed, and so is one that stalls
-//!   for `io` inside a message or while its answer is written (a client that never
-//!   reads blocks its own connection, whose one answer buffer is all it costs);
+//!   for `io` (the same, from the config) inside a message or while its answer is
+//!   written (a client that never reads blocks its own connection, whose one
+//!   answer buffer is all it costs: the next query is read only once the previous
+//!   answer is written);
 //! - at most `max_connections` open connections and `max_per_source` from one
 //!   address; a new connection beyond either cap closes the *longest idle* one (of
 //!   that address, or of all), so a client holding idle slots cannot lock out

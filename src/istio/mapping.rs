@@ -710,6 +710,9 @@ fn build(
     if let Some((hc, _)) = health {
         ns.insert("healthCheck".into(), hc.clone());
     }
+    if let Some(secs) = rule.and_then(|dr| dr.warmup_seconds) {
+        ns.insert("slowStartSeconds".into(), json!(secs));
+    }
     if !failover.is_empty() {
         ns.insert(
             "failover".into(),
@@ -722,9 +725,17 @@ fn build(
             Value::Array(distribute.iter().map(|(d, _)| d.clone()).collect()),
         );
     }
-    match NameService::from_json(Value::Object(ns)) {
-        Ok(ns) => Some(ns),
-        Err(e) => {
+    match (NameService::from_json(Value::Object(ns)), rule) {
+        (Ok(ns), _) => Some(ns),
+        (Err(e), Some(dr)) if e.field == "slowStartSeconds" => {
+            out.errors.push(Note::new(
+                dr.source.clone(),
+                "spec.trafficPolicy.loadBalancer.warmupDurationSecs",
+                format!("{} (NameService field {})", e.message, e.field),
+            ));
+            None
+        }
+        (Err(e), _) => {
             out.errors.push(blame(
                 &e.field,
                 &e.message,

@@ -146,6 +146,9 @@ pub struct DestinationRule {
     /// `trafficPolicy.outlierDetection` is set: Istio then fails over by locality
     /// even without a `localityLbSetting` (it is on by default mesh-wide).
     pub outlier_detection: bool,
+    /// `trafficPolicy.loadBalancer.warmupDurationSecs`, in whole seconds (rounded
+    /// up): Envoy's slow start, gslb's `slowStartSeconds`.
+    pub warmup_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -409,9 +412,6 @@ pub fn reason(kind: &str, field: &str) -> String {
         ("DestinationRule", "spec.trafficPolicy.loadBalancer.consistentHash") => {
             "hashing on HTTP headers or cookies is not possible in DNS"
         }
-        ("DestinationRule", "spec.trafficPolicy.loadBalancer.warmupDurationSecs") => {
-            "slow start is not supported yet"
-        }
         (
             "DestinationRule",
             "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority",
@@ -652,11 +652,13 @@ fn destination_rule(
         .ok_or_else(|| FieldError::new("spec.host", "spec.host is required"))?;
     let mut locality = None;
     let mut outlier_detection = false;
+    let mut warmup_seconds = None;
     if let Some(mut tp) = spec.mapping("trafficPolicy")? {
         // Known but not mapped: named by `rest` below with its reason. Only whether
         // it is there matters (see `DestinationRule::outlier_detection`).
         outlier_detection = tp.has("outlierDetection");
         if let Some(mut lb) = tp.mapping("loadBalancer")? {
+            warmup_seconds = duration_seconds(&mut lb, "warmupDurationSecs")?;
             if let Some(mut l) = lb.mapping("localityLbSetting")? {
                 let mut distribute = Vec::new();
                 for (path, v) in l.list("distribute")? {
@@ -709,5 +711,22 @@ fn destination_rule(
         host,
         locality,
         outlier_detection,
+        warmup_seconds,
     })
+}
+
+/// A protobuf Duration as Istio's YAML writes it (`60s`, `1.5s`, also `1m30s`), in
+/// whole seconds rounded up.
+fn duration_seconds(f: &mut Fields, key: &str) -> Result<Option<u64>, FieldError> {
+    let field = super::fields::join(f.path(), key);
+    let Some(text) = f.string(key)? else {
+        return Ok(None);
+    };
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        FieldError::new(
+            &field,
+            format!("{field} must be a duration such as \"60s\", got {text:?}: {e}"),
+        )
+    })?;
+    Ok(Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)))
 }

@@ -675,3 +675,53 @@ fn probes_gslb_cannot_run_or_map() {
         assert!(has(&i.errors, needle), "{needle}: {:#?}", notes(&i.errors));
     }
 }
+
+#[test]
+fn warmup_duration_becomes_slow_start() {
+    let text = |warmup: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: s}}
+spec:
+  hosts: [s.gslb.example]
+  endpoints: [{{address: 192.0.2.1}}, {{address: 192.0.2.2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: d}}
+spec:
+  host: s.gslb.example
+  trafficPolicy: {{loadBalancer: {{simple: ROUND_ROBIN, warmupDurationSecs: {warmup}}}}}
+"
+        )
+    };
+    for (warmup, secs) in [("60s", 60), ("1.5s", 2), ("2m", 120)] {
+        let i = one(&text(warmup));
+        assert!(i.errors.is_empty(), "{:?}", notes(&i.errors));
+        assert_eq!(services(&i)[0]["slowStartSeconds"], secs, "{warmup}");
+        assert!(
+            !has(&i.left_out, "warmupDurationSecs"),
+            "{:?}",
+            notes(&i.left_out)
+        );
+    }
+    let i = one(&text("2h"));
+    assert!(
+        has(
+            &i.errors,
+            "(DestinationRule default/d): spec.trafficPolicy.loadBalancer.warmupDurationSecs: slowStartSeconds must be between 0 and 3600, got 7200"
+        ),
+        "{:#?}",
+        notes(&i.errors)
+    );
+    let i = one(&text("soon"));
+    assert!(
+        has(
+            &i.errors,
+            "spec.trafficPolicy.loadBalancer.warmupDurationSecs: spec.trafficPolicy.loadBalancer.warmupDurationSecs must be a duration"
+        ),
+        "{:#?}",
+        notes(&i.errors)
+    );
+}

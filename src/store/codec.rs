@@ -932,4 +932,63 @@ mod tests {
             assert!(Reader { buf: bad, pos: 0 }.var("v").is_err());
         }
     }
+
+    /// The seed corpus of the `stored_value` fuzz target (fuzz/seeds/stored_value/):
+    /// format 3 bodies of NameServices with every field and probe shape, and whole
+    /// stored values of format 1, 2 and 3 under `a.example` (the key the target
+    /// decodes raw values under).
+    /// `cargo test --lib store::codec::tests::write_fuzz_seeds -- --ignored` after
+    /// changing the format.
+    #[test]
+    #[ignore = "writes fuzz/seeds/stored_value/"]
+    fn write_fuzz_seeds() {
+        use crate::store::fuzzing;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/stored_value");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fqdn = NameService::from_json(json!({
+            "name": "g.example", "policy": "Ratio",
+            "targets": [{"name": "a", "fqdn": "gw.dc1.example", "ratio": 3},
+                        {"name": "b", "address": "192.0.2.2", "ratio": 1}]}))
+        .unwrap();
+        let mut all: Vec<NameService> = samples().into_iter().chain(hc_samples()).collect();
+        all.push(fqdn);
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("api/examples");
+        let mut files: Vec<_> = std::fs::read_dir(&examples)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+            all.push(NameService::from_json(v).unwrap());
+        }
+        for (i, ns) in all.iter().enumerate() {
+            let body = fuzzing::encode_body(ns);
+            assert_eq!(&fuzzing::decode_body(&body, true).unwrap(), ns);
+            std::fs::write(dir.join(format!("body-{i:02}-{}", ns.name)), &body).unwrap();
+            // The same NameService as a whole value under a.example.
+            let ns = NameService {
+                name: "a.example".into(),
+                ..ns.clone()
+            };
+            let v3 = fuzzing::encode_value(&ns, 1000 + i as u64);
+            let mut v2 = vec![crate::store::FORMAT_NAMESERVICE];
+            encode_core(&ns, &mut v2);
+            let mut v1 = vec![crate::store::FORMAT_VERSION];
+            v1.extend_from_slice(&serde_json::to_vec(&ns).unwrap());
+            for (format, value) in [(3, v3), (2, v2), (1, v1)] {
+                if format == 2 && ns.targets.iter().any(|t| t.fqdn.is_some()) {
+                    continue; // format 2 has no fqdn targets
+                }
+                assert!(
+                    fuzzing::decode_value(b"a.example", &value).is_ok(),
+                    "{i} format {format}"
+                );
+                std::fs::write(dir.join(format!("value{format}-{i:02}")), &value).unwrap();
+            }
+        }
+    }
 }

@@ -17,6 +17,48 @@ use serde::{Deserialize, Serialize};
 
 pub use sled_store::SledStore;
 
+/// Entry points for the `stored_value` fuzz target (fuzz/fuzz_targets/): the
+/// decoders of stored NameService values, which are otherwise private to the
+/// store. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::model::NameService;
+
+    /// Decodes a binary body: format 3's (with the extension section) when `v3`,
+    /// else format 2's.
+    pub fn decode_body(body: &[u8], v3: bool) -> Result<NameService, String> {
+        let layout = if v3 {
+            super::codec::Layout::V3
+        } else {
+            super::codec::Layout::V2
+        };
+        super::codec::decode(body, layout)
+    }
+
+    /// The format 3 body of `ns`.
+    pub fn encode_body(ns: &NameService) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::codec::encode(ns, &mut out);
+        out
+    }
+
+    /// Decodes a whole stored value under `key` (any format), as startup does:
+    /// the NameService and the revision that wrote it.
+    pub fn decode_value(key: &[u8], value: &[u8]) -> Result<(NameService, u64), String> {
+        super::sled_store::decode_nameservice(key, value).map_err(|e| e.to_string())
+    }
+
+    /// The stored value of `ns` at `revision`, as the store writes it.
+    pub fn encode_value(ns: &NameService, revision: u64) -> Vec<u8> {
+        super::sled_store::encode_nameservice(ns, revision)
+    }
+
+    /// A format 3 value under `key` around any `body`, with a valid checksum.
+    pub fn seal(key: &[u8], revision: u64, body: &[u8]) -> Vec<u8> {
+        super::sled_store::seal_nameservice_body(key, revision, body)
+    }
+}
+
 use crate::model::{HttpCheck, NameService, Override};
 
 /// The format version in front of every stored value: JSON. Health records are

@@ -200,16 +200,28 @@ fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T,
     }
 }
 
-/// The stored form of `ns` under its name, written by the change at `revision`.
-fn encode_nameservice(ns: &NameService, revision: u64) -> Vec<u8> {
+/// A checked value under `key`: format byte, checksum over the key and the rest,
+/// `revision`, then the body `body` writes.
+fn checked_value(key: &[u8], revision: u64, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut buf = Vec::with_capacity(160);
     buf.push(FORMAT_CHECKED);
     buf.extend_from_slice(&[0; 8]);
     buf.extend_from_slice(&revision.to_le_bytes());
-    codec::encode(ns, &mut buf);
-    let sum = checksum(ns.name.as_bytes(), &buf[9..]);
+    body(&mut buf);
+    let sum = checksum(key, &buf[9..]);
     buf[1..9].copy_from_slice(&sum.to_le_bytes());
     buf
+}
+
+/// The stored form of `ns` under its name, written by the change at `revision`.
+pub(super) fn encode_nameservice(ns: &NameService, revision: u64) -> Vec<u8> {
+    checked_value(ns.name.as_bytes(), revision, |buf| codec::encode(ns, buf))
+}
+
+/// A checked NameService value under `key` around any `body` (the fuzz target
+/// reaches the body decoder through the checksum with it).
+pub(super) fn seal_nameservice_body(key: &[u8], revision: u64, body: &[u8]) -> Vec<u8> {
+    checked_value(key, revision, |buf| buf.extend_from_slice(body))
 }
 
 /// The key of the override of (`nameservice`, `target`). Neither can hold a zero
@@ -225,13 +237,9 @@ fn override_key(nameservice: &str, target: &str) -> Vec<u8> {
 
 /// The stored form of an override under `key`, written by the change at `revision`.
 fn encode_override(key: &[u8], ovr: &Override, revision: u64) -> Vec<u8> {
-    let mut buf = vec![FORMAT_CHECKED];
-    buf.extend_from_slice(&[0; 8]);
-    buf.extend_from_slice(&revision.to_le_bytes());
-    buf.extend_from_slice(&serde_json::to_vec(ovr).expect("an override serializes"));
-    let sum = checksum(key, &buf[9..]);
-    buf[1..9].copy_from_slice(&sum.to_le_bytes());
-    buf
+    checked_value(key, revision, |buf| {
+        serde_json::to_writer(buf, ovr).expect("an override serializes")
+    })
 }
 
 fn decode_override(key: &[u8], value: &[u8]) -> Result<StoredOverride, StoreError> {
@@ -282,7 +290,10 @@ fn checksum(key: &[u8], rest: &[u8]) -> u64 {
 
 /// Decodes a stored NameService and the revision that wrote it (0 for values
 /// written before revisions existed).
-fn decode_nameservice(key: &[u8], value: &[u8]) -> Result<(NameService, u64), StoreError> {
+pub(super) fn decode_nameservice(
+    key: &[u8],
+    value: &[u8],
+) -> Result<(NameService, u64), StoreError> {
     let bad = |reason: String| StoreError::Decode {
         key: String::from_utf8_lossy(key).into_owned(),
         reason,

@@ -1,10 +1,11 @@
 //! DNS facing the internet (CONTRACT §8, issue 11): response rate limiting counted from
 //! the outside (full, truncated and dropped answers; per name; NXDOMAIN per zone;
 //! TCP and valid cookies exempt), and the TCP limits (idle timeout, per-source and
-//! global caps with a legitimate client still served).
+//! global caps with a legitimate client still served; a client that never reads
+//! cannot grow memory).
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -264,7 +265,6 @@ fn ask_tcp(c: &mut TcpStream) -> Option<ResponseCode> {
     let q = query("www.gslb.example.", RecordType::A, Some(1232));
     let mut framed = (q.to_vec().unwrap().len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&q.to_vec().unwrap());
-    use std::io::Write;
     c.write_all(&framed).ok()?;
     let r = tcp_recv(c)?;
     Some(Message::from_vec(&r).unwrap().metadata.response_code)
@@ -357,4 +357,133 @@ fn tcp_global_cap_keeps_a_legitimate_client_served() {
     for c in &mut held[5..] {
         assert_eq!(ask_tcp(c), Some(ResponseCode::NoError));
     }
+}
+
+/// The server side of the TCP connection `server` <- `client` in the kernel's
+/// table (/proc/net/tcp): its state (1 = ESTABLISHED), or None once it is gone.
+fn server_side_state(server: SocketAddr, client: SocketAddr) -> Option<u8> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(a) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(a.ip().octets()),
+            a.port()
+        ),
+        SocketAddr::V6(_) => unreachable!("IPv4 only"),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1] == local && f[2] == remote).then(|| u8::from_str_radix(f[3], 16).unwrap())
+        })
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Clients that pipeline tens of thousands of queries with ~1 KiB answers (a
+/// 64-target name) and never read a byte: gslb's memory stays flat (each such
+/// connection costs one answer buffer; the rest waits in kernel buffers), the
+/// connections are closed once their answers stall for the timeout, and other
+/// clients are served meanwhile.
+#[test]
+fn tcp_client_that_never_reads_cannot_grow_memory() {
+    let s = tcp_server("tcp_idle_timeout_seconds = 2\n");
+    let targets: Vec<serde_json::Value> = (1..=64)
+        .map(|i| serde_json::json!({"name": format!("t{i}"), "address": format!("192.0.2.{i}")}))
+        .collect();
+    s.put_ns(&serde_json::json!({
+        "name": "big.gslb.example", "ttl": 30, "policy": "RoundRobin", "targets": targets
+    }));
+    let q = query("big.gslb.example.", RecordType::A, Some(1232))
+        .to_vec()
+        .unwrap();
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    // The answer is big, and complete over TCP.
+    let r = crate::harness::dns_tcp(
+        s.dns,
+        &query("big.gslb.example.", RecordType::A, Some(1232)),
+    );
+    assert_eq!(r.answers.len(), 64);
+    let answer_len = r.to_vec().unwrap().len();
+    assert!(answer_len > 1000, "{answer_len}");
+    // Warm up the server's TCP path, then take its resident size.
+    for _ in 0..3 {
+        let mut c = connect_from("127.0.0.1", s.dns);
+        for _ in 0..200 {
+            c.write_all(&framed).unwrap();
+            tcp_recv(&mut c).unwrap();
+        }
+    }
+    let before = rss_kib(s.pid());
+
+    // Three connections that write up to 60,000 queries each (until the kernel
+    // stops taking them) and never read. Their answers, 60 MiB and more, cannot
+    // all fit in the kernel's buffers (a send buffer is at most
+    // net.ipv4.tcp_wmem's 4 MiB, the client's receive buffer is kept small): gslb
+    // has to stop reading, or hold them itself.
+    const QUERIES: usize = 60_000;
+    let mut stuck = Vec::new();
+    for _ in 0..3 {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(16 * 1024).unwrap();
+        sock.bind(&SocketAddr::new("127.0.0.2".parse().unwrap(), 0).into())
+            .unwrap();
+        sock.connect(&s.dns.into()).unwrap();
+        let mut c: TcpStream = sock.into();
+        // Blocked this long: gslb has stopped reading (a loaded machine may pause
+        // a reader for a moment; the answers sent must be far more than memory).
+        c.set_write_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let mut sent = 0;
+        while sent < QUERIES && c.write_all(&framed).is_ok() {
+            sent += 1;
+        }
+        let local = c.local_addr().unwrap();
+        stuck.push((c, local, sent));
+    }
+    let blocked = Instant::now();
+    // Meanwhile other clients are served, over TCP and UDP.
+    let mut legit = connect_from("127.0.0.3", s.dns);
+    assert_eq!(ask_tcp(&mut legit), Some(ResponseCode::NoError));
+    // (The kernel's table shows an open connection as such.)
+    assert_eq!(
+        server_side_state(s.dns, legit.local_addr().unwrap()),
+        Some(1)
+    );
+    assert_eq!(s.udp("www.gslb.example.", RecordType::A).answers.len(), 1);
+    let grown = rss_kib(s.pid()).saturating_sub(before);
+    let sent: usize = stuck.iter().map(|(_, _, n)| n).sum();
+    // Unbounded buffering would hold `sent` answers (tens of MiB).
+    let unbounded_kib = (sent * answer_len / 1024) as u64;
+    assert!(
+        unbounded_kib > 8 * 1024 && grown < 4 * 1024,
+        "RSS grew by {grown} KiB for {sent} unread answers ({unbounded_kib} KiB)"
+    );
+    // Each stalled connection is closed by the write timeout (2 s here).
+    for (_, local, _) in &stuck {
+        assert!(
+            crate::harness::wait_until(Duration::from_secs(10), || {
+                server_side_state(s.dns, *local) != Some(1)
+            }),
+            "a connection whose answers stall stays open ({:?})",
+            blocked.elapsed()
+        );
+    }
+    // Another client is served afterwards as well.
+    let mut c = connect_from("127.0.0.3", s.dns);
+    assert_eq!(ask_tcp(&mut c), Some(ResponseCode::NoError));
+    drop(stuck);
 }

@@ -64,8 +64,8 @@ struct Unbound {
 
 impl Unbound {
     /// Starts unbound on `ip` (a free port) resolving `test.` from the parent at
-    /// `parent`, sending ECS (client /24 and /56) to `child`.
-    fn start(ip: IpAddr, parent: IpAddr, child: IpAddr) -> Self {
+    /// `parent`, sending ECS (the client's /`v4_source`, and /56) to `child`.
+    fn start(ip: IpAddr, parent: IpAddr, child: IpAddr, v4_source: u8) -> Self {
         let dir = TempDir::new("unbound");
         let port = loop {
             let p = free_port();
@@ -97,7 +97,7 @@ impl Unbound {
     qname-minimisation: no
     module-config: "subnetcache iterator"
     send-client-subnet: {child}
-    max-client-subnet-ipv4: 24
+    max-client-subnet-ipv4: {v4_source}
     max-client-subnet-ipv6: 56
     num-threads: 1
     so-reuseport: no
@@ -191,6 +191,8 @@ struct Fleet {
     parent: Server,
     child: Server,
     unbound: Unbound,
+    /// The parent's, the child's and unbound's addresses.
+    ips: [IpAddr; 3],
     _zones: (TempDir, TempDir),
 }
 
@@ -231,11 +233,12 @@ fn fleet(child_config: &str) -> Option<Fleet> {
         extra_args: vec!["--dns-listen".into(), format!("{c}:53")],
         ..Default::default()
     });
-    let unbound = Unbound::start(u, p, c);
+    let unbound = Unbound::start(u, p, c, 24);
     Some(Fleet {
         parent,
         child,
         unbound,
+        ips: [p, c, u],
         _zones: (parent_zones, child_zones),
     })
 }
@@ -246,10 +249,14 @@ fn sorted(m: &Message) -> Vec<String> {
     v
 }
 
-/// Nested topology: an east /16 with a west /24 inside, and a /25 inside an
+/// Nested topology: an east /16 with a west /24 inside, and a west /25 inside an
 /// otherwise unknown /24. Whatever order the clients come in, unbound's ECS cache
 /// hands each its own locality's answer (with the v1 scope rule, the first east
-/// answer was cached for the whole /16 and served to the west /24).
+/// answer was cached for the whole /16 and served to the west /24). unbound
+/// sends /24 sources, as resolvers do by default; the /25 can only be told apart
+/// by a resolver that sends longer ones, so a second unbound sends /32: the
+/// no-match answer of the /24's other half must not be cached for the /25 (the
+/// scope is 25, longer than the /24 the v1 rule would have said, or 0).
 #[test]
 fn nested_topology_clients_each_get_their_own_answer_through_unbound() {
     let topology = r#"
@@ -259,6 +266,9 @@ cidr = "127.200.0.0/16"
 locality = "us-east/a"
 [[topology]]
 cidr = "127.200.3.0/24"
+locality = "us-west/a"
+[[topology]]
+cidr = "127.201.5.128/25"
 locality = "us-west/a"
 "#;
     let Some(f) = fleet(topology) else { return };
@@ -292,6 +302,41 @@ locality = "us-west/a"
                     sorted(&r),
                     vec![want.clone()],
                     "order {order:?} round {round}: {client} for {name}"
+                );
+            }
+        }
+    }
+    // The /25: a resolver sending /32 sources, the no-match half and the /25.
+    let [p, c, u] = f.ips;
+    let fine = Unbound::start(u, p, c, 32);
+    let both = "192.0.2.1 192.0.2.2".to_string();
+    let clients = [
+        ("127.201.5.7", &both),
+        ("127.201.5.200", &west),
+        ("127.201.5.100", &both),
+        ("127.201.5.129", &west),
+        ("127.200.3.9", &west),
+        ("127.200.2.1", &east),
+    ];
+    let orders: [&[usize]; 2] = [&[0, 1, 2, 3, 4, 5], &[1, 0, 5, 4, 3, 2]];
+    for (k, order) in orders.iter().enumerate() {
+        let name = format!("half{k}.gslb.test");
+        f.child.put_ns(&json!({
+            "name": name, "ttl": 300, "policy": "Locality",
+            "targets": [
+                {"name": "east", "address": "192.0.2.1", "locality": "us-east/a"},
+                {"name": "west", "address": "192.0.2.2", "locality": "us-west/a"}
+            ]
+        }));
+        for round in 0..2 {
+            for &i in order.iter() {
+                let (client, want) = clients[i];
+                let r = fine.ask(client, &format!("{name}."), RecordType::A);
+                assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+                assert_eq!(
+                    sorted(&r).join(" "),
+                    *want,
+                    "/32 sources, order {order:?} round {round}: {client} for {name}"
                 );
             }
         }

@@ -407,11 +407,18 @@ fn opcodes_formerr_and_drops() {
     for op in [OpCode::Notify, OpCode::Update, OpCode::Status] {
         let mut q = query("t.example.", RecordType::SOA, None);
         q.metadata.op_code = op;
+        q.metadata.checking_disabled = true;
         let (o, r) = t.ask_with(&q, Transport::Udp);
         assert_eq!(r.metadata.response_code, ResponseCode::NotImp, "{op:?}");
         assert_eq!(r.metadata.op_code, op);
         assert_eq!(o.rcode, rcode::NOTIMP);
+        // CD belongs to QUERY (RFC 6840 §5.9; CONTRACT §5): not echoed here.
+        assert!(!r.metadata.checking_disabled, "{op:?} echoed CD");
     }
+    // A QUERY echoes it.
+    let mut q = query("t.example.", RecordType::SOA, None);
+    q.metadata.checking_disabled = true;
+    assert!(t.ask_with(&q, Transport::Udp).1.metadata.checking_disabled);
     let good = query("www.t.example.", RecordType::A, None)
         .to_vec()
         .unwrap();
