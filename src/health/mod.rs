@@ -9,7 +9,9 @@
 //! persistence ([`persist`], its own task), the event log. Nothing calls back in.
 //!
 //! **Architecture Invariant:** only this module writes verdicts, and only through
-//! [`machine::step`]/[`machine::seed`]. DNS workers read the cells with one relaxed
+//! [`machine::step`]/[`machine::seed`] (this instance's own) and
+//! [`quorum::Tally::verdict`] (the fleet's majority, `[health] quorum =
+//! "majority"`), both stored by one function (`set_verdict`). DNS workers read the cells with one relaxed
 //! atomic load and never wait on the prober; the prober runs on the control-plane
 //! runtime.
 //!
