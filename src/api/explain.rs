@@ -112,12 +112,19 @@ pub async fn explain(
         v6,
         now_ms: crate::timefmt::now_unix_ms(),
     };
+    // An Unhealthy verdict that flap damping holds out says so (the detail of the
+    // address's reason); the health module keeps the hold with the verdict.
+    let health = state.registry.health();
+    let damping = |i: usize, address: IpAddr| {
+        let ep = entry.spec.endpoint_at(i, address)?;
+        health.status(&ep)?.damping.map(|h| h.to_string())
+    };
     Ok(Json(run(
         entry,
         &snap.topology,
         &q,
         entry.overrides.as_deref(),
-        |_| None,
+        damping,
     )))
 }
 

@@ -446,6 +446,68 @@ mod tests {
     }
 
     #[test]
+    fn down_half_of_every_three_seconds_is_held_and_back_once_stable() {
+        // Down 1.5 s of every 3, probed once a second: depending on the phase, one or
+        // two probes of every three fail. Thresholds of 1 follow every probe (the
+        // issue measured 21 answer changes in 30 s); damping holds the target out
+        // within the first 6 s of flapping and keeps it out while it flaps. One
+        // failure in three: its verdict changes 4 times within 120 s, so it is back
+        // only once it has passed every probe for 120 s. Two in three: the failure
+        // rate (at least 2 of the last 4) holds it from its first pass on, its
+        // verdict never changes again, and it is back as soon as fewer than half of
+        // the last 4 probes failed.
+        for (cycle, flapping_rule) in [("-++", true), ("--+", false)] {
+            let flapping = cycle.repeat(10);
+            let plain = run(
+                Thresholds {
+                    damping: false,
+                    ..D11
+                },
+                &format!("+{flapping}"),
+            );
+            let changes = plain.windows(2).filter(|w| w[0] != w[1]).count();
+            assert!(changes >= 19, "{cycle}: {changes} changes without damping");
+
+            let (mut h, mut s, mut d, mut clock) =
+                (Pending, Streak::default(), Damping::default(), 0);
+            damped(D11, "+", &mut h, &mut s, &mut d, &mut clock);
+            let got = damped(D11, &flapping, &mut h, &mut s, &mut d, &mut clock);
+            let held = got.iter().position(|(_, hold)| hold.is_some()).unwrap();
+            assert!(held < 6, "{cycle}: {}", verdicts(&got));
+            // Out from then on; every pass, which the thresholds alone would let
+            // in, is held by damping.
+            assert!(
+                got[held..]
+                    .iter()
+                    .zip(flapping[held..].chars())
+                    .all(|((h, hold), c)| *h == Unhealthy && (c == '-' || hold.is_some())),
+                "{cycle}: {} {got:?}",
+                verdicts(&got)
+            );
+            assert_eq!(
+                matches!(got[29].1, Some(Hold::Flapping { .. })),
+                flapping_rule,
+                "{cycle}: {got:?}"
+            );
+            // A last failure, then stable.
+            damped(D11, "-", &mut h, &mut s, &mut d, &mut clock);
+            let got = damped(D11, &"+".repeat(121), &mut h, &mut s, &mut d, &mut clock);
+            let back = got.iter().position(|(h, _)| *h == Healthy).unwrap();
+            if flapping_rule {
+                // Out until its passes span 120 s (the first and 119 s of them).
+                assert_eq!(back, 120, "{cycle}: {}", verdicts(&got));
+            } else {
+                assert!(back < 4, "{cycle}: {}", verdicts(&got));
+            }
+            assert!(
+                got[back..].iter().all(|v| *v == (Healthy, None)),
+                "{cycle}: {}",
+                verdicts(&got)
+            );
+        }
+    }
+
+    #[test]
     fn changes_spread_wider_than_the_flap_window_do_not_hold() {
         let (mut h, mut s, mut d, mut clock) = (Pending, Streak::default(), Damping::default(), 0);
         damped(D11, "+-+", &mut h, &mut s, &mut d, &mut clock);

@@ -322,14 +322,15 @@ fn key(s: Option<Step>) -> StepKey {
 }
 
 /// Explains `entry`'s answer to `q`. `overrides` are the service's overrides (for
-/// their reason and expiry); `detail(i)` may say more about target `i` of
-/// `NameService::targets` (the health module's flap damping, say).
+/// their reason and expiry); `detail(i, address)` may say more about the address
+/// `address` of target `i` of `NameService::targets` (the health module's flap
+/// damping holding it out, say).
 pub fn explain(
     entry: &ServiceEntry,
     topology: &Topology,
     q: &Question,
     overrides: Option<&crate::model::TargetOverrides>,
-    detail: impl Fn(usize) -> Option<String>,
+    detail: impl Fn(usize, std::net::IpAddr) -> Option<String>,
 ) -> Explanation {
     let client = match q.ecs {
         Some((addr, source)) if source > 0 => ClientInfo {
@@ -467,7 +468,7 @@ pub fn explain(
                 override_,
                 eligible: reason.eligible(),
                 reason,
-                detail: detail(t.index),
+                detail: detail(t.index, t.address),
                 candidate: candidates & (1 << i) != 0,
                 slow_start: ramp,
                 probability: round4(probability[i]),

@@ -50,7 +50,7 @@ impl Svc {
                 now_ms: NOW,
             },
             None,
-            |_| None,
+            |_, _| None,
         )
     }
 
@@ -270,6 +270,37 @@ fn explain_names_panic_slow_start_and_stickiness() {
     // No slow start while panicking.
     assert!(e.targets.iter().all(|t| t.slow_start.is_none()));
     assert!(e.degraded);
+}
+
+#[test]
+fn the_detail_hook_says_more_about_an_address() {
+    let s = Svc::new(
+        json!({"name": "d.example", "policy": "RoundRobin", "targets": [
+        {"name": "a", "address": "192.0.2.1"},
+        {"name": "b", "address": "192.0.2.2"}]}),
+    );
+    s.set("192.0.2.2", Health::Unhealthy, 0);
+    let held: IpAddr = "192.0.2.2".parse().unwrap();
+    let e = explain(
+        &s.entry,
+        &topo(),
+        &Question {
+            client: "127.0.0.1".parse().unwrap(),
+            ecs: None,
+            v6: false,
+            now_ms: NOW,
+        },
+        None,
+        |i, addr| (i == 1 && addr == held).then(|| "flap damping: held".to_string()),
+    );
+    assert_eq!(e.targets[0].detail, None);
+    assert_eq!(e.targets[1].detail.as_deref(), Some("flap damping: held"));
+    assert!(
+        e.steps
+            .contains(&"b not eligible: Unhealthy (flap damping: held)".to_string()),
+        "{:?}",
+        e.steps
+    );
 }
 
 #[test]
