@@ -84,6 +84,9 @@ pub struct ClientView {
 #[serde(rename_all = "camelCase")]
 pub struct TargetView {
     pub name: String,
+    /// The target's fqdn (`null` for an address target): an fqdn target is listed
+    /// once per address it resolved to, each with its own health and eligibility.
+    pub fqdn: Option<String>,
     pub address: String,
     pub locality: Option<String>,
     pub ratio: u32,
@@ -127,7 +130,8 @@ pub struct OutcomeView {
     pub step: StepView,
     /// Targets left out of this answer by slow start.
     pub left_out_by_slow_start: Vec<String>,
-    /// Target names, in the resource's order.
+    /// Target names, in the resource's order (an fqdn target once, however many of
+    /// its addresses are in the answer).
     pub targets: Vec<String>,
     pub addresses: Vec<String>,
 }
@@ -460,6 +464,7 @@ pub fn explain(
                 .map(override_view);
             TargetView {
                 name: st.name.clone(),
+                fqdn: st.fqdn.clone(),
                 address: t.address.to_string(),
                 locality: st.locality.clone(),
                 ratio: st.ratio,
@@ -482,7 +487,12 @@ pub fn explain(
             probability: round4(p),
             step: step_view(entry, step, &client),
             left_out_by_slow_start: Bits(left_out).map(|i| names[i].to_string()).collect(),
-            targets: Bits(chosen).map(|i| names[i].to_string()).collect(),
+            targets: {
+                // An fqdn target's addresses are adjacent entries: name it once.
+                let mut v: Vec<String> = Bits(chosen).map(|i| names[i].to_string()).collect();
+                v.dedup();
+                v
+            },
             addresses: Bits(chosen)
                 .map(|i| targets[i].address.to_string())
                 .collect(),
@@ -519,8 +529,14 @@ pub fn explain(
         ));
     }
     let fam = if q.v6 { "AAAA" } else { "A" };
+    // An fqdn target that resolved to several addresses counts once per address.
+    let what = if entry.grouped {
+        "addresses (an fqdn target's each)"
+    } else {
+        "targets"
+    };
     steps.push(format!(
-        "{eligible} of {enabled} enabled {fam} targets eligible{}",
+        "{eligible} of {enabled} enabled {fam} {what} eligible{}",
         if entry.policy == Policy::Ratio {
             " (Ratio: targets with ratio 0 do not count)"
         } else {

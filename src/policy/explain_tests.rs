@@ -392,3 +392,98 @@ fn too_many_branches_are_sampled() {
         e.targets[0].probability
     );
 }
+
+#[test]
+fn an_fqdn_target_is_listed_per_address_and_drawn_once() {
+    let mut spec = json!({"name": "f.example", "policy": "Ratio", "targets": [
+        {"name": "a", "address": "192.0.2.1", "ratio": 1},
+        {"name": "web", "fqdn": "web.example.net", "ratio": 1}]});
+    spec["healthCheck"] = json!({"port": 80});
+    let ns = Arc::new(NameService::from_json(spec).expect("valid spec"));
+    let mut cells: HashMap<IpAddr, Arc<HealthCell>> = HashMap::new();
+    let resolved: Arc<[IpAddr]> = Arc::from(vec![
+        "198.51.100.1".parse::<IpAddr>().unwrap(),
+        "198.51.100.2".parse().unwrap(),
+    ]);
+    let entry = ServiceEntry::compile_resolved(
+        ns,
+        None,
+        None,
+        |ep| {
+            cells
+                .entry(ep.address)
+                .or_insert_with(|| Arc::new(HealthCell::new(Health::Healthy)))
+                .clone()
+        },
+        &|_| resolved.clone(),
+    );
+    let q = Question {
+        client: "127.0.0.1".parse().unwrap(),
+        ecs: None,
+        v6: false,
+        now_ms: NOW,
+    };
+    // Listed per address, under the target's name and fqdn.
+    let e = explain(&entry, &topo(), &q, None, |_, _| None);
+    let rows: Vec<(&str, Option<&str>, &str)> = e
+        .targets
+        .iter()
+        .map(|t| (t.name.as_str(), t.fqdn.as_deref(), t.address.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("a", None, "192.0.2.1"),
+            ("web", Some("web.example.net"), "198.51.100.1"),
+            ("web", Some("web.example.net"), "198.51.100.2")
+        ]
+    );
+    assert_eq!((e.eligible_targets, e.enabled_targets), (3, 3));
+    assert!(
+        e.steps
+            .contains(&"3 of 3 enabled A addresses (an fqdn target's each) eligible (Ratio: targets with ratio 0 do not count)".to_string()),
+        "{:?}",
+        e.steps
+    );
+    // Ratio draws the target once (by its ratio), and answers its addresses; the
+    // outcome names it once.
+    let got: Vec<(f64, Vec<String>, Vec<String>)> = e
+        .outcomes
+        .iter()
+        .map(|o| (o.probability, o.targets.clone(), o.addresses.clone()))
+        .collect();
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(
+        got.contains(&(0.5, strs(&["a"]), strs(&["192.0.2.1"]))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&(0.5, strs(&["web"]), strs(&["198.51.100.1", "198.51.100.2"]))),
+        "{got:?}"
+    );
+    // One address down: it alone is not eligible; the target keeps its share.
+    cells[&"198.51.100.2".parse::<IpAddr>().unwrap()].set(Health::Unhealthy);
+    let e = explain(&entry, &topo(), &q, None, |_, _| None);
+    let elig: Vec<(&str, bool)> = e
+        .targets
+        .iter()
+        .map(|t| (t.address.as_str(), t.eligible))
+        .collect();
+    assert_eq!(
+        elig,
+        [
+            ("192.0.2.1", true),
+            ("198.51.100.1", true),
+            ("198.51.100.2", false)
+        ]
+    );
+    let got: Vec<(f64, Vec<String>, Vec<String>)> = e
+        .outcomes
+        .iter()
+        .map(|o| (o.probability, o.targets.clone(), o.addresses.clone()))
+        .collect();
+    assert!(
+        got.contains(&(0.5, strs(&["web"]), strs(&["198.51.100.1"]))),
+        "{got:?}"
+    );
+}
