@@ -524,5 +524,7 @@ fn status_page_shows_each_instances_observation_in_a_fleet() {
         br.eval(badges),
         observations(&a)
     );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(dir.join("status-page-fleet.png"), br.screenshot()).unwrap();
     drop(b);
 }
