@@ -210,6 +210,9 @@ pub async fn run(
     // verdicts instead of Pending: a restart neither revives a dead target nor takes
     // a healthy one out of the answers.
     let health = Arc::new(HealthHub::new());
+    if config.registry.backend == crate::config::Backend::Etcd {
+        health.join_fleet(config.health.quorum == crate::config::Quorum::Majority);
+    }
     health.restore(
         store
             .load_health()
@@ -317,7 +320,14 @@ pub async fn run(
     // With etcd: list, then watch. With a local copy, /healthz waits for the first
     // listing while etcd answers in time, else the local copy is served; an
     // instance that never loaded a registry says 503 until it has.
-    let etcd_tasks = registry.start_etcd(&stop_rx);
+    let mut etcd_tasks = registry.start_etcd(&stop_rx);
+    if let Some(fleet) = registry.fleet() {
+        etcd_tasks.push(tokio::spawn(follow_fleet(
+            health.clone(),
+            fleet,
+            stop_rx.clone(),
+        )));
+    }
     if !etcd_tasks.is_empty() {
         let listed = registry
             .wait_listed(std::time::Duration::from_millis(1500))
@@ -373,6 +383,97 @@ pub async fn run(
     }
     tracing::info!("gslb stopped");
     Ok(())
+}
+
+/// Joins health and the fleet layer (CONTRACT §7), one way each: this instance's
+/// own verdicts go out as its observations (withdrawn when no NameService uses the
+/// endpoint here any more), and every observation in etcd, this instance's own
+/// included, comes in to the health hub, which applies the majority rule; so does
+/// the cut-off flag.
+async fn follow_fleet(
+    health: Arc<HealthHub>,
+    fleet: Arc<crate::registry::fleet::Fleet>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use crate::health::{HealthEvent, Observation};
+    use crate::registry::fleet::Observation as Published;
+    use tokio::sync::broadcast::error::RecvError;
+    let publish = |id: &str, o: Option<Observation>| {
+        fleet.publish_observation(
+            id,
+            o.map(|o| Published {
+                health: o.health,
+                last_probe_time: o.last_probe_time,
+            }),
+        );
+    };
+    // A value that is neither Healthy nor Unhealthy (written by hand) is no vote.
+    let incoming = |e: &crate::registry::fleet::ObservationEvent| {
+        e.observation
+            .filter(|o| {
+                matches!(
+                    o.health,
+                    crate::health::Health::Healthy | crate::health::Health::Unhealthy
+                )
+            })
+            .map(|o| Observation {
+                health: o.health,
+                last_probe_time: o.last_probe_time,
+            })
+    };
+    // Subscribed first, then what is held now: nothing falls between the two.
+    let mut bus = health.subscribe();
+    for (id, o) in health.local_observations() {
+        if o.is_some() {
+            publish(&id, o);
+        }
+    }
+    let subscribe = || {
+        let (now, rx) = fleet.subscribe();
+        health.observe_all(
+            now.iter()
+                .filter_map(|e| Some((e.endpoint.clone(), e.instance.clone(), incoming(e)?))),
+        );
+        rx
+    };
+    let mut observations = subscribe();
+    let mut cut_off = fleet.cut_off();
+    health.set_cut_off(*cut_off.borrow_and_update());
+    loop {
+        tokio::select! {
+            ev = bus.recv() => match ev {
+                Ok(ev) => match &*ev {
+                    HealthEvent::Local { endpoint, health: h, last_probe_time } => {
+                        let o = matches!(h, crate::health::Health::Healthy | crate::health::Health::Unhealthy)
+                            .then_some(Observation { health: *h, last_probe_time: *last_probe_time });
+                        publish(&endpoint.id(), o);
+                    }
+                    HealthEvent::Released { endpoint } => publish(&endpoint.id(), None),
+                    _ => {}
+                },
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "health events lagged: publishing every own verdict again");
+                    for (id, o) in health.local_observations() {
+                        publish(&id, o);
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
+            ev = observations.recv() => match ev {
+                Ok(e) => health.observe(&e.endpoint, &e.instance, incoming(&e)),
+                Err(RecvError::Lagged(_)) => observations = subscribe(),
+                Err(RecvError::Closed) => return,
+            },
+            r = cut_off.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let cut = *cut_off.borrow_and_update();
+                health.set_cut_off(cut);
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Removes overrides whose time is up, once a second, and records each in the event

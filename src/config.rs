@@ -79,6 +79,7 @@ pub const MAX_STALE_SECONDS: u64 = 7 * 86_400;
 #[serde(deny_unknown_fields)]
 struct HealthInput {
     deny: Option<Vec<toml::Spanned<String>>>,
+    quorum: Option<toml::Spanned<String>>,
 }
 
 /// `[health]`, validated.
@@ -88,6 +89,18 @@ pub struct HealthConfig {
     /// unspecified, multicast, broadcast and link-local addresses that are always
     /// refused (CONTRACT §8).
     pub deny: Vec<ipnet::IpNet>,
+    /// `quorum`: who decides a target's verdict (CONTRACT §7).
+    pub quorum: Quorum,
+}
+
+/// `[health] quorum`: whose probes decide the verdict the answers use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Quorum {
+    /// Each instance's own probes (the default).
+    #[default]
+    Local,
+    /// The majority of the live instances' published verdicts (etcd backend only).
+    Majority,
 }
 
 /// `[rrl]` as written.
@@ -1015,6 +1028,27 @@ impl Config {
             }
             health.deny.push(net);
         }
+        if let Some(q) = &health_in.quorum {
+            health.quorum = match q.get_ref().as_str() {
+                "local" => Quorum::Local,
+                "majority" => Quorum::Majority,
+                other => {
+                    return Err(invalid(
+                        q.span(),
+                        format!("health.quorum: {other:?} is neither \"local\" nor \"majority\""),
+                    ));
+                }
+            };
+            // A majority of one instance is its own verdict: an operator who asks for
+            // it alone has forgotten the etcd backend, so say so instead of
+            // silently deciding alone.
+            if health.quorum == Quorum::Majority && registry.backend == Backend::Sled {
+                return Err(invalid(
+                    q.span(),
+                    "health.quorum: \"majority\" needs the etcd backend (several instances to vote); set [registry] backend = \"etcd\" (or --etcd-endpoint), or quorum = \"local\"".into(),
+                ));
+            }
+        }
 
         let mut resolver = crate::resolver::Settings::default();
         let resolver_in = fc.resolver.unwrap_or_default();
@@ -1737,6 +1771,62 @@ mod tests {
                 } => {
                     assert_eq!(*l, line, "{text:?}: {e}");
                     assert!(message.contains(needle), "{text:?}: {e}");
+                }
+                other => panic!("{text:?}: {other}"),
+            }
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn health_quorum() {
+        let p = write(
+            "quorum-ok",
+            "[registry]\nbackend = \"etcd\"\n[health]\nquorum = \"majority\"\n",
+        );
+        let c = Config::load(Some(&p), Overrides::default()).unwrap();
+        assert_eq!(c.health.quorum, Quorum::Majority);
+        std::fs::remove_file(p).unwrap();
+        // --etcd-endpoint selects the etcd backend too.
+        let p = write("quorum-flag", "[health]\nquorum = \"majority\"\n");
+        let flags = Overrides {
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::load(Some(&p), flags).unwrap().health.quorum,
+            Quorum::Majority
+        );
+        std::fs::remove_file(p).unwrap();
+        assert_eq!(
+            Config::load(None, Overrides::default())
+                .unwrap()
+                .health
+                .quorum,
+            Quorum::Local
+        );
+        for (i, (text, line, needle)) in [
+            (
+                "[health]\n\nquorum = \"majority\"\n",
+                3,
+                "needs the etcd backend",
+            ),
+            (
+                "[registry]\nbackend = \"etcd\"\n[health]\nquorum = \"most\"\n",
+                4,
+                "neither",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let p = write(&format!("quorum-err{i}"), text);
+            match Config::load(Some(&p), Overrides::default()).unwrap_err() {
+                ConfigError::Invalid {
+                    line: l, message, ..
+                } => {
+                    assert_eq!(l, line, "{text:?}: {message}");
+                    assert!(message.contains(needle), "{text:?}: {message}");
                 }
                 other => panic!("{text:?}: {other}"),
             }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::machine::{Hold, Streak};
-use super::{Health, Holder, ProbeKey};
+use super::{Health, Holder, ProbeKey, Tally};
 use crate::model::Endpoint;
 
 /// Events buffered per subscriber before a slow one lags (and resynchronises).
@@ -54,6 +54,12 @@ pub enum Reason {
     },
     /// Flap damping holds the target out (`healthCheck.flapDamping`).
     Damped(Hold),
+    /// The majority of the live observers' published verdicts
+    /// (`[health] quorum = "majority"`).
+    Quorum(Tally),
+    /// This instance is cut off from etcd for longer than its lease: its own verdict
+    /// decides until it is back.
+    Alone,
 }
 
 impl fmt::Display for Reason {
@@ -79,6 +85,35 @@ impl fmt::Display for Reason {
                 }
             }
             Reason::Damped(h) => h.fmt(f),
+            Reason::Quorum(t) => {
+                let say = |n: u32| if n == 1 { "says" } else { "say" };
+                if 2 * t.healthy > t.observers {
+                    write!(
+                        f,
+                        "{} of {} live observers {} Healthy",
+                        t.healthy,
+                        t.observers,
+                        say(t.healthy)
+                    )
+                } else if 2 * t.unhealthy > t.observers {
+                    write!(
+                        f,
+                        "{} of {} live observers {} Unhealthy",
+                        t.unhealthy,
+                        t.observers,
+                        say(t.unhealthy)
+                    )
+                } else {
+                    write!(
+                        f,
+                        "no majority among {} live observers ({} Healthy, {} Unhealthy): verdict kept",
+                        t.observers, t.healthy, t.unhealthy
+                    )
+                }
+            }
+            Reason::Alone => f.write_str(
+                "cut off from etcd for longer than the lease: this instance's own verdict",
+            ),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! persistence ([`persist`], its own task), the event log. Nothing calls back in.
 //!
 //! **Architecture Invariant:** only this module writes verdicts, and only through
-//! [`machine::step`]/[`machine::seed`]. DNS workers read the cells with one relaxed
+//! [`machine::step`]/[`machine::seed`] (this instance's own) and
+//! [`quorum::Tally::verdict`] (the fleet's majority, `[health] quorum =
+//! "majority"`), both stored by one function (`set_verdict`). DNS workers read the cells with one relaxed
 //! atomic load and never wait on the prober; the prober runs on the control-plane
 //! runtime.
 //!
@@ -25,13 +27,14 @@ pub mod machine;
 mod persist;
 pub mod probe;
 mod prober;
+pub mod quorum;
 pub mod stats;
 mod table;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub use cell::{CellState, Health, HealthCell};
@@ -39,6 +42,7 @@ pub use events::{HealthEvent, Reason, Source, VerdictChange};
 pub use machine::{Streak, Thresholds};
 pub use probe::ProbeResult;
 pub use prober::{Options as ProberOptions, Prober};
+pub use quorum::{Observation, Tally};
 
 use crate::model::{Check, Endpoint, NameService};
 use crate::store::StoredHealth;
@@ -126,6 +130,9 @@ pub struct EndpointStatus {
     /// Set while flap damping holds the target out (what the thresholds alone
     /// would let in).
     pub damping: Option<machine::Hold>,
+    /// In a fleet (etcd backend): every live instance's published verdict of the
+    /// endpoint, by instance name; `None` for an instance alone.
+    pub observations: Option<Vec<(Arc<str>, Observation)>>,
 }
 
 /// The health table and the bus its changes leave on. Only this module writes
@@ -138,6 +145,15 @@ pub struct HealthHub {
     prober: OnceLock<prober::Runtime>,
     stopped: AtomicBool,
     local_errors_logged: AtomicU64,
+    /// Part of a fleet: observations are shown (and published by the app).
+    in_fleet: AtomicBool,
+    /// `quorum = "majority"`: the fleet's observations decide the verdicts ...
+    majority: AtomicBool,
+    /// ... unless this instance is cut off from etcd: then its own verdicts do.
+    cut_off: AtomicBool,
+    /// Every observation of the fleet (this instance's own included, as etcd has
+    /// it). Lock order: this, then the table, then a stream.
+    view: Mutex<quorum::View>,
 }
 
 impl std::fmt::Debug for HealthHub {
@@ -151,6 +167,118 @@ impl std::fmt::Debug for HealthHub {
 impl HealthHub {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes this hub part of a fleet (etcd backend); with `majority`, the fleet's
+    /// observations decide its verdicts from now on. Call before the registry opens,
+    /// so that no verdict is created under the other rule.
+    pub fn join_fleet(&self, majority: bool) {
+        self.in_fleet.store(true, Ordering::Release);
+        self.majority.store(majority, Ordering::Release);
+    }
+
+    /// The quorum decides the verdicts (majority, and not cut off).
+    fn by_quorum(&self) -> bool {
+        self.majority.load(Ordering::Acquire) && !self.cut_off.load(Ordering::Acquire)
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, quorum::View> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One instance's observation of one endpoint changed (`None`: withdrawn, or
+    /// its lease ran out). With the majority rule, the verdict of that endpoint is
+    /// decided again.
+    pub fn observe(&self, endpoint: &str, instance: &str, observation: Option<Observation>) {
+        let mut view = self.view();
+        match observation {
+            Some(o) => {
+                view.entry(endpoint.into())
+                    .or_default()
+                    .insert(instance.into(), o);
+            }
+            None => {
+                if let Some(m) = view.get_mut(endpoint) {
+                    m.remove(instance);
+                    if m.is_empty() {
+                        view.remove(endpoint);
+                    }
+                }
+            }
+        }
+        if let Some(stream) = self.table.stream_of(endpoint) {
+            self.decide_stream(&view, &stream, Some(endpoint));
+        }
+    }
+
+    /// Replaces every observation with `all` (a fresh listing of the fleet's), and
+    /// decides every verdict again.
+    pub fn observe_all(&self, all: impl IntoIterator<Item = (Arc<str>, Arc<str>, Observation)>) {
+        let mut view = self.view();
+        view.clear();
+        for (endpoint, instance, o) in all {
+            view.entry(endpoint).or_default().insert(instance, o);
+        }
+        for stream in self.table.streams() {
+            self.decide_stream(&view, &stream, None);
+        }
+    }
+
+    /// This instance is cut off from etcd for longer than its lease (`true`) or back
+    /// (`false`): with the majority rule, its own verdicts decide meanwhile, and the
+    /// quorum again once it is back.
+    pub fn set_cut_off(&self, cut: bool) {
+        let view = self.view();
+        if self.cut_off.swap(cut, Ordering::AcqRel) == cut {
+            return;
+        }
+        for stream in self.table.streams() {
+            self.decide_stream(&view, &stream, None);
+        }
+    }
+
+    /// This instance's own verdict of every endpoint it holds (`None`: Pending, not
+    /// published): what it publishes as its observations after (re)joining.
+    pub fn local_observations(&self) -> Vec<(Arc<str>, Option<Observation>)> {
+        let mut out = Vec::new();
+        for stream in self.table.streams() {
+            let st = stream.lock();
+            for v in &st.verdicts {
+                out.push((v.id.clone(), observation_of(v.local, st.last_probe_time)));
+            }
+        }
+        out
+    }
+
+    /// Decides the verdicts of `stream` (those of endpoint `only`, or all) again
+    /// under the rule in force; a no-op with `quorum = "local"`.
+    fn decide_stream(&self, view: &quorum::View, stream: &table::Stream, only: Option<&str>) {
+        if !self.majority.load(Ordering::Acquire) {
+            return;
+        }
+        let alone = self.cut_off.load(Ordering::Acquire);
+        let now_ms = crate::timefmt::now_unix_ms();
+        let mut st = stream.lock();
+        for v in &mut st.verdicts {
+            if only.is_some_and(|id| *id != *v.id) {
+                continue;
+            }
+            if alone {
+                let local = v.local;
+                self.set_verdict(&stream.key, v, local, now_ms, Reason::Alone, Source::Local);
+            } else {
+                let tally = Tally::of(view.get(&v.id).into_iter().flat_map(|m| m.values()));
+                let new = tally.verdict(v.cell.get());
+                self.set_verdict(
+                    &stream.key,
+                    v,
+                    new,
+                    now_ms,
+                    Reason::Quorum(tally),
+                    Source::Quorum,
+                );
+            }
+        }
     }
 
     /// Every health event from now on (see [`events`] for what to do on `Lagged`).
@@ -179,13 +307,34 @@ impl HealthHub {
         holder: Holder,
         initial_delay: Duration,
     ) -> Arc<HealthCell> {
-        let acquired = self.table.acquire(ep, holder, initial_delay, |s| {
-            if let Some(rt) = self.prober.get()
-                && !self.stopped.load(Ordering::Acquire)
-            {
-                rt.spawn(s);
+        let by_quorum = self.by_quorum();
+        let acquired = self
+            .table
+            .acquire(ep, holder, initial_delay, by_quorum, |s| {
+                if let Some(rt) = self.prober.get()
+                    && !self.stopped.load(Ordering::Acquire)
+                {
+                    rt.spawn(s);
+                }
+            });
+        if let Some((local, last_probe_time)) = acquired.created {
+            if local != Health::Pending {
+                // A verdict born with a history: this instance's observation of it.
+                self.bus.send(HealthEvent::Local {
+                    endpoint: ep.clone(),
+                    health: local,
+                    last_probe_time,
+                });
             }
-        });
+            // What the fleet already says about it decides it at once.
+            if self.majority.load(Ordering::Acquire) {
+                let view = self.view();
+                if let Some(stream) = self.table.stream(&ProbeKey::of(ep)) {
+                    let id = ep.id();
+                    self.decide_stream(&view, &stream, Some(&id));
+                }
+            }
+        }
         if acquired.seeded {
             self.bus.send(HealthEvent::Stream {
                 key: ProbeKey::of(ep),
@@ -237,11 +386,19 @@ impl HealthHub {
 
     /// The status of the verdict of `ep`, or `None` if nobody holds it.
     pub fn status(&self, ep: &Endpoint) -> Option<EndpointStatus> {
+        // The view before the stream: the lock order.
+        let observations = self.in_fleet.load(Ordering::Acquire).then(|| {
+            self.view()
+                .get(ep.id().as_str())
+                .map(|m| m.iter().map(|(i, o)| (i.clone(), *o)).collect())
+                .unwrap_or_default()
+        });
         let stream = self.table.stream(&ProbeKey::of(ep))?;
         let th = Thresholds::of(ep);
         let st = stream.lock();
         let v = st.verdicts.iter().find(|v| v.thresholds == th)?;
         Some(EndpointStatus {
+            observations,
             health: v.cell.get(),
             consecutive_failures: st.streak.failures,
             consecutive_successes: st.streak.successes,
@@ -316,6 +473,9 @@ impl HealthHub {
         st.last_error = error.clone();
         let streak = st.streak;
         let mut changed = false;
+        // Read with the stream locked: a switch of rule decides every stream again
+        // after it, under this lock.
+        let decides_locally = !self.by_quorum();
         for v in &mut st.verdicts {
             let (local, hold) =
                 machine::step(v.local, streak, ok, v.thresholds, &mut v.damping, now_ms);
@@ -341,7 +501,9 @@ impl HealthHub {
                     last_error: error.clone(),
                 },
             };
-            self.set_verdict(key, v, local, now_ms, reason, Source::Local);
+            if decides_locally {
+                self.set_verdict(key, v, local, now_ms, reason, Source::Local);
+            }
         }
         drop(st);
         if flipped || changed {
@@ -430,6 +592,9 @@ impl HealthHub {
             "Verdicts flap damping holds Unhealthy that their thresholds alone would let in",
             damped,
         )?;
+        if self.in_fleet.load(Ordering::Acquire) {
+            self.encode_fleet(enc)?;
+        }
         gauge_family(
             enc,
             stats::ENDPOINT_HEALTHY,
@@ -450,6 +615,53 @@ impl HealthHub {
                     u64::from(h == Health::Healthy),
                 )
             }),
+        )
+    }
+}
+
+/// An observation to publish for the own verdict `health` (`None` for Pending).
+fn observation_of(health: Health, last_probe_time: Option<u64>) -> Option<Observation> {
+    matches!(health, Health::Healthy | Health::Unhealthy).then_some(Observation {
+        health,
+        last_probe_time,
+    })
+}
+
+impl HealthHub {
+    /// The fleet's observations by endpoint (etcd backend only).
+    fn encode_fleet(
+        &self,
+        enc: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use crate::metrics::{gauge, gauge_family};
+        let mut tallies: Vec<(Arc<str>, Tally)> = self
+            .view()
+            .iter()
+            .map(|(id, m)| (id.clone(), Tally::of(m.values())))
+            .collect();
+        tallies.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        gauge_family(
+            enc,
+            stats::OBSERVATIONS,
+            "Live instances whose published verdict of the endpoint is Healthy or Unhealthy",
+            tallies.iter().flat_map(|(id, t)| {
+                [("Healthy", t.healthy), ("Unhealthy", t.unhealthy)]
+                    .map(|(h, n)| ([("endpoint", id.to_string()), ("health", h.to_string())], n))
+            }),
+        )?;
+        gauge_family(
+            enc,
+            stats::OBSERVERS_DISAGREE,
+            "1 while the live observers of the endpoint do not all publish the same verdict",
+            tallies
+                .iter()
+                .map(|(id, t)| ([("endpoint", id.to_string())], u32::from(t.disagree()))),
+        )?;
+        gauge(
+            enc,
+            stats::CUT_OFF,
+            "1 while this instance is cut off from etcd for longer than its lease (its own verdicts decide)",
+            u32::from(self.cut_off.load(Ordering::Acquire)),
         )
     }
 }

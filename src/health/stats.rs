@@ -20,6 +20,9 @@ pub const PROBE_STREAMS: &str = "gslb_health_probe_streams";
 pub const DAMPED: &str = "gslb_health_endpoints_damped";
 pub const IN_FLIGHT: &str = "gslb_health_probes_in_flight";
 pub const STORE_WRITES: &str = "gslb_health_store_writes_total";
+pub const OBSERVATIONS: &str = "gslb_health_observations";
+pub const OBSERVERS_DISAGREE: &str = "gslb_health_observers_disagree";
+pub const CUT_OFF: &str = "gslb_health_cut_off";
 
 /// Bucket bounds (seconds) of the probe duration histogram.
 pub const DURATION_BOUNDS: [f64; 12] = [

@@ -22,6 +22,8 @@ use crate::store::StoredHealth;
 #[derive(Debug)]
 pub(crate) struct Verdict {
     pub thresholds: Thresholds,
+    /// The endpoint id (`Endpoint::id`): what the fleet's observations name.
+    pub id: Arc<str>,
     /// This instance's own thresholded verdict (what it publishes to the fleet).
     pub local: Health,
     /// The verdict the answers use: `local`, or the quorum's.
@@ -145,6 +147,9 @@ pub(crate) struct Acquired {
     pub cell: Arc<HealthCell>,
     /// A verdict was created with a history (restored or seeded): worth persisting.
     pub seeded: bool,
+    /// The verdict was created by this acquisition: its own verdict and the time of
+    /// the stream's last probe (what this instance publishes as its observation).
+    pub created: Option<(Health, Option<u64>)>,
 }
 
 /// What [`Table::release`] did.
@@ -163,6 +168,8 @@ struct Inner {
     /// claimed by the registry's first acquisitions; whatever is left when probing
     /// starts is stale.
     restored: HashMap<ProbeKey, Vec<StoredHealth>>,
+    /// The stream of every verdict, by endpoint id.
+    ids: HashMap<Arc<str>, ProbeKey>,
 }
 
 #[derive(Debug, Default)]
@@ -204,12 +211,15 @@ impl Table {
 
     /// Holds the verdict of `ep` for `holder`, creating it (and its stream) if new.
     /// `on_new_stream` runs with the table locked, so a release cannot slip between
-    /// a stream's creation and its task being registered.
+    /// a stream's creation and its task being registered. With `by_quorum`, a new
+    /// verdict not restored from the store starts Pending whatever this instance's
+    /// own history says: the quorum decides it.
     pub fn acquire(
         &self,
         ep: &Endpoint,
         holder: Holder,
         initial_delay: Duration,
+        by_quorum: bool,
         on_new_stream: impl FnOnce(&Arc<Stream>),
     ) -> Acquired {
         let key = ProbeKey::of(ep);
@@ -230,6 +240,7 @@ impl Table {
             return Acquired {
                 cell: v.cell.clone(),
                 seeded: false,
+                created: None,
             };
         }
         let now = crate::timefmt::now_unix();
@@ -256,14 +267,18 @@ impl Table {
                         .max_by_key(|v| v.last_change_time)
                         .map(|v| v.local);
                     let h = machine::seed(st.streak, th, sibling);
-                    (h, h, (h != Health::Pending).then_some(now), 0)
+                    let cell = if by_quorum { Health::Pending } else { h };
+                    (h, cell, (cell != Health::Pending).then_some(now), 0)
                 }
             };
         let cell = Arc::new(HealthCell::with_healthy_since(health, healthy_since_ms));
         // A restored hold goes on holding.
         let hold = damping.hold(th);
+        let id: Arc<str> = ep.id().into();
+        t.ids.insert(id.clone(), key.clone());
         st.verdicts.push(Verdict {
             thresholds: th,
+            id,
             local,
             cell: cell.clone(),
             last_change_time,
@@ -273,7 +288,8 @@ impl Table {
         });
         Acquired {
             cell,
-            seeded: health != Health::Pending,
+            seeded: health != Health::Pending || local != Health::Pending,
+            created: Some((local, st.last_probe_time)),
         }
     }
 
@@ -336,7 +352,8 @@ impl Table {
         if !v.holders.is_empty() {
             return None;
         }
-        st.verdicts.swap_remove(i);
+        let gone = st.verdicts.swap_remove(i);
+        t.ids.remove(&gone.id);
         let empty = st.verdicts.is_empty();
         drop(st);
         if empty {
@@ -346,6 +363,13 @@ impl Table {
             endpoint: ep.clone(),
             stream: empty.then_some(stream),
         })
+    }
+
+    /// The stream of the verdict whose endpoint id is `id`.
+    pub fn stream_of(&self, id: &str) -> Option<Arc<Stream>> {
+        let t = self.lock();
+        let key = t.ids.get(id)?;
+        t.streams.get(key).cloned()
     }
 
     pub fn stream(&self, key: &ProbeKey) -> Option<Arc<Stream>> {

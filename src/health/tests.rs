@@ -583,3 +583,101 @@ fn flap_damping_memory_survives_a_restart() {
     assert_eq!(cell.get(), Health::Healthy);
     assert_eq!(again.status(&e).unwrap().damping, None);
 }
+
+#[test]
+fn the_majority_of_the_fleet_decides_and_a_cut_off_instance_decides_alone() {
+    let hub = HealthHub::new();
+    hub.join_fleet(true);
+    let mut events = hub.subscribe();
+    let e = ep("127.0.0.1:9".parse().unwrap(), 1, 1);
+    let id = e.id();
+    let cell = hub.acquire(&e, Holder::new("a.example", "dc1"));
+    let stream = hub.table.streams()[0].clone();
+    let obs = |h| {
+        Some(Observation {
+            health: h,
+            last_probe_time: Some(1),
+        })
+    };
+    // Its own probes alone decide nothing: they leave as its observation.
+    hub.record(&stream, &ProbeResult::Success, Duration::ZERO);
+    assert_eq!(cell.get(), Health::Pending);
+    let local = std::iter::from_fn(|| events.try_recv().ok()).find_map(|ev| match &*ev {
+        HealthEvent::Local { health, .. } => Some(*health),
+        _ => None,
+    });
+    assert_eq!(local, Some(Health::Healthy));
+    // One live observer decides alone.
+    hub.observe(&id, "a", obs(Health::Healthy));
+    assert_eq!(cell.get(), Health::Healthy);
+    // 1 of 3 Unhealthy: no majority.
+    hub.observe(&id, "b", obs(Health::Healthy));
+    hub.observe(&id, "c", obs(Health::Unhealthy));
+    assert_eq!(cell.get(), Health::Healthy);
+    // 2 of 3.
+    hub.observe(&id, "b", obs(Health::Unhealthy));
+    assert_eq!(cell.get(), Health::Unhealthy);
+    let quorum = std::iter::from_fn(|| events.try_recv().ok()).find_map(|ev| match &*ev {
+        HealthEvent::Verdict(c) if c.new == Health::Unhealthy => Some(c.clone()),
+        _ => None,
+    });
+    let quorum = quorum.expect("a verdict event");
+    assert_eq!(quorum.source, Source::Quorum);
+    assert_eq!(
+        quorum.reason.to_string(),
+        "2 of 3 live observers say Unhealthy"
+    );
+    // c's lease runs out: 1-1 keeps Unhealthy.
+    hub.observe(&id, "c", None);
+    assert_eq!(cell.get(), Health::Unhealthy);
+    let st = hub.status(&e).unwrap();
+    let names: Vec<&str> = st
+        .observations
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|(i, _)| &**i)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    // Cut off: its own verdict (Healthy) decides; back: the majority again.
+    hub.set_cut_off(true);
+    assert_eq!(cell.get(), Health::Healthy);
+    hub.observe(&id, "b", obs(Health::Unhealthy));
+    assert_eq!(cell.get(), Health::Healthy);
+    hub.observe_all([
+        (
+            id.as_str().into(),
+            "a".into(),
+            Observation {
+                health: Health::Unhealthy,
+                last_probe_time: None,
+            },
+        ),
+        (
+            id.as_str().into(),
+            "b".into(),
+            Observation {
+                health: Health::Unhealthy,
+                last_probe_time: None,
+            },
+        ),
+    ]);
+    assert_eq!(cell.get(), Health::Healthy);
+    hub.set_cut_off(false);
+    assert_eq!(cell.get(), Health::Unhealthy);
+    // A verdict created later starts from what the fleet says.
+    let e2 = ep("127.0.0.1:9".parse().unwrap(), 2, 1);
+    hub.observe(&e2.id(), "b", obs(Health::Healthy));
+    assert_eq!(
+        hub.acquire(&e2, Holder::new("b.example", "dc1")).get(),
+        Health::Healthy
+    );
+    // Without the majority rule the fleet shows but does not decide.
+    let alone = HealthHub::new();
+    alone.join_fleet(false);
+    let c = alone.acquire(&e, Holder::new("a.example", "dc1"));
+    alone.observe(&id, "b", obs(Health::Healthy));
+    assert_eq!(c.get(), Health::Pending);
+    assert_eq!(alone.status(&e).unwrap().observations.unwrap().len(), 1);
+    assert!(HealthHub::new().status(&e).is_none());
+}

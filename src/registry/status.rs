@@ -59,6 +59,21 @@ pub struct TargetStatus {
     /// The operator's override of this target while it lasts.
     #[serde(rename = "override")]
     pub override_: Option<OverrideStatus>,
+    /// In a fleet (etcd backend): what each live instance published as its own
+    /// verdict of the target's endpoint, sorted by instance; absent for an instance
+    /// alone and for a target without a health check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observations: Option<Vec<ObservationStatus>>,
+}
+
+/// One instance's published verdict of a target (CONTRACT §7).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservationStatus {
+    pub instance: String,
+    pub health: Health,
+    /// RFC 3339: the probe that decided it.
+    pub last_probe_time: Option<String>,
 }
 
 /// Why flap damping holds a target out (`healthCheck.flapDamping`).
@@ -312,6 +327,17 @@ fn rows(spec: &NameService, health: &HealthHub, r: Resolved<'_>) -> Vec<Row> {
                     .and_then(|s| s.damping)
                     .map(DampingStatus::of),
                 override_: None,
+                observations: decider.as_ref().and_then(|s| {
+                    s.observations.as_ref().map(|obs| {
+                        obs.iter()
+                            .map(|(instance, o)| ObservationStatus {
+                                instance: instance.to_string(),
+                                health: o.health,
+                                last_probe_time: o.last_probe_time.map(rfc3339),
+                            })
+                            .collect()
+                    })
+                }),
             };
             Row {
                 status,

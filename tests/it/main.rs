@@ -21,6 +21,7 @@ mod limits;
 mod operators;
 mod overrides;
 mod policy;
+mod quorum;
 mod registry;
 mod reload;
 mod resolver;
