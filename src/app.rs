@@ -407,11 +407,19 @@ async fn follow_fleet(
             }),
         );
     };
+    // A value that is neither Healthy nor Unhealthy (written by hand) is no vote.
     let incoming = |e: &crate::registry::fleet::ObservationEvent| {
-        e.observation.map(|o| Observation {
-            health: o.health,
-            last_probe_time: o.last_probe_time,
-        })
+        e.observation
+            .filter(|o| {
+                matches!(
+                    o.health,
+                    crate::health::Health::Healthy | crate::health::Health::Unhealthy
+                )
+            })
+            .map(|o| Observation {
+                health: o.health,
+                last_probe_time: o.last_probe_time,
+            })
     };
     // Subscribed first, then what is held now: nothing falls between the two.
     let mut bus = health.subscribe();

@@ -879,6 +879,11 @@ impl Committer {
         previous: Option<&ServiceEntry>,
     ) -> ServiceEntry {
         let mut cells: HashMap<Endpoint, Arc<HealthCell>> = self.health.acquire_service(spec);
+        // A resolved address is a probe endpoint like an address target's: a new one
+        // waits the service's initialDelaySeconds before its first probe.
+        let initial_delay = spec.health_check.as_ref().map_or(Duration::ZERO, |hc| {
+            Duration::from_secs(u64::from(hc.initial_delay_seconds))
+        });
         let mut addresses: Vec<Arc<[IpAddr]>> = vec![Arc::from([]); spec.targets.len()];
         for (i, t) in spec.targets.iter().enumerate() {
             let Some(fqdn) = &t.fqdn else { continue };
@@ -899,7 +904,11 @@ impl Committer {
                 .collect();
             for a in &allowed {
                 if let Some(ep) = spec.endpoint_at(i, *a) {
-                    let cell = self.health.acquire(&ep, Holder::new(&spec.name, &t.name));
+                    let cell = self.health.acquire_delayed(
+                        &ep,
+                        Holder::new(&spec.name, &t.name),
+                        initial_delay,
+                    );
                     cells.insert(ep, cell);
                 }
             }

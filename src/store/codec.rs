@@ -342,22 +342,24 @@ pub(super) fn decode(buf: &[u8], layout: Layout) -> Result<NameService, String> 
     if r.pos != buf.len() {
         return Err(format!("{} unexpected bytes at the end", buf.len() - r.pos));
     }
-    if let Some(t) = ns
-        .targets
-        .iter()
-        .find(|t| t.address.is_none() == t.fqdn.is_none())
-    {
-        return Err(format!(
-            "target {:?} has {}",
-            t.name,
-            if t.fqdn.is_some() {
-                "both an address and an fqdn"
-            } else {
-                "neither an address nor an fqdn"
-            }
-        ));
-    }
+    check_targets(&ns)?;
     Ok(ns)
+}
+
+/// What every stored NameService must hold whatever its format, and what the
+/// binary form relies on: each target has exactly one of `address` and `fqdn`, and
+/// no `probeAddress` with an `fqdn`.
+pub(super) fn check_targets(ns: &NameService) -> Result<(), String> {
+    for t in &ns.targets {
+        let broken = match (&t.address, &t.fqdn, &t.probe_address) {
+            (Some(_), Some(_), _) => "both an address and an fqdn",
+            (None, None, _) => "neither an address nor an fqdn",
+            (None, Some(_), Some(_)) => "a probeAddress with an fqdn",
+            _ => continue,
+        };
+        return Err(format!("target {:?} has {broken}", t.name));
+    }
+    Ok(())
 }
 
 struct Reader<'a> {

@@ -345,6 +345,8 @@ pub(super) fn decode_nameservice(
     if ns.name.as_bytes() != key {
         return Err(bad(format!("holds the NameService {:?}", ns.name)));
     }
+    // The JSON of format 1 is not checked by the binary decoder.
+    codec::check_targets(&ns).map_err(bad)?;
     Ok((ns, rev))
 }
 
@@ -778,6 +780,43 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `stored_value` fuzz target: a format 1 (JSON) value whose
+    /// target has neither an address nor an fqdn (the key misspelt) was accepted,
+    /// and its binary form then refused.
+    #[test]
+    fn json_values_hold_the_target_rules_too() {
+        let ok = br#"{"name":"a.example","ttl":30,"policy":"Ratio","targets":[{"name":"a","fqdn":"gw.dc1.example","ratio":3,"enabled":true}],"allDown":"AnswerAll","failover":[],"distribute":[],"panicThresholdPercent":0,"slowStartSeconds":0,"degradedTtl":30,"stickiness":"None","minEligibleTargets":1}"#;
+        let mut value = vec![FORMAT_VERSION];
+        value.extend_from_slice(ok);
+        let (ns, _) = decode_nameservice(b"a.example", &value).unwrap();
+        assert_eq!(ns.targets[0].fqdn.as_deref(), Some("gw.dc1.example"));
+        for (from, to, want) in [
+            ("\"fqdn\"", "\"fq&n\"", "neither an address nor an fqdn"),
+            (
+                "\"ratio\":3",
+                "\"ratio\":3,\"address\":\"192.0.2.1\"",
+                "both an address and an fqdn",
+            ),
+            (
+                "\"ratio\":3",
+                "\"ratio\":3,\"probeAddress\":\"192.0.2.1\"",
+                "a probeAddress with an fqdn",
+            ),
+        ] {
+            let text = std::str::from_utf8(ok).unwrap().replace(from, to);
+            let mut value = vec![FORMAT_VERSION];
+            value.extend_from_slice(text.as_bytes());
+            let e = decode_nameservice(b"a.example", &value)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        // The fuzz target's reproducer, kept in its seeds.
+        let crash =
+            include_bytes!("../../fuzz/seeds/stored_value/regression-json-target-without-address");
+        assert!(decode_nameservice(b"a.example", crash).is_err());
+    }
 
     fn ns(name: &str) -> NameService {
         NameService::from_json(serde_json::json!({

@@ -518,3 +518,67 @@ fn workload_group_http_probe_is_imported_and_routes_around_a_503() {
     let back = wait_until(Duration::from_secs(10), || answers(&s).len() == 2);
     assert!(back, "answers stayed {:?}", answers(&s));
 }
+
+/// A WorkloadEntry whose address is a host name (the seed's `foo.bar.svc.cluster2`
+/// pattern) becomes an fqdn target: gslb resolves it (through a second gslb serving
+/// the name on loopback), probes every resolved address with the WorkloadGroup's
+/// HTTPS probe, and answers the addresses that pass.
+#[test]
+fn host_name_workload_is_resolved_and_each_address_probed() {
+    use crate::httpvip::{HttpVip, Reply};
+    let (port, a, b) = loop {
+        let port = TcpListener::bind("127.0.12.3:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ok = |_: &crate::httpvip::Request| Reply::Status(200, None);
+        let a = HttpVip::https_at(format!("127.0.12.3:{port}").parse().unwrap(), &["x"], ok);
+        let b = HttpVip::https_at(format!("127.0.12.4:{port}").parse().unwrap(), &["x"], ok);
+        if let (Ok(a), Ok(b)) = (a, b) {
+            break (port, a, b);
+        }
+    };
+    let (up, _up_zones) = crate::fqdn::upstream(&["127.0.12.3", "127.0.12.4"]);
+    let zones = TempDir::new("istio-zones");
+    std::fs::write(zones.path().join("foo.com.zone"), ZONE).unwrap();
+    let s = Server::start_with(ServerOpts {
+        zones_dir: zones.path().to_path_buf(),
+        config: Some(format!("[resolver]\nservers = [\"{}\"]\n", up.dns)),
+        ..Default::default()
+    });
+    let yaml = http_probe_objects(port)
+        .replace("address: 127.0.12.1", "address: backend.up.example")
+        .replace(
+            "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: gw-west}\nspec: {address: 127.0.12.2, labels: {run: web}, locality: region2/zone2}\n",
+            "",
+        );
+    let dir = TempDir::new("istio-yaml");
+    let t_apply = std::time::Instant::now();
+    let out = apply(&s, &dir, &[("web.yaml", &yaml)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ns = s.get("/api/v1/nameservices/foo.com").json();
+    assert_eq!(ns["targets"][0]["fqdn"], "backend.up.example", "{ns}");
+    // Pending addresses are answered too (allDown AnswerAll): wait for the verdicts.
+    let healthy = wait_until(Duration::from_secs(15), || {
+        let st = s.get("/api/v1/nameservices/foo.com").json();
+        st["status"]["targets"][0]["addresses"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2 && a.iter().all(|a| a["health"] == "Healthy"))
+    });
+    assert!(healthy, "{}", s.get("/api/v1/nameservices/foo.com").body);
+    // Each resolved address waited the probe's initialDelaySeconds (1 s).
+    for gw in [&a, &b] {
+        let first = gw.requests()[0].at.duration_since(t_apply);
+        assert!(
+            first >= Duration::from_secs(1),
+            "first probe {first:?} after the apply"
+        );
+    }
+    assert_eq!(answers(&s), ["127.0.12.3", "127.0.12.4"]);
+    assert!(a.count_of("/healthz/ready") >= 1 && b.count_of("/healthz/ready") >= 1);
+    // One resolved address fails its probe: only the other is answered.
+    b.set(|_| Reply::Status(503, None));
+    let one = wait_until(Duration::from_secs(10), || answers(&s) == ["127.0.12.3"]);
+    assert!(one, "answers stayed {:?}", answers(&s));
+}

@@ -459,3 +459,72 @@ fn status_page_shows_fqdn_addresses_overrides_and_observations() {
     );
     drop(gw);
 }
+
+/// In a fleet, the page shows each instance's own observation of a target
+/// (`status.targets[].observations`, CONTRACT §7), read from a real two-instance
+/// fleet on etcd; and when one instance's VIP view differs (its observation
+/// changes), the badge follows after the next refresh.
+#[test]
+fn status_page_shows_each_instances_observation_in_a_fleet() {
+    if crate::browser::chromium().is_none() {
+        panic!("chromium is not installed: .ci/run installs it (apt-get install chromium)");
+    }
+    let etcd = crate::etcd::Etcd::start(1);
+    let a = Server::start_with(etcd.server_opts("dc-a"));
+    let b = Server::start_with(etcd.server_opts("dc-b"));
+    let gw = vip();
+    let port = gw.local_addr().unwrap().port();
+    a.put_ns(
+        &json!({"name": "fleet.gslb.example", "policy": "RoundRobin",
+        "healthCheck": {"port": port, "periodSeconds": 1, "timeoutSeconds": 1,
+                        "failureThreshold": 1, "successThreshold": 1},
+        "targets": [{"name": "dc1", "address": "127.0.0.1"}]}),
+    );
+    let observations = |s: &Server| -> Value {
+        s.get("/api/v1/nameservices/fleet.gslb.example").json()["status"]["targets"][0]
+            ["observations"]
+            .clone()
+    };
+    let seen = |s: &Server, want: &str| {
+        let o = observations(s);
+        o.as_array().is_some_and(|l| {
+            l.len() == 2
+                && l[0]["instance"] == "dc-a"
+                && l[1]["instance"] == "dc-b"
+                && l.iter().all(|x| x["health"] == want)
+        })
+    };
+    assert!(
+        crate::harness::wait_until(Duration::from_secs(15), || seen(&a, "Healthy")
+            && seen(&b, "Healthy")),
+        "{} {}",
+        observations(&a),
+        observations(&b)
+    );
+
+    let url = format!("http://{}/ui/?refresh=1", a.api);
+    let mut br = Browser::open(&url, 1280, 900);
+    let badges = "Array.from(document.querySelectorAll('[data-service=\"fleet.gslb.example\"] [data-target=\"dc1\"] [data-instance]')).map(e => e.textContent).join(',')";
+    assert!(
+        br.wait_for(
+            &format!("{badges} === 'dc-a: Healthy,dc-b: Healthy'"),
+            Duration::from_secs(15)
+        ),
+        "{}",
+        br.eval(badges)
+    );
+    // The VIP goes away: both instances see it, and the page follows.
+    drop(gw);
+    assert!(
+        br.wait_for(
+            &format!("{badges} === 'dc-a: Unhealthy,dc-b: Unhealthy'"),
+            Duration::from_secs(15)
+        ),
+        "{} {}",
+        br.eval(badges),
+        observations(&a)
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(dir.join("status-page-fleet.png"), br.screenshot()).unwrap();
+    drop(b);
+}
