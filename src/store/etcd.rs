@@ -163,7 +163,11 @@ pub enum Written {
 /// A connection to the etcd cluster holding the registry.
 #[derive(Clone)]
 pub struct Etcd {
-    client: Client,
+    /// Set at start, or at the first request after a start with etcd away (with
+    /// authentication on, connecting needs a round trip to etcd).
+    client: tokio::sync::OnceCell<Client>,
+    endpoints: Vec<String>,
+    opts: ConnectOptions,
     prefix: String,
 }
 
@@ -192,11 +196,30 @@ impl Etcd {
             }
             opts = opts.with_tls(t);
         }
-        let client = Client::connect(&cfg.endpoints, Some(opts)).await?;
-        Ok(Self {
-            client,
+        let etcd = Self {
+            client: tokio::sync::OnceCell::new(),
+            endpoints: cfg.endpoints.clone(),
+            opts,
             prefix: cfg.prefix.clone(),
-        })
+        };
+        if let Err(e) = etcd.client().await {
+            match EtcdError::from(e) {
+                // Refused (a wrong password, say): a configuration error, said at start.
+                e @ EtcdError::Refused(_) => return Err(e),
+                // etcd away: the instance serves its local copy and connects later.
+                e => {
+                    tracing::warn!(error = %e, "cannot connect to etcd now; retrying in the background");
+                }
+            }
+        }
+        Ok(etcd)
+    }
+
+    /// The client, connecting first if that has not happened yet.
+    async fn client(&self) -> Result<&Client, etcd_client::Error> {
+        self.client
+            .get_or_try_init(|| Client::connect(&self.endpoints, Some(self.opts.clone())))
+            .await
     }
 
     fn ns_key(&self, name: &str) -> String {
@@ -224,7 +247,7 @@ impl Etcd {
     pub async fn list_under_at(&self, sub: &str) -> Result<Listing, EtcdError> {
         let prefix = format!("{}{sub}", self.prefix);
         let end = prefix_end(prefix.as_bytes());
-        let kv = self.client.kv_client();
+        let kv = self.client().await?.kv_client();
         let mut items = Vec::new();
         let mut from = prefix.clone().into_bytes();
         let mut revision = 0i64;
@@ -285,8 +308,9 @@ impl Etcd {
             .with_prefix()
             .with_start_revision(start as i64)
             .with_progress_notify();
+        let client = self.client().await?.clone();
         let stream = retry_unsent(|| {
-            let mut client = self.client.watch_client();
+            let mut client = client.watch_client();
             let (prefix, opts) = (prefix.clone(), opts.clone());
             async move { client.watch(prefix, Some(opts)).await }
         })
@@ -319,9 +343,10 @@ impl Etcd {
                 .and_then([put])
                 .or_else([get]),
         };
+        let client = self.client().await?.clone();
         let resp = retry_unsent(|| {
             let txn = txn.clone();
-            let mut kv = self.client.kv_client();
+            let mut kv = client.kv_client();
             async move { kv.txn(txn).await }
         })
         .await?;
@@ -359,9 +384,10 @@ impl Etcd {
             .when(compare(&key, expect))
             .and_then([del, overrides])
             .or_else([TxnOp::get(key.clone(), None)]);
+        let client = self.client().await?.clone();
         let resp = retry_unsent(|| {
             let txn = txn.clone();
-            let mut kv = self.client.kv_client();
+            let mut kv = client.kv_client();
             async move { kv.txn(txn).await }
         })
         .await?;
@@ -398,8 +424,9 @@ impl Etcd {
     ) -> Result<u64, EtcdError> {
         let lease = self.grant(ttl_seconds.max(1)).await?;
         let key = self.override_key(name, target);
+        let client = self.client().await?.clone();
         let resp = retry_unsent(|| {
-            let mut kv = self.client.kv_client();
+            let mut kv = client.kv_client();
             let (key, value) = (key.clone(), value.clone());
             async move {
                 kv.put(key, value, Some(PutOptions::new().with_lease(lease.id)))
@@ -414,8 +441,9 @@ impl Etcd {
     /// revision of the deletion.
     pub async fn delete_override(&self, name: &str, target: &str) -> Result<Written, EtcdError> {
         let key = self.override_key(name, target);
+        let client = self.client().await?.clone();
         let resp = retry_unsent(|| {
-            let mut kv = self.client.kv_client();
+            let mut kv = client.kv_client();
             let key = key.clone();
             async move { kv.delete(key, None).await }
         })
@@ -428,8 +456,9 @@ impl Etcd {
 
     /// The mod revision of `name` now (`None`: absent).
     pub async fn mod_revision(&self, name: &str) -> Result<Option<u64>, EtcdError> {
+        let client = self.client().await?.clone();
         let resp = retry_unsent(|| {
-            let mut kv = self.client.kv_client();
+            let mut kv = client.kv_client();
             let key = self.ns_key(name);
             async move { kv.get(key, Some(GetOptions::new().with_keys_only())).await }
         })
@@ -439,8 +468,9 @@ impl Etcd {
 
     /// Grants a lease of `ttl` seconds.
     pub async fn grant(&self, ttl: u32) -> Result<Lease, EtcdError> {
+        let client = self.client().await?.clone();
         let resp = retry_unsent(|| {
-            let mut l = self.client.lease_client();
+            let mut l = client.lease_client();
             async move { l.grant(i64::from(ttl), None).await }
         })
         .await?;
@@ -449,8 +479,9 @@ impl Etcd {
 
     /// Renews `lease` once; `false` when etcd no longer knows it (it ran out).
     pub async fn keep_alive(&self, lease: Lease) -> Result<bool, EtcdError> {
+        let client = self.client().await?.clone();
         let (mut keeper, mut stream) = retry_unsent(|| {
-            let mut l = self.client.lease_client();
+            let mut l = client.lease_client();
             async move { l.keep_alive(lease.id).await }
         })
         .await?;
@@ -465,7 +496,7 @@ impl Etcd {
 
     /// Revokes `lease` (shutdown): its keys go at once.
     pub async fn revoke(&self, lease: Lease) -> Result<(), EtcdError> {
-        self.client.lease_client().revoke(lease.id).await?;
+        self.client().await?.lease_client().revoke(lease.id).await?;
         Ok(())
     }
 
@@ -477,8 +508,9 @@ impl Etcd {
         lease: Lease,
     ) -> Result<(), EtcdError> {
         let key = format!("{}{key}", self.prefix);
+        let client = self.client().await?.clone();
         retry_unsent(|| {
-            let mut kv = self.client.kv_client();
+            let mut kv = client.kv_client();
             let (key, value) = (key.clone(), value.clone());
             async move {
                 kv.put(key, value, Some(PutOptions::new().with_lease(lease.id)))
@@ -491,7 +523,8 @@ impl Etcd {
 
     /// Deletes `<prefix><key>`.
     pub async fn delete_key(&self, key: &str) -> Result<(), EtcdError> {
-        self.client
+        self.client()
+            .await?
             .kv_client()
             .delete(format!("{}{key}", self.prefix), None)
             .await?;
@@ -501,8 +534,9 @@ impl Etcd {
     /// Every key under `<prefix><sub>` with its value (the sub-prefix stripped).
     pub async fn list_under(&self, sub: &str) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
         let p = format!("{}{sub}", self.prefix);
+        let client = self.client().await?.clone();
         let resp = retry_unsent(|| {
-            let mut kv = self.client.kv_client();
+            let mut kv = client.kv_client();
             let p = p.clone();
             async move { kv.get(p, Some(GetOptions::new().with_prefix())).await }
         })

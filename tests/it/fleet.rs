@@ -800,3 +800,96 @@ fn observations_travel_through_etcd_and_die_with_their_lease() {
     assert!(wait_until(Duration::from_secs(20), || !*cut.borrow()));
     drop(rt);
 }
+
+/// etcd with authentication on and a prefix of the fleet's own, as docs/fleet.md
+/// ("TLS and authentication") sets them up: the user may only touch its prefix.
+#[test]
+fn a_fleet_under_etcd_authentication_and_its_own_prefix() {
+    let etcd = Etcd::start(3);
+    let root = ["--user", "root:rootpw"];
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["role", "add", "root"],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "gslb:s3cret-pw"],
+        &["role", "add", "gslb"],
+        &[
+            "role",
+            "grant-permission",
+            "gslb",
+            "--prefix=true",
+            "readwrite",
+            "/fleet-a/",
+        ],
+        &["user", "grant-role", "gslb", "gslb"],
+        &["auth", "enable"],
+    ] {
+        etcd.ctl(args);
+    }
+    let secrets = crate::harness::TempDir::new("etcd-auth");
+    let opts = |instance: &str, password: &str| {
+        let file = secrets.path().join(format!("{instance}.pw"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        let mut o = etcd.server_opts(instance);
+        o.config = Some(format!(
+            "[registry]\nlease_ttl_seconds = 3\nprefix = \"/fleet-a/\"\nusername = \"gslb\"\npassword_file = \"{}\"\n",
+            file.display()
+        ));
+        o
+    };
+    let a1 = Server::start_with(opts("a", "s3cret-pw"));
+    let b1 = Server::start_with(opts("b", "s3cret-pw"));
+    assert_eq!(
+        put(&a1, &ns("app.gslb.example", "192.0.2.10"), &[]).status,
+        201
+    );
+    served_everywhere(
+        &[&a1, &b1],
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
+    let keys = |prefix: &str| {
+        etcd.ctl(&[root[0], root[1], "get", "--prefix", "--keys-only", prefix])
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys("/fleet-a/nameservices/"),
+        ["/fleet-a/nameservices/app.gslb.example"]
+    );
+    assert!(keys("/gslb/").is_empty());
+    // Leases work under authentication: both instances are listed.
+    let items = b1.get("/api/v1/instances").json()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "b"]);
+    // The password is never logged.
+    assert!(!a1.log_text().contains("s3cret-pw"));
+
+    // Restarted while etcd is away (authentication needs etcd to connect): it
+    // serves its local copy, and connects once etcd is back.
+    let (mut a1, mut etcd) = (a1, etcd);
+    a1.kill9();
+    etcd.freeze_all();
+    a1.restart_same_data();
+    assert_eq!(a(&a1, "app.gslb.example"), ["192.0.2.10"]);
+    expect_503(&put(&a1, &ns("new.gslb.example", "192.0.2.11"), &[]));
+    etcd.thaw_all();
+    etcd.wait_healthy(Duration::from_secs(30));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            put(&a1, &ns("new.gslb.example", "192.0.2.11"), &[]).status == 201
+        }),
+        "writes not back after etcd returned"
+    );
+    served_everywhere(
+        &[&a1, &b1],
+        "new.gslb.example",
+        &["192.0.2.11"],
+        Duration::from_secs(1),
+    );
+}
