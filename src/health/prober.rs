@@ -6,8 +6,13 @@
 //! created together (a restart, a bulk load) still spread evenly over the period. A
 //! new stream's first probe goes out within a second (a uniformly random instant in
 //! `[0, min(1 s, period))`), the next at the first grid point after it, and from then
-//! on one per grid point: two probes of a stream are never more than a period apart
-//! (only the first two may be closer), which is what bounds failover. A stream restored from the store with a recent probe
+//! on one per grid point: two probes of a stream are never more than a period apart,
+//! which is what bounds failover. Only the first two may be closer, except when the
+//! stream is new and every verdict it feeds needs two or more successes: then the
+//! second waits for the first grid point a full period after the first, so a new
+//! target is proven by `successThreshold` probes spread over at least
+//! `successThreshold - 1` periods (it is not answered meanwhile, so no failover
+//! bound is at stake). A stream restored from the store with a recent probe
 //! simply waits for its slot.
 //!
 //! Every stream has its own task, and a probe is bounded by the stream's timeout, so
@@ -99,6 +104,7 @@ impl Runtime {
         let last = stream.lock().last_probe_time;
         let recent =
             last.is_some_and(|t| crate::timefmt::now_unix().saturating_sub(t) <= period.as_secs());
+        let fresh = last.is_none();
         let first = if recent {
             grid_at_or_after(base, period, now)
         } else {
@@ -117,6 +123,7 @@ impl Runtime {
             self.sem.clone(),
             base,
             first,
+            fresh,
         ));
         stream.set_task(task.abort_handle());
     }
@@ -195,10 +202,16 @@ async fn run(
     sem: Arc<Semaphore>,
     base: Instant,
     first: Instant,
+    fresh: bool,
 ) {
     let (period, timeout) = (stream.key.period(), stream.key.timeout());
     let mut outstanding = FuturesOrdered::new();
     let mut at = first;
+    // A stream never probed before proves a new target: its first two probes must
+    // be a period apart, or `successThreshold` successes could come within about
+    // `successThreshold - 2` periods (the off-grid first probe and the next grid
+    // point may be milliseconds apart).
+    let mut proving = fresh;
     loop {
         tokio::select! {
             // Results first: a probe that ended exactly at the next slot counts
@@ -221,7 +234,11 @@ async fn run(
                 // The next slot of the grid (at most a period away, also after the
                 // off-grid first probe); after a stall (a suspended process, a
                 // saturated runtime) the next one from now rather than a burst.
-                at = grid_at_or_after(base, period, at + Duration::from_nanos(1));
+                at = if std::mem::take(&mut proving) && proves_slowly(&stream) {
+                    grid_at_or_after(base, period, at + period)
+                } else {
+                    grid_at_or_after(base, period, at + Duration::from_nanos(1))
+                };
                 let now = Instant::now();
                 if at < now {
                     at = grid_at_or_after(base, period, now);
@@ -229,6 +246,15 @@ async fn run(
             }
         }
     }
+}
+
+/// Whether every verdict the stream feeds needs two or more successes to turn
+/// Healthy. Only then may its second probe wait a full period: with a
+/// `successThreshold` of 1 the first success already answers the target, and the
+/// failover bound needs the next probe at the next grid point.
+fn proves_slowly(stream: &Stream) -> bool {
+    let st = stream.lock();
+    !st.verdicts.is_empty() && st.verdicts.iter().all(|v| v.thresholds.success >= 2)
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the resulting soft limit.

@@ -423,13 +423,14 @@ fn a_new_target_is_pending_until_proven() {
         Duration::from_secs(6),
     );
 
-    // A new data center joins: it gets no traffic until 3 probes in a row succeeded
-    // (the first two of a new endpoint may be less than a period apart: the first
-    // goes out within a second, the second at the endpoint's first slot after it).
+    // A new data center joins: it gets no traffic until 3 probes in a row succeeded,
+    // a period apart (the first goes out within a second, the second a full period
+    // after it), so not before 2 periods after the PUT.
     ns["targets"]
         .as_array_mut()
         .unwrap()
         .push(target("new", &new.ip(), new.port()));
+    let put_at = Instant::now();
     let v = s.put_ns(&ns);
     let health: Vec<&str> = v["status"]["targets"]
         .as_array()
@@ -456,6 +457,12 @@ fn a_new_target_is_pending_until_proven() {
             assert!(
                 wait_until(Duration::from_secs(3), || new.count() >= 3),
                 "answered after {probes} probes"
+            );
+            // Probes are late under load, never early: a lower bound holds.
+            let took = put_at.elapsed();
+            assert!(
+                took >= Duration::from_millis(1950),
+                "proven after {took:?}: 3 successes cannot span less than 2 periods"
             );
             break;
         }
