@@ -24,12 +24,19 @@ install_tools() {
     fi
 }
 
+# A built binary or a stop: `x=$(build_gslb)` as a plain assignment lets set -e see
+# a failed build (inside an array assignment it would not), and the check below
+# catches a binary that is missing.
+need_bin() {
+    [[ -x "$1" ]] || { echo "bench: no gslb binary at '$1' (did the build fail?)" >&2; exit 1; }
+}
+
 build_gslb() {
     if [[ -n "${GSLB_BIN:-}" ]]; then
         echo "$GSLB_BIN"
         return
     fi
-    (cd "$BENCH_ROOT" && cargo build --release --bin gslb --quiet >&2)
+    (cd "$BENCH_ROOT" && cargo build --release --bin gslb --quiet >&2) || return 1
     echo "${CARGO_TARGET_DIR:-$BENCH_ROOT/target}/release/gslb"
 }
 
@@ -42,7 +49,7 @@ build_gslb_nocount() {
     fi
     local dir="${CARGO_TARGET_DIR:-$BENCH_ROOT/target}-nocount"
     (cd "$BENCH_ROOT" && cargo build --release --bin gslb --features bench-no-answer-counts \
-        --target-dir "$dir" --quiet >&2)
+        --target-dir "$dir" --quiet >&2) || return 1
     echo "$dir/release/gslb"
 }
 

@@ -13,7 +13,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 WORK="${BENCH_WORK:-/var/tmp/gslb-bench/control}"
 install_tools
-args=(--gslb "$(build_gslb)")
+gslb=$(build_gslb)
+need_bin "$gslb"
+args=(--gslb "$gslb")
 if [[ -n "${QUICK:-}" ]]; then
     args+=(--names 20000 --put-seconds 5 --put-deadline 90 --restarts 1 --lat-seconds 5 --lat-rounds 1)
 fi

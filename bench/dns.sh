@@ -25,9 +25,13 @@ fi
 if [[ -n "${PEERS_ONLY:-}" ]]; then
     args+=(--peers-only)
 else
-    args+=(--gslb "$(build_gslb)")
+    gslb=$(build_gslb)
+    need_bin "$gslb"
+    args+=(--gslb "$gslb")
     if [[ -z "${NO_COUNT_BUILD:-}" ]]; then
-        args+=(--gslb-nocount "$(build_gslb_nocount)")
+        nocount=$(build_gslb_nocount)
+        need_bin "$nocount"
+        args+=(--gslb-nocount "$nocount")
     fi
 fi
 

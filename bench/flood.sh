@@ -16,7 +16,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 WORK="${BENCH_WORK:-/var/tmp/gslb-bench/flood}"
 install_tools
 
-args=(--gslb "$(build_gslb)")
+gslb=$(build_gslb)
+need_bin "$gslb"
+args=(--gslb "$gslb")
 if [[ -n "${QUICK:-}" ]]; then
     args+=(--flood-seconds 10 --quiet-seconds 5)
 fi
