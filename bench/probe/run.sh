@@ -22,7 +22,12 @@ kinds=$2
 shift 2
 summaries=()
 for kind in ${kinds//,/ }; do
-  out=$("$bin" --kind "$kind" "$@" | tee /dev/stderr)
+  # tee to a file, not to /dev/stderr: with stderr redirected to a file, opening
+  # /dev/stderr truncates it and each kind's output would erase the previous one.
+  tmp=$(mktemp)
+  "$bin" --kind "$kind" "$@" | tee "$tmp" >&2
+  out=$(cat "$tmp")
+  rm -f "$tmp"
   summaries+=("$(grep -E '^  summary' <<<"$out" | sed 's/^  summary *//')")
 done
 printf '\n%-6s %10s %14s %18s %10s\n' kind endpoints probes/s "CPU µs/probe" "CPU %"
