@@ -1219,6 +1219,24 @@ mod tests {
         p
     }
 
+    /// Loads `text` as a config file that must be refused at `line` with a message
+    /// containing `needle`; returns the message.
+    fn refused(tag: &str, text: &str, line: usize, needle: &str) -> String {
+        let p = write(tag, text);
+        let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
+        std::fs::remove_file(p).unwrap();
+        match &e {
+            ConfigError::Invalid {
+                line: l, message, ..
+            } => {
+                assert_eq!(*l, line, "{text:?}: {e}");
+                assert!(message.contains(needle), "{text:?}: {e}");
+                message.clone()
+            }
+            other => panic!("{text:?}: {other}"),
+        }
+    }
+
     #[test]
     fn defaults_file_and_flags_layer() {
         let c = Config::load(None, Overrides::default()).unwrap();
@@ -1337,18 +1355,7 @@ mod tests {
             ("[rrl]\nburst = 3\n", 2, "unknown field"),
         ];
         for (i, (text, line, needle)) in cases.into_iter().enumerate() {
-            let p = write(&format!("err{i}"), text);
-            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
-            match &e {
-                ConfigError::Invalid {
-                    line: l, message, ..
-                } => {
-                    assert_eq!(*l, line, "{text:?}: {e}");
-                    assert!(message.contains(needle), "{text:?}: {e}");
-                }
-                other => panic!("{text:?}: {other}"),
-            }
-            std::fs::remove_file(p).unwrap();
+            refused(&format!("err{i}"), text, line, needle);
         }
     }
 
@@ -1384,18 +1391,7 @@ mod tests {
             ("[resolver]\nstale_seconds = -1\n", 2, ""),
             ("[resolver]\nserver = []\n", 2, "unknown field"),
         ] {
-            let p = write("resolver-bad", text);
-            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
-            std::fs::remove_file(p).unwrap();
-            match &e {
-                ConfigError::Invalid {
-                    line: l, message, ..
-                } => {
-                    assert_eq!(*l, line, "{text:?}: {e}");
-                    assert!(message.contains(needle), "{text:?}: {e}");
-                }
-                other => panic!("{text:?}: {other}"),
-            }
+            refused("resolver-bad", text, line, needle);
         }
     }
 
@@ -1437,18 +1433,7 @@ mod tests {
             ),
             ("\n[health]\ndenny = []\n", 3, "unknown field"),
         ] {
-            let p = write("deny-bad", text);
-            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
-            std::fs::remove_file(p).unwrap();
-            match &e {
-                ConfigError::Invalid {
-                    line: l, message, ..
-                } => {
-                    assert_eq!(*l, line, "{text:?}: {e}");
-                    assert!(message.contains(needle), "{text:?}: {e}");
-                }
-                other => panic!("{text:?}: {other}"),
-            }
+            refused("deny-bad", text, line, needle);
         }
     }
 
@@ -1569,19 +1554,8 @@ mod tests {
             ),
         ];
         for (i, (text, line, needle)) in cases.into_iter().enumerate() {
-            let p = write(&format!("tok{i}"), &text);
-            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
-            std::fs::remove_file(p).unwrap();
-            match &e {
-                ConfigError::Invalid {
-                    line: l, message, ..
-                } => {
-                    assert_eq!(*l, line, "{text:?}: {e}");
-                    assert!(message.contains(needle), "{text:?}: {e}");
-                    assert!(!message.contains("\"a\""), "secret printed: {e}");
-                }
-                other => panic!("{text:?}: {other}"),
-            }
+            let message = refused(&format!("tok{i}"), &text, line, needle);
+            assert!(!message.contains("\"a\""), "secret printed: {message}");
         }
     }
 
@@ -1763,18 +1737,7 @@ mod tests {
             ("[registry]\nbogus = 1\n", 2, "unknown field"),
         ];
         for (i, (text, line, needle)) in cases.into_iter().enumerate() {
-            let p = write(&format!("regerr{i}"), text);
-            let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
-            match &e {
-                ConfigError::Invalid {
-                    line: l, message, ..
-                } => {
-                    assert_eq!(*l, line, "{text:?}: {e}");
-                    assert!(message.contains(needle), "{text:?}: {e}");
-                }
-                other => panic!("{text:?}: {other}"),
-            }
-            std::fs::remove_file(p).unwrap();
+            refused(&format!("regerr{i}"), text, line, needle);
         }
     }
 
