@@ -283,24 +283,30 @@ fn decode_override(key: &[u8], value: &[u8]) -> Result<StoredOverride, StoreErro
         Some((&FORMAT_CHECKED, rest)) => rest,
         _ => return Err(bad(format!("unknown override format {:?}", value.first()))),
     };
-    let (sum, rest) = rest
-        .split_first_chunk::<8>()
-        .ok_or_else(|| bad(format!("truncated: {} bytes", value.len())))?;
-    if checksum(key, rest) != u64::from_le_bytes(*sum) {
-        return Err(bad(
-            "its checksum does not match (the value is damaged)".into()
-        ));
-    }
-    let (rev, json) = rest
-        .split_first_chunk::<8>()
-        .ok_or_else(|| bad(format!("truncated: {} bytes", value.len())))?;
+    let (revision, json) = checked(key, rest, value.len()).map_err(bad)?;
     let ovr: Override = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
     Ok(StoredOverride {
         nameservice: nameservice.to_string(),
         target: target.to_string(),
         ovr,
-        revision: u64::from_le_bytes(*rev),
+        revision,
     })
+}
+
+/// The revision and the body of a checked value (`rest` follows its format
+/// byte: checksum over key and the rest, revision, body); `len` is the whole
+/// value's length, for the message.
+fn checked<'a>(key: &[u8], rest: &'a [u8], len: usize) -> Result<(u64, &'a [u8]), String> {
+    let (sum, rest) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| format!("truncated: {len} bytes"))?;
+    if checksum(key, rest) != u64::from_le_bytes(*sum) {
+        return Err("its checksum does not match (the value is damaged)".into());
+    }
+    let (rev, body) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| format!("truncated: {len} bytes"))?;
+    Ok((u64::from_le_bytes(*rev), body))
 }
 
 fn checksum(key: &[u8], rest: &[u8]) -> u64 {
@@ -322,19 +328,8 @@ pub(super) fn decode_nameservice(
     };
     let (ns, rev) = match value.split_first() {
         Some((&FORMAT_CHECKED, rest)) => {
-            let (sum, rest) = rest
-                .split_first_chunk::<8>()
-                .ok_or_else(|| bad(format!("truncated: {} bytes", value.len())))?;
-            if checksum(key, rest) != u64::from_le_bytes(*sum) {
-                return Err(bad(
-                    "its checksum does not match (the value is damaged)".into()
-                ));
-            }
-            let (rev, body) = rest
-                .split_first_chunk::<8>()
-                .ok_or_else(|| bad(format!("truncated: {} bytes", value.len())))?;
-            let ns = codec::decode(body, codec::Layout::V3).map_err(bad)?;
-            (ns, u64::from_le_bytes(*rev))
+            let (rev, body) = checked(key, rest, value.len()).map_err(bad)?;
+            (codec::decode(body, codec::Layout::V3).map_err(bad)?, rev)
         }
         Some((&FORMAT_NAMESERVICE, body)) => {
             (codec::decode(body, codec::Layout::V2).map_err(bad)?, 0)
