@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::ValidationError;
+use super::nameservice::{err, in_range};
 
 /// Health-check settings (Kubernetes / Istio WorkloadGroup probe fields).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -251,21 +252,6 @@ pub const MAX_HTTP_HEADERS: usize = 16;
 pub const MAX_PATH: usize = 2048;
 pub const MAX_HEADER_NAME: usize = 256;
 pub const MAX_HEADER_VALUE: usize = 4096;
-
-fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
-    ValidationError::new(field, message)
-}
-
-fn in_range(field: &str, v: u32, lo: u32, hi: u32) -> Result<u32, ValidationError> {
-    if (lo..=hi).contains(&v) {
-        Ok(v)
-    } else {
-        Err(err(
-            field,
-            format!("{field} must be between {lo} and {hi}, got {v}"),
-        ))
-    }
-}
 
 fn port(field: &str, p: Option<u32>) -> Result<u16, ValidationError> {
     let p = p.ok_or_else(|| err(field, format!("{field} is required")))?;

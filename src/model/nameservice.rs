@@ -153,11 +153,11 @@ struct TargetInput {
     enabled: Option<bool>,
 }
 
-fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+pub(super) fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
     ValidationError::new(field, message)
 }
 
-fn in_range(field: &str, v: u32, lo: u32, hi: u32) -> Result<u32, ValidationError> {
+pub(super) fn in_range(field: &str, v: u32, lo: u32, hi: u32) -> Result<u32, ValidationError> {
     if (lo..=hi).contains(&v) {
         Ok(v)
     } else {
