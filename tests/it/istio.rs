@@ -5,15 +5,14 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 
+use crate::fqdn::Gateway;
 use crate::harness::{BIN, REPO, Server, ServerOpts, TempDir, addrs, wait_until};
 
 const ZONE: &str = "\
@@ -52,46 +51,6 @@ fn text(b: &[u8]) -> String {
 
 fn seed(name: &str) -> String {
     std::fs::read_to_string(Path::new(REPO).join("api/examples/istio").join(name)).unwrap()
-}
-
-/// A gateway VIP: accepts (and closes) connections until dropped.
-struct Gateway {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Gateway {
-    fn open(addr: SocketAddr) -> std::io::Result<Self> {
-        let l = TcpListener::bind(addr)?;
-        let addr = l.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for conn in l.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                drop(conn);
-            }
-        });
-        Ok(Self {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so that it sees the flag and closes the listener.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Gateways on each of `ips`, all on one port (the WorkloadGroup probes one port).
