@@ -503,16 +503,27 @@ impl Committer {
             // A batch that only moves the revision (a watch that caught up) needs no
             // flush: losing it loses no change.
             let durable = durable && !writes.is_empty();
-            if let Err(e) = self.store.apply(&writes, revision, durable) {
-                tracing::error!(error = %e, writes = writes.len(), "store write failed; batch not applied");
-                let e = RegistryError::Store(e);
-                for (reply, _) in waiting {
-                    let _ = reply.send(Err(e.clone()));
+            match self.store.apply(&writes, revision, durable) {
+                // Only the revision moved (a watch event for no NameService, such
+                // as another instance's lease record): the local copy keeps
+                // reflecting the older revision it records, which is still a
+                // consistent state (every restart lists etcd again), so a full
+                // disk must not stop this instance from following etcd.
+                Err(e) if writes.is_empty() => {
+                    tracing::debug!(error = %e, revision, "local copy keeps its older revision");
                 }
-                for reply in applied_replies {
-                    let _ = reply.send(Err(e.clone()));
+                Err(e) => {
+                    tracing::error!(error = %e, writes = writes.len(), "store write failed; batch not applied");
+                    let e = RegistryError::Store(e);
+                    for (reply, _) in waiting {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    for reply in applied_replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    return;
                 }
-                return;
+                Ok(()) => {}
             }
         }
         for name in &orphaned {

@@ -681,6 +681,15 @@ fn a_full_disk_refuses_writes_before_etcd_has_them() {
             .is_empty()
     );
     assert_eq!(a(&s, "app.gslb.example"), ["192.0.2.10"]);
+    // A watch event that changes no NameService here (a value written by hand
+    // that is skipped) only moves the revision: the instance keeps following
+    // etcd instead of dropping its watch over the local copy's revision.
+    etcd.ctl(&["put", "/gslb/nameservices/junk.gslb.example", "not json"]);
+    assert!(wait_until(Duration::from_secs(5), || {
+        metric(&s, "gslb_registry_skipped_values_total") >= 1.0
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!s.log_text().contains("lost etcd"), "{}", s.log_text());
     std::fs::remove_file(filler).unwrap();
     assert_eq!(
         put(&s, &ns("new.gslb.example", "192.0.2.11"), &[]).status,
