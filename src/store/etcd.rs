@@ -21,6 +21,11 @@ use etcd_client::{
     WatchOptions,
 };
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
 use crate::config::RegistryConfig;
 
 /// The deadline of one request to etcd (writes answer 503 well within 10 s).
@@ -169,6 +174,9 @@ pub struct Etcd {
     endpoints: Vec<String>,
     opts: ConnectOptions,
     prefix: String,
+    /// The task that sends concurrent PUTs as one transaction (started by the
+    /// first PUT, ends when the last clone of this connection is dropped).
+    batcher: Arc<std::sync::OnceLock<mpsc::UnboundedSender<Pending>>>,
 }
 
 impl Etcd {
@@ -201,6 +209,7 @@ impl Etcd {
             endpoints: cfg.endpoints.clone(),
             opts,
             prefix: cfg.prefix.clone(),
+            batcher: Default::default(),
         };
         if let Err(e) = etcd.client().await {
             match EtcdError::from(e) {
@@ -320,55 +329,36 @@ impl Etcd {
 
     /// Puts `value` under `name` if `expect` holds. Without an expectation, a value
     /// identical to the stored one writes nothing.
+    ///
+    /// Concurrent PUTs of this instance travel together: while one transaction is
+    /// on its way, the PUTs that arrive queue and leave as the next transaction, each
+    /// as a nested transaction with its own condition (etcd commits them at one
+    /// revision, all or none). One client alone pays nothing for it; sixteen share
+    /// etcd's raft round and fsync instead of queueing for one each.
     pub async fn put(
         &self,
         name: &str,
         value: Vec<u8>,
         expect: Expect,
     ) -> Result<Written, EtcdError> {
-        let key = self.ns_key(name);
-        let put = TxnOp::put(
-            key.clone(),
-            value.clone(),
-            Some(PutOptions::new().with_prev_key()),
-        );
-        let get = TxnOp::get(key.clone(), None);
-        let txn = match expect {
-            Expect::Any => Txn::new()
-                .when([Compare::value(key.clone(), CompareOp::Equal, value)])
-                .and_then([get])
-                .or_else([put]),
-            _ => Txn::new()
-                .when(compare(&key, expect))
-                .and_then([put])
-                .or_else([get]),
-        };
         let client = self.client().await?.clone();
-        let resp = retry_unsent(|| {
-            let txn = txn.clone();
-            let mut kv = client.kv_client();
-            async move { kv.txn(txn).await }
-        })
-        .await?;
-        let revision = resp.header().map_or(0, |h| h.revision()) as u64;
-        let ops = resp.op_responses();
-        let first = ops.into_iter().next();
-        match (expect, resp.succeeded(), first) {
-            (Expect::Any, true, Some(TxnOpResponse::Get(g))) => Ok(Written::Unchanged {
-                mod_revision: g.kvs().first().map_or(0, |kv| kv.mod_revision() as u64),
-            }),
-            (Expect::Any, false, Some(TxnOpResponse::Put(p)))
-            | (_, true, Some(TxnOpResponse::Put(p))) => Ok(Written::Done {
-                revision,
-                existed: p.prev_key().is_some(),
-            }),
-            (_, false, Some(TxnOpResponse::Get(g))) => Ok(Written::Failed {
-                current: g.kvs().first().map(|kv| kv.mod_revision() as u64),
-            }),
-            (_, ok, other) => Err(EtcdError::Unavailable(format!(
-                "unexpected transaction response (succeeded {ok}): {other:?}"
-            ))),
-        }
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            key: self.ns_key(name),
+            value,
+            expect,
+            reply,
+        };
+        let queue = self.batcher.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(batch_puts(client, rx));
+            tx
+        });
+        queue
+            .send(pending)
+            .map_err(|_| EtcdError::Unavailable("the write batcher stopped".into()))?;
+        rx.await
+            .map_err(|_| EtcdError::Unavailable("the write batcher stopped".into()))?
     }
 
     /// Deletes `name` if `expect` holds, and its overrides with it (in the same
@@ -556,6 +546,167 @@ impl Etcd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     id: i64,
+}
+
+/// A PUT waiting for the next transaction.
+struct Pending {
+    key: String,
+    value: Vec<u8>,
+    expect: Expect,
+    reply: oneshot::Sender<Result<Written, EtcdError>>,
+}
+
+/// PUTs per transaction at most (etcd refuses more than `--max-txn-ops`, 128 by
+/// default, operations at one level).
+const BATCH_OPS: usize = 64;
+/// Value bytes per transaction at most (each value may travel twice, in the
+/// comparison and the put; etcd refuses requests over `--max-request-bytes`,
+/// 1.5 MiB by default). A larger single value goes alone.
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// The nested transaction of one PUT: `then` holds the branch taken when the
+/// write is to be skipped or refused (a read of the key), `else` the put, or the
+/// other way round, as [`outcome`] reads them.
+fn put_txn(p: &Pending) -> Txn {
+    let put = TxnOp::put(
+        p.key.clone(),
+        p.value.clone(),
+        Some(PutOptions::new().with_prev_key()),
+    );
+    let get = TxnOp::get(p.key.clone(), None);
+    match p.expect {
+        Expect::Any => Txn::new()
+            .when([Compare::value(
+                p.key.clone(),
+                CompareOp::Equal,
+                p.value.clone(),
+            )])
+            .and_then([get])
+            .or_else([put]),
+        e => Txn::new()
+            .when(compare(&p.key, e))
+            .and_then([put])
+            .or_else([get]),
+    }
+}
+
+/// What one PUT's nested transaction did.
+fn outcome(
+    expect: Expect,
+    succeeded: bool,
+    first: Option<TxnOpResponse>,
+    revision: u64,
+) -> Result<Written, EtcdError> {
+    match (expect, succeeded, first) {
+        (Expect::Any, true, Some(TxnOpResponse::Get(g))) => Ok(Written::Unchanged {
+            mod_revision: g.kvs().first().map_or(0, |kv| kv.mod_revision() as u64),
+        }),
+        (Expect::Any, false, Some(TxnOpResponse::Put(p)))
+        | (_, true, Some(TxnOpResponse::Put(p))) => Ok(Written::Done {
+            revision,
+            existed: p.prev_key().is_some(),
+        }),
+        (_, false, Some(TxnOpResponse::Get(g))) => Ok(Written::Failed {
+            current: g.kvs().first().map(|kv| kv.mod_revision() as u64),
+        }),
+        (_, ok, other) => Err(EtcdError::Unavailable(format!(
+            "unexpected transaction response (succeeded {ok}): {other:?}"
+        ))),
+    }
+}
+
+/// Sends the queued PUTs, as many as fit one transaction at a time, until every
+/// sender is gone. A key already in the transaction waits for the next one (etcd
+/// refuses a key twice in one request).
+async fn batch_puts(client: Client, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let mut held: std::collections::VecDeque<Pending> = Default::default();
+    loop {
+        let first = match held.pop_front() {
+            Some(p) => p,
+            None => match queue.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = first.value.len();
+        let mut keys: HashSet<String> = HashSet::from([first.key.clone()]);
+        let mut batch = vec![first];
+        let mut later = std::collections::VecDeque::new();
+        // What is already queued, then what arrived meanwhile.
+        while batch.len() < BATCH_OPS {
+            let Some(p) = held.pop_front().or_else(|| queue.try_recv().ok()) else {
+                break;
+            };
+            if bytes + p.value.len() > BATCH_BYTES {
+                later.push_back(p);
+                break;
+            }
+            if !keys.insert(p.key.clone()) {
+                later.push_back(p);
+                continue;
+            }
+            bytes += p.value.len();
+            batch.push(p);
+        }
+        later.extend(held.drain(..));
+        held = later;
+        send_batch(&client, batch).await;
+    }
+}
+
+/// One transaction for `batch`: a single PUT as it is, several as nested
+/// transactions of one. Every waiting writer gets its own outcome, or the error.
+async fn send_batch(client: &Client, batch: Vec<Pending>) {
+    let txn = if let [one] = &batch[..] {
+        put_txn(one)
+    } else {
+        Txn::new().and_then(
+            batch
+                .iter()
+                .map(|p| TxnOp::txn(put_txn(p)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let sent = retry_unsent(|| {
+        let txn = txn.clone();
+        let mut kv = client.kv_client();
+        async move { kv.txn(txn).await }
+    })
+    .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            let e = EtcdError::from(e);
+            for p in batch {
+                let _ = p.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let revision = resp.header().map_or(0, |h| h.revision()) as u64;
+    if batch.len() == 1 {
+        let p = batch.into_iter().next().expect("one");
+        let first = resp.op_responses().into_iter().next();
+        let _ = p
+            .reply
+            .send(outcome(p.expect, resp.succeeded(), first, revision));
+        return;
+    }
+    let mut inner = resp.op_responses().into_iter();
+    for p in batch {
+        let result = match inner.next() {
+            Some(TxnOpResponse::Txn(t)) => outcome(
+                p.expect,
+                t.succeeded(),
+                t.op_responses().into_iter().next(),
+                revision,
+            ),
+            other => Err(EtcdError::Unavailable(format!(
+                "unexpected transaction response: {other:?}"
+            ))),
+        };
+        let _ = p.reply.send(result);
+    }
 }
 
 fn compare(key: &str, expect: Expect) -> Vec<Compare> {

@@ -902,3 +902,102 @@ fn a_fleet_under_etcd_authentication_and_its_own_prefix() {
         Duration::from_secs(1),
     );
 }
+
+/// Concurrent PUTs on one instance leave as one etcd transaction (etcd is frozen
+/// for a moment so that they queue behind the first): each keeps its own
+/// condition and outcome, a name written twice goes in order, and what was
+/// committed together carries one revision.
+#[test]
+fn concurrent_writes_share_a_transaction_each_with_its_own_outcome() {
+    let mut etcd = Etcd::start(1);
+    let s = Server::start_with(etcd.server_opts("a"));
+    for (n, ip) in [
+        ("old", "192.0.2.1"),
+        ("same", "192.0.2.2"),
+        ("taken", "192.0.2.3"),
+    ] {
+        assert_eq!(
+            put(&s, &ns(&format!("{n}.gslb.example"), ip), &[]).status,
+            201
+        );
+    }
+    let old_tag = put(&s, &ns("old.gslb.example", "192.0.2.1"), &[])
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let stale = format!(
+        "If-Match: \"{}\"",
+        old_tag.trim_matches('"').parse::<u64>().unwrap() - 1
+    );
+    etcd.freeze(0);
+    let s = &s;
+    let results = std::thread::scope(|sc| {
+        // The first waits in flight on the frozen etcd; the rest queue behind it.
+        let first = sc.spawn(|| put(s, &ns("first.gslb.example", "192.0.2.9"), &[]));
+        std::thread::sleep(Duration::from_millis(200));
+        let mut queued = Vec::new();
+        for i in 0..8 {
+            queued.push(sc.spawn(move || {
+                put(
+                    &s,
+                    &ns(
+                        &format!("new{i}.gslb.example"),
+                        &format!("192.0.2.{}", 20 + i),
+                    ),
+                    &["If-None-Match: *"],
+                )
+            }));
+        }
+        let stale = &stale;
+        let refused = sc.spawn(move || put(s, &ns("old.gslb.example", "192.0.2.5"), &[stale]));
+        let unchanged = sc.spawn(|| put(s, &ns("same.gslb.example", "192.0.2.2"), &[]));
+        let exists = sc.spawn(|| {
+            put(
+                &s,
+                &ns("taken.gslb.example", "192.0.2.6"),
+                &["If-None-Match: *"],
+            )
+        });
+        // The same name again, after the first write of it is queued.
+        std::thread::sleep(Duration::from_millis(150));
+        let again = sc.spawn(|| put(s, &ns("new0.gslb.example", "192.0.2.99"), &[]));
+        std::thread::sleep(Duration::from_millis(250));
+        etcd.thaw(0);
+        let queued: Vec<Resp> = queued.into_iter().map(|t| t.join().unwrap()).collect();
+        (
+            first.join().unwrap(),
+            queued,
+            refused.join().unwrap(),
+            unchanged.join().unwrap(),
+            exists.join().unwrap(),
+            again.join().unwrap(),
+        )
+    });
+    let (first, queued, refused, unchanged, exists, again) = results;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let mut tags = std::collections::BTreeSet::new();
+    for r in &queued {
+        assert_eq!(r.status, 201, "{}", r.body);
+        tags.insert(r.header("etag").unwrap().to_string());
+    }
+    // Created together, at one revision, after the first.
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    assert_ne!(first.header("etag"), queued[0].header("etag"));
+    assert_eq!(refused.status, 412, "{}", refused.body);
+    assert_eq!(unchanged.status, 200, "{}", unchanged.body);
+    assert_eq!(exists.status, 412, "{}", exists.body);
+    assert_eq!(again.status, 200, "{}", again.body);
+    for i in 1..8 {
+        assert_eq!(
+            a(s, &format!("new{i}.gslb.example")),
+            [format!("192.0.2.{}", 20 + i)]
+        );
+    }
+    assert_eq!(a(s, "new0.gslb.example"), ["192.0.2.99"]);
+    assert_eq!(a(s, "old.gslb.example"), ["192.0.2.1"]);
+    assert_eq!(a(s, "taken.gslb.example"), ["192.0.2.3"]);
+    assert!(
+        etcd.ctl(&["get", "/gslb/nameservices/new0.gslb.example"])
+            .contains("192.0.2.99")
+    );
+}
