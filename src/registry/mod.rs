@@ -807,6 +807,7 @@ impl Registry {
                 self.commits.clone(),
                 stop.clone(),
             )),
+            tokio::spawn(etcd::flush_local_copy(self.store.clone(), stop.clone())),
             tokio::spawn(etcd::presence(
                 side.clone(),
                 self.revision.clone(),

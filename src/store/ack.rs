@@ -85,6 +85,8 @@ pub(super) struct AckFile {
     path: PathBuf,
     /// The slot the next write goes to.
     next: u64,
+    /// What the last write put on disk.
+    written: Option<Ack>,
 }
 
 /// What reading the file found.
@@ -129,6 +131,7 @@ impl AckFile {
             file,
             path,
             next: 0,
+            written: None,
         };
         // Both slots, so an older slot never outranks the new one.
         f.write(ack)?;
@@ -145,7 +148,13 @@ impl AckFile {
             .write_all_at(&ack.encode(), (self.next % 2) * SLOT as u64)?;
         self.file.sync_data()?;
         self.next += 1;
+        self.written = Some(ack);
         Ok(())
+    }
+
+    /// Whether `ack` is what the last write put on disk (a flush would add nothing).
+    pub fn holds(&self, ack: &Ack) -> bool {
+        self.written.as_ref() == Some(ack)
     }
 
     pub fn display(&self) -> String {

@@ -280,6 +280,7 @@ pub trait Store: Send + Sync + 'static {
         removed: &[StoredHealth],
     ) -> Result<(), StoreError>;
 
-    /// Flushes everything (shutdown).
+    /// Makes everything applied durable (at shutdown, and every [`crate::registry::etcd::LOCAL_COPY_FLUSH`]
+    /// for an etcd local copy); does nothing when it already is.
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -767,6 +767,10 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         let mut guard = self.record();
         let (record, ack) = &mut *guard;
+        if ack.holds(&record.ack()) {
+            // Everything applied is already on disk.
+            return Ok(());
+        }
         let record = record.clone();
         self.sync_and_ack(&record, ack)
     }
