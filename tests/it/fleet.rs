@@ -939,7 +939,7 @@ fn concurrent_writes_share_a_transaction_each_with_its_own_outcome() {
         for i in 0..8 {
             queued.push(sc.spawn(move || {
                 put(
-                    &s,
+                    s,
                     &ns(
                         &format!("new{i}.gslb.example"),
                         &format!("192.0.2.{}", 20 + i),
@@ -953,7 +953,7 @@ fn concurrent_writes_share_a_transaction_each_with_its_own_outcome() {
         let unchanged = sc.spawn(|| put(s, &ns("same.gslb.example", "192.0.2.2"), &[]));
         let exists = sc.spawn(|| {
             put(
-                &s,
+                s,
                 &ns("taken.gslb.example", "192.0.2.6"),
                 &["If-None-Match: *"],
             )
