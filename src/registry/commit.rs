@@ -157,6 +157,15 @@ pub(super) enum Request {
         reset: bool,
         reply: Option<oneshot::Sender<Result<(), RegistryError>>>,
     },
+    /// Stores what an `Apply` with `store: false` of a full listing brought into a
+    /// local copy that holds nothing yet (an instance's first listing from etcd
+    /// is served before it is written): every listed NameService that is still
+    /// what this instance knows, at the listed revision (a change applied since
+    /// was stored by its own batch). Durable.
+    Persist {
+        changes: Vec<Incoming>,
+        reply: oneshot::Sender<Result<(), RegistryError>>,
+    },
     /// These fqdns resolved to other addresses (or failed): the services holding
     /// them are compiled again and published; nothing is stored.
     Resolved(Vec<Arc<str>>),
@@ -293,11 +302,19 @@ impl Committer {
 
     /// Decides, stores, publishes and answers one batch (reloads after the rest).
     pub fn commit(&mut self, batch: Vec<Request>) {
-        let (reloads, batch): (Vec<Request>, Vec<Request>) = batch
+        let (later, batch): (Vec<Request>, Vec<Request>) = batch
             .into_iter()
-            .partition(|r| matches!(r, Request::Reload { .. }));
+            .partition(|r| matches!(r, Request::Reload { .. } | Request::Persist { .. }));
         if !batch.is_empty() {
             self.commit_changes(batch);
+        }
+        let (persists, reloads): (Vec<Request>, Vec<Request>) = later
+            .into_iter()
+            .partition(|r| matches!(r, Request::Persist { .. }));
+        for r in persists {
+            if let Request::Persist { changes, reply } = r {
+                let _ = reply.send(self.persist(changes));
+            }
         }
         for r in reloads {
             if let Request::Reload {
@@ -309,6 +326,24 @@ impl Committer {
                 let _ = reply.send(self.reload(zones, topology));
             }
         }
+    }
+
+    /// See [`Request::Persist`].
+    fn persist(&mut self, changes: Vec<Incoming>) -> Result<(), RegistryError> {
+        let current = self.snapshot.load_full();
+        let writes: Vec<Change> = changes
+            .into_iter()
+            .filter_map(|c| {
+                c.spec.as_ref()?;
+                let known = self.known(&current, &c.name)?;
+                (known.revision == c.revision).then_some(Change::Put(known.spec, c.revision))
+            })
+            .collect();
+        let revision = self.revision.load(Ordering::Acquire);
+        self.store.apply(&writes, revision, true).map_err(|e| {
+            tracing::error!(error = %e, writes = writes.len(), "cannot write the listing to the local copy");
+            RegistryError::Store(e)
+        })
     }
 
     /// Swaps in new zones and topology, or changes nothing (see [`Request::Reload`]).
@@ -411,7 +446,9 @@ impl Committer {
                         }
                     }
                 }
-                Request::Reload { .. } => unreachable!("reloads are taken apart"),
+                Request::Reload { .. } | Request::Persist { .. } => {
+                    unreachable!("reloads and persists are taken apart")
+                }
                 Request::Apply {
                     changes,
                     revision: at,
@@ -487,6 +524,9 @@ impl Committer {
             .filter(|(name, s)| s.after.is_none() && self.overrides.contains_key(name))
             .map(|(name, _)| name.clone())
             .collect();
+        // Whether what this batch stored is on disk.
+        let mut synced = false;
+        let mut failure = None;
         if store && (!changed.is_empty() || revision != start_revision) {
             let mut writes: Vec<Change> = changed
                 .iter()
@@ -502,8 +542,8 @@ impl Committer {
             }
             // A batch that only moves the revision (a watch that caught up) needs no
             // flush: losing it loses no change.
-            let durable = durable && !writes.is_empty();
-            match self.store.apply(&writes, revision, durable) {
+            let flush = durable && !writes.is_empty();
+            match self.store.apply(&writes, revision, flush) {
                 // Only the revision moved (a watch event for no NameService, such
                 // as another instance's lease record): the local copy keeps
                 // reflecting the older revision it records, which is still a
@@ -514,17 +554,33 @@ impl Committer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, writes = writes.len(), "store write failed; batch not applied");
-                    let e = RegistryError::Store(e);
-                    for (reply, _) in waiting {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                    for reply in applied_replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                    return;
+                    failure = Some(e);
                 }
-                Ok(()) => {}
+                Ok(()) => synced = flush,
             }
+        }
+        // A durable request whose change an earlier batch stored without a flush
+        // (with etcd, the watch's echo of this instance's own write may come
+        // before it): that batch must be on disk before the reply. Does nothing
+        // when everything is.
+        if failure.is_none()
+            && store
+            && durable
+            && !synced
+            && let Err(e) = self.store.flush()
+        {
+            tracing::error!(error = %e, "store flush failed; change not acknowledged");
+            failure = Some(e);
+        }
+        if let Some(e) = failure {
+            let e = RegistryError::Store(e);
+            for (reply, _) in waiting {
+                let _ = reply.send(Err(e.clone()));
+            }
+            for reply in applied_replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
         }
         for name in &orphaned {
             self.overrides.remove(name);

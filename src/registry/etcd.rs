@@ -332,30 +332,50 @@ pub(super) async fn apply(
     revision: u64,
     reset: bool,
 ) -> Result<(), RegistryError> {
+    apply_to(commits, changes, revision, reset, true).await
+}
+
+/// [`apply`], and `store: false` publishes without writing the local copy (see
+/// [`Request::Persist`]).
+async fn apply_to(
+    commits: &Commits,
+    changes: Vec<Incoming>,
+    revision: u64,
+    reset: bool,
+    store: bool,
+) -> Result<(), RegistryError> {
     let (reply, rx) = oneshot::channel();
-    // etcd holds every change durably (committed by a quorum) before it comes
-    // here, so the local copy is a cache of it: stored now, made durable by
-    // [`flush_local_copy`] within [`LOCAL_COPY_FLUSH`] (and at shutdown) instead
-    // of an fdatasync per change. A crash loses at most that much of the copy,
-    // never a change: the next start lists etcd again, and restarted while etcd
-    // is away it serves a copy as consistent as a flushed one, a moment older.
-    // A full listing is made durable at once (it replaces the copy).
+    // A write of this instance's API (revision 0 here: the committer takes the
+    // change's own) is durable in the local copy before its 2xx, like a
+    // standalone write: restarted at once, even with etcd gone at the same
+    // moment, this instance serves what it acknowledged. So is a full listing
+    // (it replaces the copy). What the watch brings from other instances etcd
+    // already holds durably (committed by a quorum): it is stored now and made
+    // durable by [`flush_local_copy`] within [`LOCAL_COPY_FLUSH`] (and at
+    // shutdown) instead of an fdatasync per batch. A crash loses at most that
+    // much of the copy, never a change: the next start lists etcd again, and
+    // restarted while etcd is away it serves a copy as consistent as a flushed
+    // one, a moment older.
     let req = Request::Apply {
         changes,
         revision,
-        store: true,
-        durable: reset,
+        store,
+        durable: store && (reset || revision == 0),
         watched: revision > 0,
         reset,
         reply: Some(reply),
     };
+    send(commits, req)?;
+    rx.await.map_err(|_| RegistryError::committer_gone())?
+}
+
+fn send(commits: &Commits, req: Request) -> Result<(), RegistryError> {
     commits
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .and_then(|tx| tx.send(req).ok())
-        .ok_or_else(RegistryError::committer_gone)?;
-    rx.await.map_err(|_| RegistryError::committer_gone())?
+        .ok_or_else(RegistryError::committer_gone)
 }
 
 /// The replication loop: runs until `stop` turns true.
@@ -509,9 +529,30 @@ async fn relist(
         })
         .collect();
     let n = listing.items.len();
-    apply(commits, changes, listing.revision, true)
-        .await
-        .map_err(|e| EtcdError::Unavailable(format!("applying the listing: {e}")))?;
+    let failed = |e: RegistryError| EtcdError::Unavailable(format!("applying the listing: {e}"));
+    let empty =
+        !matches!(store.origin(), Origin::Etcd { .. }) && store.count().is_ok_and(|n| n == 0);
+    if !empty {
+        apply(commits, changes, listing.revision, true)
+            .await
+            .map_err(failed)?;
+    } else {
+        // A local copy that holds nothing yet (a new data dir): the listing is
+        // served first and written after, so start-to-serving does not wait for
+        // the store to take every name (in a new store, most of the time of a
+        // first start). Until it is written the copy has no origin, so a crash
+        // meanwhile leaves an instance that lists again; a write of this
+        // instance's API in between is stored by its own batch.
+        apply_to(commits, changes.clone(), listing.revision, true, false)
+            .await
+            .map_err(failed)?;
+        let (reply, rx) = oneshot::channel();
+        send(commits, Request::Persist { changes, reply }).map_err(failed)?;
+        rx.await
+            .map_err(|_| RegistryError::committer_gone())
+            .and_then(|r| r)
+            .map_err(failed)?;
+    }
     if !matches!(store.origin(), Origin::Etcd { .. }) {
         let origin = Origin::Etcd {
             cluster_id: listing.cluster_id,
