@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::RegistryConfig;
+use crate::config::{EtcdTls, RegistryConfig};
 
 /// The deadline of one request to etcd (writes answer 503 well within 10 s).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
@@ -44,6 +44,10 @@ pub enum EtcdError {
     /// etcd answered with an error that retrying will not fix (permissions, say).
     #[error("etcd refused the request: {0}")]
     Refused(String),
+    /// An etcd endpoint answered, but TLS with it failed with the configured files
+    /// (an untrusted server certificate, a client certificate etcd refused).
+    #[error("TLS with etcd failed: {0}")]
+    Tls(String),
 }
 
 impl From<etcd_client::Error> for EtcdError {
@@ -181,8 +185,12 @@ pub struct Etcd {
 
 impl Etcd {
     /// Connects (lazily: an unreachable etcd makes requests fail, not this call,
-    /// unless authentication needs a round trip).
+    /// unless authentication needs a round trip). With TLS, an etcd that answers but
+    /// fails the TLS handshake is an error here (see [`check_tls`]).
     pub async fn connect(cfg: &RegistryConfig) -> Result<Self, EtcdError> {
+        if let Some(tls) = &cfg.tls {
+            check_tls(&cfg.endpoints, tls).await?;
+        }
         let mut opts = ConnectOptions::new()
             .with_require_leader(true)
             .with_timeout(REQUEST_TIMEOUT)
@@ -802,6 +810,144 @@ impl Watch {
             return Ok(WatchBatch { events, revision });
         }
     }
+}
+
+/// Tries TLS with every endpoint, in parallel, with the configured files: the
+/// etcd client's channel only retries a failed handshake (its reason goes to a
+/// debug log, and requests fail as "transport error" or "operation was
+/// canceled"), so an untrusted CA or a refused client certificate would look like
+/// an etcd that is away. Fails when no endpoint completed TLS and one refused it;
+/// endpoints that do not answer are left to the usual retries (a start with etcd
+/// away serves the local copy).
+async fn check_tls(endpoints: &[String], tls: &EtcdTls) -> Result<(), EtcdError> {
+    let config = std::sync::Arc::new(tls_client_config(tls).map_err(EtcdError::Tls)?);
+    let probes: Vec<_> = endpoints
+        .iter()
+        .map(|e| {
+            let (e, config) = (e.clone(), config.clone());
+            tokio::task::spawn_blocking(move || probe_tls(&e, config))
+        })
+        .collect();
+    let mut refused = None;
+    for (endpoint, probe) in endpoints.iter().zip(probes) {
+        match probe.await {
+            Ok(Probe::Ok) => return Ok(()),
+            Ok(Probe::Refused(e)) => {
+                let why = match &e {
+                    rustls::Error::InvalidCertificate(_) => {
+                        "etcd's server certificate is not trusted; registry.ca_file must hold the CA that signed it"
+                    }
+                    rustls::Error::AlertReceived(_) => {
+                        "etcd refused this client; with etcd's --client-cert-auth, registry.cert_file and registry.key_file must hold a certificate signed by a CA of etcd's --trusted-ca-file"
+                    }
+                    rustls::Error::InvalidMessage(_) => {
+                        "the endpoint does not speak TLS; is etcd's client URL https://?"
+                    }
+                    _ => "check registry.ca_file, cert_file and key_file",
+                };
+                refused.get_or_insert(format!("{endpoint}: {e} ({why})"));
+            }
+            Ok(Probe::Unreached) | Err(_) => {}
+        }
+    }
+    refused.map_or(Ok(()), |m| Err(EtcdError::Tls(m)))
+}
+
+/// The outcome of [`probe_tls`].
+enum Probe {
+    /// TLS completed and etcd sent its first HTTP/2 frame.
+    Ok,
+    /// TLS failed: the certificate check here or an alert from etcd.
+    Refused(rustls::Error),
+    /// No answer (etcd away, or not TLS at all): nothing learned.
+    Unreached,
+}
+
+/// A TLS handshake with `endpoint` (`https://host:port`), then the HTTP/2 client
+/// preface and a read: after a TLS 1.3 handshake etcd checks the client
+/// certificate, so a refused one shows as an alert at that read.
+fn probe_tls(endpoint: &str, config: std::sync::Arc<rustls::ClientConfig>) -> Probe {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    const WAIT: Duration = Duration::from_secs(2);
+    let Some(authority) = endpoint
+        .strip_prefix("https://")
+        .and_then(|r| r.split('/').next())
+    else {
+        return Probe::Unreached;
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => authority,
+    };
+    let (Ok(name), Some(addr)) = (
+        rustls::pki_types::ServerName::try_from(host.to_string()),
+        authority.to_socket_addrs().ok().and_then(|mut a| a.next()),
+    ) else {
+        return Probe::Unreached;
+    };
+    let Ok(tcp) = std::net::TcpStream::connect_timeout(&addr, WAIT) else {
+        return Probe::Unreached;
+    };
+    let _ = tcp.set_read_timeout(Some(WAIT));
+    let _ = tcp.set_write_timeout(Some(WAIT));
+    let conn = match rustls::ClientConnection::new(config, name) {
+        Ok(c) => c,
+        Err(e) => return Probe::Refused(e),
+    };
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let refused = |e: std::io::Error| match e.into_inner().map(|i| i.downcast::<rustls::Error>()) {
+        Some(Ok(e)) => Probe::Refused(*e),
+        _ => Probe::Unreached,
+    };
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            return refused(e);
+        }
+    }
+    // The preface and an empty SETTINGS frame; a write error shows at the read.
+    let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0");
+    match tls.read(&mut [0u8; 1]) {
+        Ok(n) if n > 0 => Probe::Ok,
+        Ok(_) => Probe::Unreached,
+        Err(e) => refused(e),
+    }
+}
+
+/// A rustls client configuration from the same PEM files the etcd client gets.
+fn tls_client_config(tls: &EtcdTls) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(tls.ca_pem.as_deref().unwrap_or_default()) {
+        let c = c.map_err(|e| format!("registry.ca_file: {e}"))?;
+        roots.add(c).map_err(|e| format!("registry.ca_file: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("registry.ca_file holds no PEM certificate".into());
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut config = match &tls.identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("registry.cert_file: {e}"))?;
+            if chain.is_empty() {
+                return Err("registry.cert_file holds no PEM certificate".into());
+            }
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| format!("registry.key_file: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("registry.cert_file and key_file: {e}"))?
+        }
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! ephemeral ports and data dirs in a temp dir, started as child processes and
 //! stopped by PID on drop. Faults are the real thing: SIGSTOP (a black hole: the
 //! sockets stay open, nothing answers), kill -9 (a crash), restart on the same
-//! data dir, and `etcdctl compaction`.
+//! data dir, and `etcdctl compaction`. [`Etcd::start_tls`] serves the client URLs
+//! over TLS with client certificates (peers stay plain http on loopback).
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,66 @@ fn etcd_port() -> u16 {
     }
 }
 
+/// TLS material as PEM files: a CA, a server certificate for etcd (127.0.0.1 and
+/// localhost) and a client certificate, both signed by the CA.
+#[derive(Clone, Debug)]
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    /// Generates a fresh CA and the two certificates it signs into `dir`.
+    pub fn generate(dir: &Path) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType,
+            ExtendedKeyUsagePurpose as Eku, IsCa, KeyPair, KeyUsagePurpose,
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        let write = |name: &str, pem: String| {
+            let p = dir.join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(
+            DnType::CommonName,
+            format!("gslb test CA {}", fastrand::u32(..)),
+        );
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let leaf = |cn: &str, sans: &[&str], usages: Vec<Eku>| {
+            let mut p =
+                CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                    .unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.extended_key_usages = usages;
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        // etcd also presents its server certificate as a client (its gRPC gateway
+        // dials itself), so it gets both usages.
+        let (server_cert, server_key) = leaf(
+            "etcd",
+            &["127.0.0.1", "localhost"],
+            vec![Eku::ServerAuth, Eku::ClientAuth],
+        );
+        let (client_cert, client_key) = leaf("gslb", &[], vec![Eku::ClientAuth]);
+        Self {
+            ca: write("ca.pem", ca.pem()),
+            server_cert: write("etcd-server.pem", server_cert),
+            server_key: write("etcd-server-key.pem", server_key),
+            client_cert: write("etcd-client.pem", client_cert),
+            client_key: write("etcd-client-key.pem", client_key),
+        }
+    }
+}
+
 /// One etcd member.
 struct Member {
     name: String,
@@ -55,12 +116,27 @@ pub struct Etcd {
     dir: TempDir,
     /// The client URLs, one per member.
     pub endpoints: Vec<String>,
+    /// Set by [`Etcd::start_tls`]: the client URLs are `https://` and need a
+    /// client certificate signed by `pki.ca`.
+    pub pki: Option<Pki>,
 }
 
 impl Etcd {
     /// Starts a cluster of `n` members and waits until it has a leader.
     pub fn start(n: usize) -> Self {
+        Self::launch(n, false)
+    }
+
+    /// Like [`Etcd::start`], with TLS on the client URLs (`https://127.0.0.1:port`)
+    /// and `--client-cert-auth`, under a fresh [`Pki`] (`self.pki`).
+    pub fn start_tls(n: usize) -> Self {
+        Self::launch(n, true)
+    }
+
+    fn launch(n: usize, tls: bool) -> Self {
         let dir = TempDir::new("etcd");
+        let pki = tls.then(|| Pki::generate(&dir.path().join("pki")));
+        let scheme = if tls { "https" } else { "http" };
         let token = format!("gslb-test-{}", fastrand::u64(..));
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -80,13 +156,14 @@ impl Etcd {
             .join(",");
         let endpoints = members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|m| format!("{scheme}://127.0.0.1:{}", m.client))
             .collect();
         let mut e = Self {
             members,
             cluster: format!("{cluster}|{token}"),
             dir,
             endpoints,
+            pki,
         };
         for i in 0..n {
             e.spawn(i);
@@ -97,21 +174,32 @@ impl Etcd {
 
     fn spawn(&mut self, i: usize) {
         let (cluster, token) = self.cluster.split_once('|').unwrap();
+        let url = self.endpoints[i].clone();
         let m = &mut self.members[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&m.log)
             .unwrap();
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(pki) = &self.pki {
+            cmd.arg("--cert-file")
+                .arg(&pki.server_cert)
+                .arg("--key-file")
+                .arg(&pki.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&pki.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
             .arg(&m.data)
             .arg("--listen-client-urls")
-            .arg(format!("http://127.0.0.1:{}", m.client))
+            .arg(&url)
             .arg("--advertise-client-urls")
-            .arg(format!("http://127.0.0.1:{}", m.client))
+            .arg(&url)
             .arg("--listen-peer-urls")
             .arg(format!("http://127.0.0.1:{}", m.peer))
             .arg("--initial-advertise-peer-urls")
@@ -147,14 +235,17 @@ impl Etcd {
             let ok = self
                 .members
                 .iter()
-                .filter(|m| m.child.is_some() && !m.stopped)
-                .all(|m| {
-                    http_get(
+                .enumerate()
+                .filter(|(_, m)| m.child.is_some() && !m.stopped)
+                .all(|(i, m)| match self.pki {
+                    // /health over TLS needs the client certificate: etcdctl has it.
+                    Some(_) => self.etcdctl_on(i, &["endpoint", "health"]).status.success(),
+                    None => http_get(
                         format!("127.0.0.1:{}", m.client).parse().unwrap(),
                         "/health",
                         None,
                     )
-                    .is_ok_and(|r| r.status == 200 && r.body.contains("\"true\""))
+                    .is_ok_and(|r| r.status == 200 && r.body.contains("\"true\"")),
                 });
             if ok {
                 return;
@@ -240,25 +331,31 @@ impl Etcd {
         let endpoints = self
             .members
             .iter()
-            .filter(|m| m.child.is_some() && !m.stopped)
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .zip(&self.endpoints)
+            .filter(|(m, _)| m.child.is_some() && !m.stopped)
+            .map(|(_, e)| e.as_str())
             .collect::<Vec<_>>()
             .join(",");
-        Command::new("etcdctl")
-            .arg("--endpoints")
-            .arg(endpoints)
-            .arg("--command-timeout=5s")
-            .args(args)
-            .env("ETCDCTL_API", "3")
-            .output()
-            .expect("run etcdctl (apt-get install etcd-client)")
+        self.run_etcdctl(&endpoints, args)
     }
 
     /// Runs etcdctl against member `i` alone.
     pub fn etcdctl_on(&self, i: usize, args: &[&str]) -> Output {
-        Command::new("etcdctl")
-            .arg("--endpoints")
-            .arg(&self.endpoints[i])
+        self.run_etcdctl(&self.endpoints[i], args)
+    }
+
+    fn run_etcdctl(&self, endpoints: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new("etcdctl");
+        if let Some(pki) = &self.pki {
+            cmd.arg("--cacert")
+                .arg(&pki.ca)
+                .arg("--cert")
+                .arg(&pki.client_cert)
+                .arg("--key")
+                .arg(&pki.client_key);
+        }
+        cmd.arg("--endpoints")
+            .arg(endpoints)
             .arg("--command-timeout=5s")
             .args(args)
             .env("ETCDCTL_API", "3")
@@ -324,9 +421,16 @@ impl Etcd {
         }
         args.push("--instance".into());
         args.push(instance.into());
+        let mut config = "[registry]\nlease_ttl_seconds = 3\n".to_string();
+        if let Some(pki) = &self.pki {
+            config += &format!(
+                "ca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+                pki.ca, pki.client_cert, pki.client_key
+            );
+        }
         ServerOpts {
             extra_args: args,
-            config: Some("[registry]\nlease_ttl_seconds = 3\n".into()),
+            config: Some(config),
             ..ServerOpts::default()
         }
     }

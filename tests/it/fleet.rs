@@ -1,14 +1,15 @@
 //! Integration tests: several instances on one etcd registry (CONTRACT §6), with a
 //! real three-member etcd on loopback (tests/it/etcd.rs) and real faults.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
-use crate::etcd::Etcd;
-use crate::harness::{Resp, Server, addrs, http_get, http_with, wait_until};
+use crate::etcd::{Etcd, Pki};
+use crate::harness::{Resp, Server, ServerOpts, addrs, http_get, http_with, wait_until};
 
 const NS: &str = "/api/v1/nameservices";
 
@@ -1035,4 +1036,126 @@ fn watched_changes_reach_the_local_copy_on_disk_within_moments() {
         );
     }
     etcd.thaw_all();
+}
+
+/// `ServerOpts` for an instance configured as docs/fleet.md tells an operator: the
+/// whole `[registry]` in the config file, `https://` endpoints, the CA and (with
+/// etcd's `--client-cert-auth`) the client certificate and key, all PEM files.
+fn tls_opts(
+    etcd: &Etcd,
+    instance: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> ServerOpts {
+    let endpoints = etcd
+        .endpoints
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut config = format!(
+        "[registry]\nbackend = \"etcd\"\nendpoints = [{endpoints}]\ninstance = \"{instance}\"\nlease_ttl_seconds = 3\nca_file = \"{}\"\n",
+        ca.display()
+    );
+    if let Some((cert, key)) = identity {
+        config += &format!(
+            "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+    }
+    ServerOpts {
+        config: Some(config),
+        ..ServerOpts::default()
+    }
+}
+
+#[test]
+fn a_fleet_on_etcd_over_tls_with_client_certificates() {
+    let mut etcd = Etcd::start_tls(3);
+    let pki = etcd.pki.clone().unwrap();
+    assert!(etcd.endpoints.iter().all(|e| e.starts_with("https://")));
+    let id = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+    let mut a1 = Server::start_with(tls_opts(&etcd, "a", &pki.ca, id));
+    let b1 = Server::start_with(tls_opts(&etcd, "b", &pki.ca, id));
+    assert_eq!(
+        put(&a1, &ns("app.gslb.example", "192.0.2.10"), &[]).status,
+        201
+    );
+    served_everywhere(
+        &[&a1, &b1],
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
+    let stored: Value = serde_json::from_str(&etcd.ctl(&[
+        "get",
+        "--print-value-only",
+        "/gslb/nameservices/app.gslb.example",
+    ]))
+    .unwrap();
+    assert_eq!(stored["targets"][0]["address"], "192.0.2.10");
+    // Leases and the watch run over TLS too.
+    let items = b1.get("/api/v1/instances").json()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "b"]);
+    for s in [&a1, &b1] {
+        assert_eq!(metric(s, "gslb_registry_etcd_connected"), 1.0);
+    }
+
+    // Restarted while etcd is black-holed, TLS cannot be checked: the instance
+    // serves its local copy, as without TLS.
+    a1.kill9();
+    etcd.freeze_all();
+    a1.restart_same_data();
+    assert_eq!(a(&a1, "app.gslb.example"), ["192.0.2.10"]);
+    etcd.thaw_all();
+    etcd.wait_healthy(Duration::from_secs(30));
+
+    // A misconfigured instance does not start: it exits at once, naming the
+    // endpoint, the TLS error and the keys to fix.
+    let other = crate::harness::TempDir::new("other-pki");
+    let stranger = Pki::generate(other.path());
+    let stranger_id = Some((
+        stranger.client_cert.as_path(),
+        stranger.client_key.as_path(),
+    ));
+    for (opts, want) in [
+        // No client certificate for etcd's --client-cert-auth.
+        (
+            tls_opts(&etcd, "c", &pki.ca, None),
+            "received fatal alert: BadCertificate (etcd refused this client",
+        ),
+        // A client certificate of a CA etcd does not trust.
+        (
+            tls_opts(&etcd, "d", &pki.ca, stranger_id),
+            "received fatal alert: BadCertificate (etcd refused this client",
+        ),
+        // A CA that did not sign etcd's server certificate.
+        (
+            tls_opts(&etcd, "e", &stranger.ca, id),
+            "invalid peer certificate: UnknownIssuer (etcd's server certificate is not trusted; registry.ca_file",
+        ),
+    ] {
+        let mut s = Server::start_unready(opts);
+        let exited = wait_until(Duration::from_secs(15), || {
+            s.child.as_mut().unwrap().try_wait().unwrap().is_some()
+        });
+        let log = s.log_text();
+        assert!(exited, "a misconfigured instance kept running:\n{log}");
+        let status = s.child.as_mut().unwrap().wait().unwrap();
+        assert_eq!(status.code(), Some(1), "{log}");
+        assert!(
+            log.contains("gslb: error: etcd at https://127.0.0.1:")
+                && log.contains("TLS with etcd failed: https://127.0.0.1:")
+                && log.contains(want),
+            "{want:?} not in:\n{log}"
+        );
+        assert!(!log.contains("gslb serving"), "{log}");
+    }
+    // The cluster itself is unharmed.
+    assert_eq!(a(&b1, "app.gslb.example"), ["192.0.2.10"]);
 }
