@@ -11,6 +11,7 @@ install_tools() {
     command -v gdnsd >/dev/null || missing+=(gdnsd)
     command -v taskset >/dev/null || missing+=(util-linux)
     command -v curl >/dev/null || missing+=(curl)
+    command -v wrk >/dev/null || missing+=(wrk)
     if ((${#missing[@]})); then
         echo "bench: installing ${missing[*]} from Debian" >&2
         if ! apt-cache show "${missing[0]}" >/dev/null 2>&1; then

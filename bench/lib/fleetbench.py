@@ -17,6 +17,8 @@ bench/fleet.sh.
 import argparse
 import json
 import os
+import re
+import subprocess
 import shutil
 import signal
 import sys
@@ -33,6 +35,8 @@ ETCD_CLIENT = [22379, 22380, 22381]
 ETCD_PEER = [22390, 22391, 22392]
 GSLB_ADDRS = ["127.0.0.61", "127.0.0.62", "127.0.0.63"]
 DNS_PORT = 5353
+# wrk's PUT names start here, far from the populated app0..app<names - 1>.
+WRK_BASE = 50_000_000
 API_PORT = 8080
 
 
@@ -214,11 +218,46 @@ class Fleet:
         with urllib.request.urlopen(req, timeout=5) as r:
             return int(json.load(r)["header"]["revision"])
 
+    def put_throughput_wrk(self, base):
+        """16 connections over the three instances from three single-threaded wrk
+        processes (bench/lib/put.lua: every request a new name, app<base + ...>);
+        returns (done, seconds)."""
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "put.lua")
+        procs, t0 = [], time.monotonic()
+        for i, conns in enumerate([6, 5, 5]):
+            env = dict(os.environ, PUT_BASE=str(base + i * 10_000_000))
+            argv = ["taskset", "-c", common.CLIENT_CPU, "wrk", "-t1", f"-c{conns}",
+                    f"-d{self.a.put_seconds:g}s", "--timeout", "10s", "-s", script,
+                    f"http://{GSLB_ADDRS[i]}:{API_PORT}"]
+            procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+        done, cpu = 0, 0.0
+        for p in procs:
+            out, _ = p.communicate()
+            m = re.search(r"(\d+) requests in", out)
+            if p.returncode != 0 or not m:
+                raise RuntimeError(f"wrk failed: {out[-600:]}")
+            bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+            errs = re.search(r"Socket errors: (.*)", out)
+            if bad or errs:
+                raise RuntimeError(f"wrk: a PUT failed: {out[-600:]}")
+            done += int(m.group(1))
+        return done, time.monotonic() - t0
+
     def throughput(self):
         r0 = self.etcd_revision()
         c0 = self.cpu_split()
-        done, wall = self.put_throughput(0, 10**9, time.monotonic() + self.a.put_seconds)
+        if self.a.client == "wrk":
+            k0 = os.times()
+            done, wall = self.put_throughput_wrk(WRK_BASE)
+            k1 = os.times()
+            client = (k1.children_user + k1.children_system) - (k0.children_user + k0.children_system)
+        else:
+            done, wall = self.put_throughput(0, 10**9, time.monotonic() + self.a.put_seconds)
+            client = None
         c1 = self.cpu_split()
+        if client is not None:
+            c1["client"] = c0["client"] + client
         txns = self.etcd_revision() - r0
         # Where the CPU went, per write: which of the two cores' tenants is the limit.
         per = {k: (c1[k] - c0[k]) / max(done, 1) * 1e6 for k in c0}
@@ -231,11 +270,14 @@ class Fleet:
         return done
 
     def populate(self, have):
+        if self.a.client == "wrk":
+            # wrk's names lie in a range of their own (counted in "names" below).
+            self.res["wrk_names"], have = have, 0
         n = self.a.names
         done, wall = self.put_throughput(have, n - have, time.monotonic() + self.a.put_deadline)
         total = have + done
         self.say(f"populated {total} of {n} NameServices ({done} more in {wall:.0f} s)")
-        self.res["names"] = total
+        self.res["names"] = total + self.res.get("wrk_names", 0)
         return total
 
     def start_to_serving(self, total):
@@ -254,7 +296,7 @@ class Fleet:
             t0 = self.spawn(2)
             h, s = self.wait_serving(2, t0, probe)
             runs_etcd.append({"healthz_s": h, "serving_s": s, "rss_mib": common.rss_mib(self.gslb[2].pid)})
-            self.say(f"start from etcd with {total} names: /healthz {h:.2f} s, serving {s:.2f} s")
+            self.say(f"start from etcd with {self.res['names']} names: /healthz {h:.2f} s, serving {s:.2f} s")
             # From the local copy, etcd black-holed.
             self.procs.stop(self.gslb[2], timeout=60)
             self.signal_etcd(signal.SIGSTOP)
@@ -380,6 +422,9 @@ def main():
     ap.add_argument("--dns-seconds", type=int, default=10)
     ap.add_argument("--dns-rounds", type=int, default=3)
     ap.add_argument("--write-rate", type=int, default=100)
+    ap.add_argument("--client", choices=["wrk", "python"], default="wrk",
+                    help="the PUT/s client: wrk (C, epoll; bench/lib/put.lua) or 16 Python "
+                         "threads (their CPU shares the etcd members' core)")
     a = ap.parse_args()
     Fleet(a).run()
 

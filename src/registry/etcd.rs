@@ -529,6 +529,7 @@ async fn relist(
         })
         .collect();
     let n = listing.items.len();
+    let first = !state.loaded.load(Ordering::Acquire);
     let failed = |e: RegistryError| EtcdError::Unavailable(format!("applying the listing: {e}"));
     let empty =
         !matches!(store.origin(), Origin::Etcd { .. }) && store.count().is_ok_and(|n| n == 0);
@@ -546,6 +547,8 @@ async fn relist(
         apply_to(commits, changes.clone(), listing.revision, true, false)
             .await
             .map_err(failed)?;
+        // Served: /healthz may say so while the copy is written.
+        state.loaded.store(true, Ordering::Release);
         let (reply, rx) = oneshot::channel();
         send(commits, Request::Persist { changes, reply }).map_err(failed)?;
         rx.await
@@ -563,7 +566,8 @@ async fn relist(
         }
     }
     state.relists.fetch_add(1, Ordering::Release);
-    if !state.loaded.swap(true, Ordering::AcqRel) {
+    state.loaded.store(true, Ordering::Release);
+    if first {
         tracing::info!(
             nameservices = n,
             revision = listing.revision,

@@ -572,6 +572,11 @@ const BATCH_OPS: usize = 64;
 /// 1.5 MiB by default). A larger single value goes alone.
 const BATCH_BYTES: usize = 512 * 1024;
 
+/// How long a PUT waits for others when writers are busy (see [`batch_puts`]):
+/// against etcd's raft round and fsync per transaction, a millisecond that
+/// lets more PUTs share them.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// The nested transaction of one PUT: `then` holds the branch taken when the
 /// write is to be skipped or refused (a read of the key), `else` the put, or the
 /// other way round, as [`outcome`] reads them.
@@ -628,6 +633,9 @@ fn outcome(
 /// refuses a key twice in one request).
 async fn batch_puts(client: Client, mut queue: mpsc::UnboundedReceiver<Pending>) {
     let mut held: std::collections::VecDeque<Pending> = Default::default();
+    // The last transaction carried several PUTs: writers are busy, so a first
+    // PUT with nothing behind it waits [`LINGER`] for company.
+    let mut busy = false;
     loop {
         let first = match held.pop_front() {
             Some(p) => p,
@@ -636,6 +644,9 @@ async fn batch_puts(client: Client, mut queue: mpsc::UnboundedReceiver<Pending>)
                 None => return,
             },
         };
+        if busy && held.is_empty() && queue.is_empty() {
+            tokio::time::sleep(LINGER).await;
+        }
         let mut bytes = first.value.len();
         let mut keys: HashSet<String> = HashSet::from([first.key.clone()]);
         let mut batch = vec![first];
@@ -658,6 +669,7 @@ async fn batch_puts(client: Client, mut queue: mpsc::UnboundedReceiver<Pending>)
         }
         later.extend(held.drain(..));
         held = later;
+        busy = batch.len() > 1;
         send_batch(&client, batch).await;
     }
 }
