@@ -164,6 +164,8 @@ pub(super) enum Request {
     /// was stored by its own batch). Durable.
     Persist {
         changes: Vec<Incoming>,
+        /// Recorded in the same batch (see [`crate::store::Store::apply_from`]).
+        origin: crate::store::Origin,
         reply: oneshot::Sender<Result<(), RegistryError>>,
     },
     /// These fqdns resolved to other addresses (or failed): the services holding
@@ -312,8 +314,13 @@ impl Committer {
             .into_iter()
             .partition(|r| matches!(r, Request::Persist { .. }));
         for r in persists {
-            if let Request::Persist { changes, reply } = r {
-                let _ = reply.send(self.persist(changes));
+            if let Request::Persist {
+                changes,
+                origin,
+                reply,
+            } = r
+            {
+                let _ = reply.send(self.persist(changes, origin));
             }
         }
         for r in reloads {
@@ -329,7 +336,11 @@ impl Committer {
     }
 
     /// See [`Request::Persist`].
-    fn persist(&mut self, changes: Vec<Incoming>) -> Result<(), RegistryError> {
+    fn persist(
+        &mut self,
+        changes: Vec<Incoming>,
+        origin: crate::store::Origin,
+    ) -> Result<(), RegistryError> {
         let current = self.snapshot.load_full();
         let writes: Vec<Change> = changes
             .into_iter()
@@ -340,7 +351,7 @@ impl Committer {
             })
             .collect();
         let revision = self.revision.load(Ordering::Acquire);
-        self.store.apply(&writes, revision, true).map_err(|e| {
+        self.store.apply_from(&writes, revision, origin).map_err(|e| {
             tracing::error!(error = %e, writes = writes.len(), "cannot write the listing to the local copy");
             RegistryError::Store(e)
         })

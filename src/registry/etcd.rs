@@ -543,14 +543,27 @@ async fn relist(
         // the store to take every name (in a new store, most of the time of a
         // first start). Until it is written the copy has no origin, so a crash
         // meanwhile leaves an instance that lists again; a write of this
-        // instance's API in between is stored by its own batch.
+        // instance's API in between is stored by its own batch. The origin is
+        // recorded in the batch that writes the names.
         apply_to(commits, changes.clone(), listing.revision, true, false)
             .await
             .map_err(failed)?;
         // Served: /healthz may say so while the copy is written.
         state.loaded.store(true, Ordering::Release);
         let (reply, rx) = oneshot::channel();
-        send(commits, Request::Persist { changes, reply }).map_err(failed)?;
+        let origin = Origin::Etcd {
+            cluster_id: listing.cluster_id,
+            prefix: side.prefix.clone(),
+        };
+        send(
+            commits,
+            Request::Persist {
+                changes,
+                origin,
+                reply,
+            },
+        )
+        .map_err(failed)?;
         rx.await
             .map_err(|_| RegistryError::committer_gone())
             .and_then(|r| r)

@@ -261,6 +261,20 @@ pub trait Store: Send + Sync + 'static {
     /// half second) and a crash may lose it, but never half of it.
     fn apply(&self, changes: &[Change], revision: u64, durable: bool) -> Result<(), StoreError>;
 
+    /// [`Store::apply`], durable, recording `origin` in the same atomic batch: a
+    /// copy that holds the NameServices of a listing is never without the
+    /// cluster they came from (a crash between the two would leave a copy that
+    /// looks standalone).
+    fn apply_from(
+        &self,
+        changes: &[Change],
+        revision: u64,
+        origin: Origin,
+    ) -> Result<(), StoreError> {
+        self.apply(changes, revision, true)?;
+        self.set_origin(origin)
+    }
+
     /// `Err(StoreError::Full)` when the disk holding the store has no room for a
     /// batch of about `bytes` (checked by [`Store::apply`] too; the etcd backend
     /// asks before it writes to etcd, so that a full disk refuses a write before it

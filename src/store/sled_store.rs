@@ -564,6 +564,89 @@ impl SledStore {
         Ok(())
     }
 
+    /// [`Store::apply`], and with `origin`, records it in the same batch.
+    fn apply_batch(
+        &self,
+        changes: &[Change],
+        revision: u64,
+        durable: bool,
+        origin: Option<Origin>,
+    ) -> Result<(), StoreError> {
+        let mut guard = self.record();
+        let (record, ack) = &mut *guard;
+        let mut next = record.clone();
+        next.revision = revision;
+        if let Some(origin) = origin {
+            next.origin = origin;
+        }
+        next.seq += 1;
+        let mut batch = sled::Batch::default();
+        let mut undo = sled::Batch::default();
+        undo.insert(META_KEY, record.encode());
+        // What this batch has written so far, per key (a key may come twice).
+        let mut written: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        for c in changes {
+            let key: Vec<u8> = match c {
+                Change::Put(ns, _) => ns.name.as_bytes().to_vec(),
+                Change::Delete(name) => name.as_bytes().to_vec(),
+                Change::PutOverride(name, target, ..) | Change::DeleteOverride(name, target) => {
+                    override_key(name, target)
+                }
+            };
+            let key = key.as_slice();
+            let old = match written.get(key) {
+                Some(v) => v.clone(),
+                None => {
+                    let old = self.nameservices.get(key)?.map(|v| v.to_vec());
+                    match &old {
+                        Some(v) => undo.insert(key, v.as_slice()),
+                        None => undo.remove(key),
+                    }
+                    old
+                }
+            };
+            if let Some(old) = &old {
+                next.count -= 1;
+                next.digest = next.digest.wrapping_sub(entry_hash(key, old));
+            }
+            let new = match c {
+                Change::Put(ns, rev) => Some(encode_nameservice(ns, *rev)),
+                Change::PutOverride(_, _, ovr, rev) => Some(encode_override(key, ovr, *rev)),
+                Change::Delete(_) | Change::DeleteOverride(..) => None,
+            };
+            match &new {
+                Some(v) => {
+                    next.count += 1;
+                    next.digest = next.digest.wrapping_add(entry_hash(key, v));
+                    batch.insert(key, v.as_slice());
+                }
+                None => batch.remove(key),
+            }
+            written.insert(key.to_vec(), new);
+        }
+        batch.insert(META_KEY, next.encode());
+        // A write sled meets ENOSPC on fails, and sled then refuses every later write
+        // until the process restarts. Refuse the batch before it reaches sled while
+        // that could happen: writes come back by themselves once there is room.
+        let bytes: u64 = written
+            .iter()
+            .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
+            .sum();
+        self.ensure_room(bytes)?;
+        self.nameservices.apply_batch(batch)?;
+        if durable && let Err(e) = self.sync_and_ack(&next, ack) {
+            // The batch sits in sled's memory: take it out again, so that no later
+            // flush (sled's own, or the next write's) makes durable what the caller
+            // is told failed.
+            if let Err(undo_err) = self.nameservices.apply_batch(undo) {
+                tracing::error!(error = %undo_err, "cannot undo a batch whose flush failed");
+            }
+            return Err(e);
+        }
+        *record = next;
+        Ok(())
+    }
+
     fn damaged(&self, detail: String) -> StoreError {
         StoreError::Damaged {
             path: self.dir.display().to_string(),
@@ -646,76 +729,16 @@ impl Store for SledStore {
     }
 
     fn apply(&self, changes: &[Change], revision: u64, durable: bool) -> Result<(), StoreError> {
-        let mut guard = self.record();
-        let (record, ack) = &mut *guard;
-        let mut next = record.clone();
-        next.revision = revision;
-        next.seq += 1;
-        let mut batch = sled::Batch::default();
-        let mut undo = sled::Batch::default();
-        undo.insert(META_KEY, record.encode());
-        // What this batch has written so far, per key (a key may come twice).
-        let mut written: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-        for c in changes {
-            let key: Vec<u8> = match c {
-                Change::Put(ns, _) => ns.name.as_bytes().to_vec(),
-                Change::Delete(name) => name.as_bytes().to_vec(),
-                Change::PutOverride(name, target, ..) | Change::DeleteOverride(name, target) => {
-                    override_key(name, target)
-                }
-            };
-            let key = key.as_slice();
-            let old = match written.get(key) {
-                Some(v) => v.clone(),
-                None => {
-                    let old = self.nameservices.get(key)?.map(|v| v.to_vec());
-                    match &old {
-                        Some(v) => undo.insert(key, v.as_slice()),
-                        None => undo.remove(key),
-                    }
-                    old
-                }
-            };
-            if let Some(old) = &old {
-                next.count -= 1;
-                next.digest = next.digest.wrapping_sub(entry_hash(key, old));
-            }
-            let new = match c {
-                Change::Put(ns, rev) => Some(encode_nameservice(ns, *rev)),
-                Change::PutOverride(_, _, ovr, rev) => Some(encode_override(key, ovr, *rev)),
-                Change::Delete(_) | Change::DeleteOverride(..) => None,
-            };
-            match &new {
-                Some(v) => {
-                    next.count += 1;
-                    next.digest = next.digest.wrapping_add(entry_hash(key, v));
-                    batch.insert(key, v.as_slice());
-                }
-                None => batch.remove(key),
-            }
-            written.insert(key.to_vec(), new);
-        }
-        batch.insert(META_KEY, next.encode());
-        // A write sled meets ENOSPC on fails, and sled then refuses every later write
-        // until the process restarts. Refuse the batch before it reaches sled while
-        // that could happen: writes come back by themselves once there is room.
-        let bytes: u64 = written
-            .iter()
-            .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
-            .sum();
-        self.ensure_room(bytes)?;
-        self.nameservices.apply_batch(batch)?;
-        if durable && let Err(e) = self.sync_and_ack(&next, ack) {
-            // The batch sits in sled's memory: take it out again, so that no later
-            // flush (sled's own, or the next write's) makes durable what the caller
-            // is told failed.
-            if let Err(undo_err) = self.nameservices.apply_batch(undo) {
-                tracing::error!(error = %undo_err, "cannot undo a batch whose flush failed");
-            }
-            return Err(e);
-        }
-        *record = next;
-        Ok(())
+        self.apply_batch(changes, revision, durable, None)
+    }
+
+    fn apply_from(
+        &self,
+        changes: &[Change],
+        revision: u64,
+        origin: Origin,
+    ) -> Result<(), StoreError> {
+        self.apply_batch(changes, revision, true, Some(origin))
     }
 
     /// Refuses (`StoreError::Full`) a batch of about `bytes` when the file system
@@ -1160,6 +1183,36 @@ mod tests {
         let s = reopen(&dir).unwrap();
         assert_eq!(s.origin(), etcd);
         assert_eq!(s.revision().unwrap(), 5);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A first listing and its origin land in one batch: a failed batch leaves
+    /// neither (an empty standalone-looking store, never names without origin).
+    #[test]
+    fn a_listing_and_its_origin_are_one_batch() {
+        let dir = tmpdir("apply-from");
+        let etcd = Origin::Etcd {
+            cluster_id: 42,
+            prefix: "/gslb/".into(),
+        };
+        {
+            let s = SledStore::open(&dir).unwrap();
+            s.fail_flush
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            assert!(
+                s.apply_from(&[put("a.example", 3)], 3, etcd.clone())
+                    .is_err()
+            );
+            assert_eq!(s.origin(), Origin::Sled);
+            assert_eq!(s.count().unwrap(), 0);
+            s.apply_from(&[put("a.example", 3), put("b.example", 3)], 3, etcd.clone())
+                .unwrap();
+        }
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.origin(), etcd);
+        assert_eq!(s.count().unwrap(), 2);
+        assert_eq!(s.revision().unwrap(), 3);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1038,6 +1038,44 @@ fn watched_changes_reach_the_local_copy_on_disk_within_moments() {
     etcd.thaw_all();
 }
 
+/// A new instance serves its first listing before writing it to its empty local
+/// copy; stopped or killed at any moment of that, it starts again (a copy never
+/// holds names without the etcd cluster they came from, which would make it look
+/// like a standalone store) and serves everything.
+#[test]
+fn an_instance_stopped_while_writing_its_first_listing_starts_again() {
+    let etcd = Etcd::start(1);
+    let a1 = Server::start_with(etcd.server_opts("a"));
+    for i in 0..400 {
+        let r = put(
+            &a1,
+            &ns(
+                &format!("n{i}.gslb.example"),
+                &format!("192.0.2.{}", i % 200),
+            ),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    for stop in ["SIGTERM", "kill -9"] {
+        let mut b = Server::start_with(etcd.server_opts("b"));
+        // Ready as soon as the listing is served; stopped at once.
+        match stop {
+            "SIGTERM" => assert_eq!(b.terminate(), Some(0)),
+            _ => b.kill9(),
+        }
+        b.restart_same_data();
+        for i in [0, 199, 399] {
+            assert_eq!(
+                a(&b, &format!("n{i}.gslb.example")),
+                [format!("192.0.2.{}", i % 200)],
+                "{stop}"
+            );
+        }
+        b.kill9();
+    }
+}
+
 /// `ServerOpts` for an instance configured as docs/fleet.md tells an operator: the
 /// whole `[registry]` in the config file, `https://` endpoints, the CA and (with
 /// etcd's `--client-cert-auth`) the client certificate and key, all PEM files.
