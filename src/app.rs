@@ -333,7 +333,17 @@ pub async fn run(
             .wait_listed(std::time::Duration::from_millis(1500))
             .await;
         if !listed {
-            if registry.is_loaded() {
+            if registry.etcd_connected() {
+                // A big registry: etcd answered, its listing is being applied.
+                tracing::info!(
+                    serving = if registry.is_loaded() {
+                        "the local copy"
+                    } else {
+                        "SERVFAIL for names without static records"
+                    },
+                    "etcd reached; its listing takes longer than 1.5 s to apply, serving meanwhile"
+                );
+            } else if registry.is_loaded() {
                 tracing::warn!(
                     revision = registry.revision(),
                     "etcd not reached: serving the local copy, retrying"

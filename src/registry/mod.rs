@@ -753,6 +753,13 @@ impl Registry {
             .is_none_or(|s| s.state.loaded.load(Ordering::Acquire))
     }
 
+    /// Whether etcd answered (with the etcd backend; `false` without it).
+    pub fn etcd_connected(&self) -> bool {
+        self.etcd
+            .as_ref()
+            .is_some_and(|s| s.state.connected.load(Ordering::Acquire))
+    }
+
     /// The registry's metrics.
     pub fn collector(&self) -> etcd::RegistryCollector {
         etcd::RegistryCollector {
