@@ -46,6 +46,29 @@ fn rcode(s: &Server, name: &str) -> ResponseCode {
 
 /// Waits until every server answers `name` with `want` (empty: NXDOMAIN); returns
 /// the time it took.
+/// The names `GET /api/v1/instances` on `s` lists.
+fn instance_names(s: &Server) -> Vec<String> {
+    s.get("/api/v1/instances").json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// PUTs app.gslb.example (192.0.2.10) on `a` (201) and waits until `a` and `b`
+/// both answer it, within 1 s.
+fn first_write_served_by_both(a: &Server, b: &Server) {
+    let r = put(a, &ns("app.gslb.example", "192.0.2.10"), &[]);
+    assert_eq!(r.status, 201, "{}", r.body);
+    served_everywhere(
+        &[a, b],
+        "app.gslb.example",
+        &["192.0.2.10"],
+        Duration::from_secs(1),
+    );
+}
+
 fn served_everywhere(servers: &[&Server], name: &str, want: &[&str], within: Duration) -> Duration {
     let start = Instant::now();
     let ok = wait_until_fast(within, || {
@@ -849,16 +872,7 @@ fn a_fleet_under_etcd_authentication_and_its_own_prefix() {
     };
     let a1 = Server::start_with(opts("a", "s3cret-pw"));
     let b1 = Server::start_with(opts("b", "s3cret-pw"));
-    assert_eq!(
-        put(&a1, &ns("app.gslb.example", "192.0.2.10"), &[]).status,
-        201
-    );
-    served_everywhere(
-        &[&a1, &b1],
-        "app.gslb.example",
-        &["192.0.2.10"],
-        Duration::from_secs(1),
-    );
+    first_write_served_by_both(&a1, &b1);
     let keys = |prefix: &str| {
         etcd.ctl(&[root[0], root[1], "get", "--prefix", "--keys-only", prefix])
             .split_whitespace()
@@ -871,12 +885,7 @@ fn a_fleet_under_etcd_authentication_and_its_own_prefix() {
     );
     assert!(keys("/gslb/").is_empty());
     // Leases work under authentication: both instances are listed.
-    let items = b1.get("/api/v1/instances").json()["items"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["a", "b"]);
+    assert_eq!(instance_names(&b1), ["a", "b"]);
     // The password is never logged.
     assert!(!a1.log_text().contains("s3cret-pw"));
 
@@ -1116,16 +1125,7 @@ fn a_fleet_on_etcd_over_tls_with_client_certificates() {
     let id = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
     let mut a1 = Server::start_with(tls_opts(&etcd, "a", &pki.ca, id));
     let b1 = Server::start_with(tls_opts(&etcd, "b", &pki.ca, id));
-    assert_eq!(
-        put(&a1, &ns("app.gslb.example", "192.0.2.10"), &[]).status,
-        201
-    );
-    served_everywhere(
-        &[&a1, &b1],
-        "app.gslb.example",
-        &["192.0.2.10"],
-        Duration::from_secs(1),
-    );
+    first_write_served_by_both(&a1, &b1);
     let stored: Value = serde_json::from_str(&etcd.ctl(&[
         "get",
         "--print-value-only",
@@ -1134,12 +1134,7 @@ fn a_fleet_on_etcd_over_tls_with_client_certificates() {
     .unwrap();
     assert_eq!(stored["targets"][0]["address"], "192.0.2.10");
     // Leases and the watch run over TLS too.
-    let items = b1.get("/api/v1/instances").json()["items"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["a", "b"]);
+    assert_eq!(instance_names(&b1), ["a", "b"]);
     for s in [&a1, &b1] {
         assert_eq!(metric(s, "gslb_registry_etcd_connected"), 1.0);
     }
