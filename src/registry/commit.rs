@@ -302,7 +302,8 @@ impl Committer {
         })
     }
 
-    /// Decides, stores, publishes and answers one batch (reloads after the rest).
+    /// Decides, stores, publishes and answers one batch (persists and reloads
+    /// after the rest).
     pub fn commit(&mut self, batch: Vec<Request>) {
         let (later, batch): (Vec<Request>, Vec<Request>) = batch
             .into_iter()
@@ -310,27 +311,23 @@ impl Committer {
         if !batch.is_empty() {
             self.commit_changes(batch);
         }
-        let (persists, reloads): (Vec<Request>, Vec<Request>) = later
-            .into_iter()
-            .partition(|r| matches!(r, Request::Persist { .. }));
-        for r in persists {
-            if let Request::Persist {
-                changes,
-                origin,
-                reply,
-            } = r
-            {
-                let _ = reply.send(self.persist(changes, origin));
-            }
-        }
-        for r in reloads {
-            if let Request::Reload {
-                zones,
-                topology,
-                reply,
-            } = r
-            {
-                let _ = reply.send(self.reload(zones, topology));
+        for r in later {
+            match r {
+                Request::Persist {
+                    changes,
+                    origin,
+                    reply,
+                } => {
+                    let _ = reply.send(self.persist(changes, origin));
+                }
+                Request::Reload {
+                    zones,
+                    topology,
+                    reply,
+                } => {
+                    let _ = reply.send(self.reload(zones, topology));
+                }
+                _ => unreachable!("only persists and reloads come later"),
             }
         }
     }

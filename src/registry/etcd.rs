@@ -344,7 +344,6 @@ async fn apply_to(
     reset: bool,
     store: bool,
 ) -> Result<(), RegistryError> {
-    let (reply, rx) = oneshot::channel();
     // A write of this instance's API (revision 0 here: the committer takes the
     // change's own) is durable in the local copy before its 2xx, like a
     // standalone write: restarted at once, even with etcd gone at the same
@@ -356,7 +355,7 @@ async fn apply_to(
     // much of the copy, never a change: the next start lists etcd again, and
     // restarted while etcd is away it serves a copy as consistent as a flushed
     // one, a moment older.
-    let req = Request::Apply {
+    ask(commits, |reply| Request::Apply {
         changes,
         revision,
         store,
@@ -364,18 +363,23 @@ async fn apply_to(
         watched: revision > 0,
         reset,
         reply: Some(reply),
-    };
-    send(commits, req)?;
-    rx.await.map_err(|_| RegistryError::committer_gone())?
+    })
+    .await
 }
 
-fn send(commits: &Commits, req: Request) -> Result<(), RegistryError> {
+/// Sends the request `make` builds around a reply channel; waits for the reply.
+async fn ask(
+    commits: &Commits,
+    make: impl FnOnce(oneshot::Sender<Result<(), RegistryError>>) -> Request,
+) -> Result<(), RegistryError> {
+    let (reply, rx) = oneshot::channel();
     commits
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
-        .and_then(|tx| tx.send(req).ok())
-        .ok_or_else(RegistryError::committer_gone)
+        .and_then(|tx| tx.send(make(reply)).ok())
+        .ok_or_else(RegistryError::committer_gone)?;
+    rx.await.map_err(|_| RegistryError::committer_gone())?
 }
 
 /// The replication loop: runs until `stop` turns true.
@@ -550,24 +554,17 @@ async fn relist(
             .map_err(failed)?;
         // Served: /healthz may say so while the copy is written.
         state.loaded.store(true, Ordering::Release);
-        let (reply, rx) = oneshot::channel();
         let origin = Origin::Etcd {
             cluster_id: listing.cluster_id,
             prefix: side.prefix.clone(),
         };
-        send(
-            commits,
-            Request::Persist {
-                changes,
-                origin,
-                reply,
-            },
-        )
+        ask(commits, |reply| Request::Persist {
+            changes,
+            origin,
+            reply,
+        })
+        .await
         .map_err(failed)?;
-        rx.await
-            .map_err(|_| RegistryError::committer_gone())
-            .and_then(|r| r)
-            .map_err(failed)?;
     }
     if !matches!(store.origin(), Origin::Etcd { .. }) {
         let origin = Origin::Etcd {
